@@ -1,0 +1,90 @@
+"""Checks for section 1, async route handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from asynclab.checking import build_app, exercise, expect_responses, fail
+from asynclab.inprocess import inprocess_client
+from asynclab.load import load
+from asynclab.services import ShopBackend, WeatherService
+
+CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
+
+
+@exercise(
+    "1.1",
+    "Unblock the weather route",
+    hints=[
+        "weather.fetch() blocks: inside `async def`, nothing else can run until it returns.",
+        "Either await its awaitable twin (weather.afetch), or run the blocking call in a worker thread.",
+        "`report = await anyio.to_thread.run_sync(weather.fetch, city)` — or make the handler a plain `def`.",
+    ],
+)
+async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
+    weather = WeatherService()
+    app = build_app(factory, weather)
+    n = len(CITIES)
+    async with inprocess_client(app) as client:
+        report = await load(client, lambda i: f"/weather/{CITIES[i]}", n=n)
+    expect_responses(
+        report,
+        lambda i: f"GET /weather/{CITIES[i]}",
+        lambda i: {"city": CITIES[i], "forecast": WeatherService.forecast_for(CITIES[i])},
+    )
+    blocking, awaitable = weather.record.of("fetch"), weather.record.of("afetch")
+    if blocking.calls + awaitable.calls < n:
+        fail(f"{n} requests made only {blocking.calls + awaitable.calls} calls to the weather service", "Every request must ask the weather service.")
+    if blocking.on_loop:
+        fail(
+            f"{blocking.on_loop} of {n} calls to weather.fetch() ran on the event-loop thread, "
+            "so the requests took turns: at most 1 in flight.",
+            0,
+        )
+    peak = max(blocking.peak, awaitable.peak)
+    if peak < n // 2:
+        fail(f"only {peak} of {n} requests were inside the weather service at once", 1)
+    return f"{n} concurrent requests, {peak} inside the weather service at once, none on the event-loop thread."
+
+
+SHOP_ROUTES: dict[str, tuple[Callable[[int], str], Callable[[int], Any]]] = {
+    "product": (lambda i: f"/products/{i}", lambda i: {"id": i, "name": f"product {i}"}),
+    "stock": (lambda i: f"/stock/{i}", lambda i: {"pid": i, "units": i * 3}),
+    "exchange_rates": (lambda i: "/rates", lambda i: {"EUR": 1.0, "USD": 1.08}),
+    "render_invoice": (lambda i: f"/invoices/{i}", lambda i: {"file": f"invoice-{i}.pdf"}),
+}
+
+
+@exercise(
+    "1.2",
+    "Find and fix the blocking route",
+    hints=[
+        "Look only at the `async def` handlers: in each, is every slow call awaited?",
+        "A call that is not awaited inside `async def` runs on the event-loop thread; if it is slow, everything waits.",
+        "One route calls a blocking SDK method inside `async def`: make that route a plain `def`, or offload the call with anyio.to_thread.run_sync.",
+    ],
+)
+async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
+    shop = ShopBackend()
+    app = build_app(factory, shop)
+    n = 6
+    async with inprocess_client(app) as client:
+        health = await client.get("/health")
+        if health.status_code != 200:
+            fail(f"GET /health answered {health.status_code}", "Keep the /health route as it was.")
+        for operation, (path, body) in SHOP_ROUTES.items():
+            shop.record.reset()
+            report = await load(client, path, n=n)
+            expect_responses(report, lambda i, path=path: f"GET {path(i)}", body)
+            stats = shop.record.of(operation)
+            if stats.calls < n:
+                fail(f"GET {path(0)}: {n} requests made {stats.calls} calls to shop.{operation}()", "Keep every route calling the same back end.")
+            if stats.on_loop:
+                fail(
+                    f"GET {path(0)}: {stats.on_loop} of {n} calls to shop.{operation}() blocked the event-loop thread.",
+                    2 if operation == "exchange_rates" else "That route was fine as handed out: a `def` handler already runs in a worker thread.",
+                )
+            if stats.peak < n // 2:
+                fail(f"GET {path(0)}: only {stats.peak} of {n} requests were inside shop.{operation}() at once", 1)
+    return f"all {len(SHOP_ROUTES)} routes served {n} concurrent requests each, and no route blocked the event loop."

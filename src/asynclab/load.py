@@ -1,0 +1,117 @@
+"""Send many requests at once and report what happened, measured from both sides."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from asynclab.gauges import InFlight, Span, request_index
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    """One request as the client saw it; times are seconds since the load started."""
+
+    index: int
+    status: int
+    start: float
+    end: float
+    body: Any
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a burst of concurrent requests did.
+
+    ``max_in_flight`` is the largest number of handlers that were inside the measured block at
+    once, counted inside the app. It does not depend on the clock, so it is the number to trust.
+    ``wall`` and the spans are times in seconds: compare them as ratios, never as absolutes.
+    """
+
+    results: list[RequestResult]
+    wall: float
+    max_in_flight: int | None = None
+    handler_spans: list[Span] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.results)
+
+    @property
+    def statuses(self) -> Counter[int]:
+        return Counter(r.status for r in self.results)
+
+    @property
+    def ok(self) -> bool:
+        return all(200 <= r.status < 300 for r in self.results)
+
+    def summary(self) -> str:
+        codes = ", ".join(f"{count} × {code}" for code, count in sorted(self.statuses.items()))
+        in_flight = "" if self.max_in_flight is None else f" · at most {self.max_in_flight} in flight"
+        return f"{self.n} requests ({codes}){in_flight} · {self.wall:.2f} s"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+async def load(
+    client: httpx.AsyncClient,
+    path: str | Callable[[int], str],
+    n: int = 10,
+    *,
+    method: str = "GET",
+    in_flight: InFlight | None = None,
+    headers: dict[str, str] | Callable[[int], dict[str, str]] | None = None,
+    json: Any = None,
+) -> LoadReport:
+    """Send ``n`` requests at the same time and wait for all of them.
+
+    ``path`` and ``headers`` may be functions of the request's index (0 to n-1).
+    Pass the app's :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``;
+    it is reset before the burst.
+    """
+    if in_flight is not None:
+        in_flight.reset()
+    results: list[RequestResult] = []
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        request_index.set(i)
+        url = path(i) if callable(path) else path
+        hdrs = headers(i) if callable(headers) else headers
+        start = time.perf_counter() - t0
+        response = await client.request(method, url, headers=hdrs, json=json)
+        results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, _decode(response)))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    wall = time.perf_counter() - t0
+    results.sort(key=lambda r: r.index)
+    spans: list[Span] = []
+    peak: int | None = None
+    if in_flight is not None:
+        peak = in_flight.peak
+        spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
+    return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)
+
+
+def ratio(slow: float, fast: float) -> str:
+    """``slow / fast`` as a rounded, human figure (e.g. ``'≈10×'``), for showing, not comparing."""
+    if fast <= 0:
+        return "∞"
+    value = slow / fast
+    return f"≈{value:.0f}×" if value >= 3 else f"≈{value:.1f}×"

@@ -1,0 +1,58 @@
+"""A real uvicorn server on 127.0.0.1, running in the notebook's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves the notebook's signal handlers alone (Ctrl-C stays the kernel's)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def uvicorn_server(
+    app: ASGIApp,
+    *,
+    log_level: str = "warning",
+    startup_timeout: float = 5.0,
+    shutdown_timeout: float = 5.0,
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 on a free port; yield its base URL.
+
+    Unlike an in-process client, this is a real HTTP server: a response reaches the client as
+    soon as it is sent, while background tasks are still running. The server is always stopped
+    when the block ends, also when the block fails: no port outlives it.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level=log_level, log_config=None, access_log=False, lifespan="auto")
+    server = _QuietServer(config)
+    serving = asyncio.create_task(server.serve([sock]), name="asynclab-uvicorn")
+    try:
+        with anyio.fail_after(startup_timeout):
+            while not server.started:
+                if serving.done():
+                    raise RuntimeError("uvicorn did not start: the app's startup failed (its error is logged above)")
+                await anyio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        done, _ = await asyncio.wait({serving}, timeout=shutdown_timeout)
+        if not done:  # a request or a task that would not finish: stop hard
+            server.force_exit = True
+            serving.cancel()
+            await asyncio.wait({serving}, timeout=1)
+        sock.close()

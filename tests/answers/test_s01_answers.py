@@ -1,0 +1,208 @@
+"""Section 1: each check accepts different correct answers and rejects plausible wrong ones."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from asynclab.services import ShopBackend, WeatherService
+from tests.conftest import fails, passes
+
+# --- 1.1 -------------------------------------------------------------------------------------------
+
+
+def weather_app(handler: Callable[[WeatherService], Callable[..., object]]) -> Callable[[WeatherService], FastAPI]:
+    def build(weather: WeatherService) -> FastAPI:
+        app = FastAPI()
+        app.get("/weather/{city}")(handler(weather))
+        return app
+
+    return build
+
+
+def offload_with_anyio(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": await anyio.to_thread.run_sync(weather.fetch, city)}
+
+    return forecast
+
+
+def offload_with_starlette(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": await run_in_threadpool(weather.fetch, city)}
+
+    return forecast
+
+
+def offload_with_asyncio(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": await asyncio.to_thread(weather.fetch, city)}
+
+    return forecast
+
+
+def plain_def(weather: WeatherService) -> Callable[..., object]:
+    def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": weather.fetch(city)}
+
+    return forecast
+
+
+def awaitable_client(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": await weather.afetch(city)}
+
+    return forecast
+
+
+def as_handed_out(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": weather.fetch(city)}
+
+    return forecast
+
+
+def yields_first_then_blocks(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        await asyncio.sleep(0)  # an await somewhere does not make the blocking call non-blocking
+        return {"city": city, "forecast": weather.fetch(city)}
+
+    return forecast
+
+
+def calls_before_offloading(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        return {"city": city, "forecast": await anyio.to_thread.run_sync(weather.fetch(city))}  # type: ignore[arg-type]
+
+    return forecast
+
+
+def forgets_to_await(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, object]:
+        return {"city": city, "forecast": weather.afetch(city)}
+
+    return forecast
+
+
+def serialises_with_a_lock(weather: WeatherService) -> Callable[..., object]:
+    lock = anyio.Lock()
+
+    async def forecast(city: str) -> dict[str, str]:
+        async with lock:
+            return {"city": city, "forecast": await anyio.to_thread.run_sync(weather.fetch, city)}
+
+    return forecast
+
+
+def test_1_1_accepts_every_non_blocking_answer() -> None:
+    for answer in (offload_with_anyio, offload_with_starlette, offload_with_asyncio, plain_def, awaitable_client):
+        assert "none on the event-loop thread" in passes("1.1", weather_app(answer))
+
+
+def test_1_1_rejects_the_handed_out_blocking_call() -> None:
+    fails("1.1", weather_app(as_handed_out), saying="8 of 8 calls to weather.fetch() ran on the event-loop thread")
+
+
+def test_1_1_rejects_an_await_elsewhere() -> None:
+    fails("1.1", weather_app(yields_first_then_blocks), saying="ran on the event-loop thread")
+
+
+def test_1_1_rejects_calling_before_offloading() -> None:
+    failure = fails("1.1", weather_app(calls_before_offloading), saying="your code raised TypeError")
+    assert "run_sync(weather.fetch(city))" in failure.observed  # the message points at the learner's line
+
+
+def test_1_1_rejects_a_forgotten_await() -> None:
+    fails("1.1", weather_app(forgets_to_await), saying="your code raised")
+
+
+def test_1_1_rejects_one_at_a_time() -> None:
+    fails("1.1", weather_app(serialises_with_a_lock), saying="only 1 of 8 requests were inside the weather service at once")
+
+
+def test_1_1_rejects_a_changed_answer_and_a_missing_return() -> None:
+    def changed(weather: WeatherService) -> Callable[..., object]:
+        async def forecast(city: str) -> dict[str, str]:
+            return {"city": city, "forecast": "rain"}
+
+        return forecast
+
+    fails("1.1", weather_app(changed), saying="expected {'city': 'oslo', 'forecast': 'sunny in Oslo'}")
+    fails("1.1", lambda weather: None, saying="returned NoneType, not an app")
+
+
+# --- 1.2 -------------------------------------------------------------------------------------------
+
+
+def shop(rates: str = "async-blocking", invoice: str = "def") -> Callable[[ShopBackend], FastAPI]:
+    def build(backend: ShopBackend) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/health")
+        async def health() -> dict[str, bool]:
+            return {"ok": True}
+
+        @app.get("/products/{pid}")
+        async def product(pid: int) -> dict[str, object]:
+            return await backend.product(pid)
+
+        @app.get("/stock/{pid}")
+        async def stock(pid: int) -> dict[str, int]:
+            return {"pid": pid, "units": await backend.stock(pid)}
+
+        if rates == "async-blocking":
+
+            @app.get("/rates")
+            async def rates_blocking() -> dict[str, float]:
+                return backend.exchange_rates()
+
+        elif rates == "def":
+
+            @app.get("/rates")
+            def rates_def() -> dict[str, float]:
+                return backend.exchange_rates()
+
+        elif rates == "offloaded":
+
+            @app.get("/rates")
+            async def rates_offloaded() -> dict[str, float]:
+                return await anyio.to_thread.run_sync(backend.exchange_rates)
+
+        if invoice == "def":
+
+            @app.get("/invoices/{order_id}")
+            def invoice_def(order_id: int) -> dict[str, str]:
+                return {"file": backend.render_invoice(order_id)}
+
+        else:
+
+            @app.get("/invoices/{order_id}")
+            async def invoice_async(order_id: int) -> dict[str, str]:
+                return {"file": backend.render_invoice(order_id)}
+
+        return app
+
+    return build
+
+
+def test_1_2_accepts_a_def_route_and_an_offloaded_call() -> None:
+    assert "no route blocked the event loop" in passes("1.2", shop(rates="def"))
+    passes("1.2", shop(rates="offloaded"))
+
+
+def test_1_2_rejects_the_handed_out_shop() -> None:
+    fails("1.2", shop(), saying="GET /rates: 6 of 6 calls to shop.exchange_rates() blocked the event-loop thread")
+
+
+def test_1_2_rejects_fixing_the_wrong_route() -> None:
+    failure = fails("1.2", shop(rates="def", invoice="async"), saying="GET /invoices/0")
+    assert "fine as handed out" in failure.hint
+
+
+def test_1_2_rejects_deleting_the_route() -> None:
+    fails("1.2", shop(rates="deleted"), saying="GET /rates answered 404")

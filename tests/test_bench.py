@@ -1,0 +1,305 @@
+"""Unit tests of the lab bench (the asynclab package)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+from fastapi import BackgroundTasks, FastAPI
+
+from asynclab import (
+    CheckFailed,
+    InFlight,
+    asyncio_debug,
+    capture_logs,
+    check,
+    hint,
+    inprocess_client,
+    load,
+    loop_lag,
+    ratio,
+    thread_pool,
+    thread_tokens,
+    timeline,
+    uvicorn_server,
+)
+from asynclab import authoring, checking, environment
+from asynclab.leftovers import leftovers
+from asynclab.lint import ruff
+from asynclab.services import on_event_loop_thread
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def sleeper_app(gauge: InFlight) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/block")
+    @gauge.track
+    async def block() -> int:
+        time.sleep(0.05)
+        return 1
+
+    @app.get("/await")
+    @gauge.track
+    async def awaiting() -> int:
+        await anyio.sleep(0.05)
+        return 1
+
+    @app.get("/thread")
+    @gauge.track
+    def threaded() -> int:
+        time.sleep(0.05)
+        return 1
+
+    return app
+
+
+async def test_inprocess_client_runs_the_lifespan_and_passes_its_state() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, str]]:
+        events.append("startup")
+        yield {"greeting": "hi"}
+        events.append("shutdown")
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/")
+    async def root(request: __import__("fastapi").Request) -> str:
+        return request.state.greeting
+
+    async with inprocess_client(app) as client:
+        assert (await client.get("/")).json() == "hi"
+        assert events == ["startup"]
+    assert events == ["startup", "shutdown"]
+
+
+async def test_inprocess_client_reraises_or_answers_500() -> None:
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    async with inprocess_client(app) as client:
+        with pytest.raises(RuntimeError, match="boom"):
+            await client.get("/boom")
+    async with inprocess_client(app, raise_app_exceptions=False) as client:
+        assert (await client.get("/boom")).status_code == 500
+
+
+async def test_load_counts_in_flight_inside_the_app_and_matches_spans_to_requests() -> None:
+    gauge = InFlight()
+    async with inprocess_client(sleeper_app(gauge)) as client:
+        blocked = await load(client, "/block", n=5, in_flight=gauge)
+        awaited = await load(client, "/await", n=5, in_flight=gauge)
+        threaded = await load(client, "/thread", n=5, in_flight=gauge)
+    assert (blocked.max_in_flight, awaited.max_in_flight, threaded.max_in_flight) == (1, 5, 5)
+    assert blocked.ok and blocked.statuses == {200: 5} and blocked.n == 5
+    assert blocked.wall >= 5 * 0.05
+    for report in (blocked, awaited, threaded):  # the context variable reaches def handlers too
+        assert sorted(s.request for s in report.handler_spans) == [0, 1, 2, 3, 4]
+    assert "5 requests (5 × 200) · at most 1 in flight" in blocked.summary()
+
+
+async def test_load_takes_paths_and_headers_per_request() -> None:
+    app = FastAPI()
+
+    @app.get("/echo/{i}")
+    async def echo(i: int, request: __import__("fastapi").Request) -> list[object]:
+        return [i, request.headers["x-n"]]
+
+    async with inprocess_client(app) as client:
+        report = await load(client, lambda i: f"/echo/{i}", n=3, headers=lambda i: {"x-n": str(i * 2)})
+    assert [r.body for r in report.results] == [[0, "0"], [1, "2"], [2, "4"]]
+
+
+def test_in_flight_is_thread_safe() -> None:
+    gauge = InFlight()
+    barrier = threading.Barrier(8)
+
+    def work() -> None:
+        with gauge.inside():
+            barrier.wait(timeout=5)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (gauge.peak, gauge.now, gauge.entered, len(gauge.spans)) == (8, 0, 8, 8)
+
+
+async def test_thread_tokens_restores_the_limiter_even_on_error() -> None:
+    assert thread_pool().total == 40
+    with pytest.raises(ValueError):
+        with thread_tokens(3) as pool:
+            assert pool.total == 3 and thread_pool().available == 3
+            raise ValueError
+    assert thread_pool().total == 40
+
+
+async def test_loop_lag_sees_a_block_and_asyncio_debug_logs_it() -> None:
+    async with loop_lag() as lag:
+        time.sleep(0.1)
+        await anyio.sleep(0)
+    assert lag.worst >= 0.1
+    async with asyncio_debug(slow_callback=0.05) as logs:
+        time.sleep(0.06)
+    assert any(" took " in m for m in logs.messages)
+    assert not asyncio.get_running_loop().get_debug()
+
+
+def test_capture_logs_catches_and_detaches() -> None:
+    import logging
+
+    with capture_logs("asynclab.test") as logs:
+        logging.getLogger("asynclab.test.child").warning("hello %s", "there")
+    logging.getLogger("asynclab.test").warning("not caught")
+    assert logs.messages == ["hello there"]
+
+
+async def test_uvicorn_server_answers_before_background_tasks_finish_and_frees_its_port() -> None:
+    finished = anyio.Event()
+    app = FastAPI()
+
+    @app.get("/later")
+    async def later(tasks: BackgroundTasks) -> str:
+        async def slow() -> None:
+            await anyio.sleep(0.3)
+            finished.set()
+
+        tasks.add_task(slow)
+        return "queued"
+
+    async with uvicorn_server(app) as url:
+        assert url.startswith("http://127.0.0.1:")
+        port = int(url.rsplit(":", 1)[1])
+        async with httpx.AsyncClient(base_url=url) as client:
+            assert (await client.get("/later")).json() == "queued"
+            assert not finished.is_set()  # the response came first
+        await finished.wait()
+    with socket.socket() as probe:  # the port is free again
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert leftovers() == []
+
+
+async def test_uvicorn_server_stops_when_the_block_fails() -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with uvicorn_server(FastAPI()):
+            1 / 0
+    assert leftovers() == []
+
+
+def test_timeline_draws_one_bar_per_request_and_phase() -> None:
+    from asynclab.gauges import Span
+    from asynclab.load import LoadReport, RequestResult
+
+    report = LoadReport([RequestResult(i, 200, 0.0, 0.2, None) for i in range(3)], 0.2, 3, [Span(i, 0.05, 0.2) for i in range(3)])
+    fig = timeline(("a", report), ("b", report))
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 6
+    assert "at most 3 in flight" in fig.axes[0].get_title()
+
+
+def test_ratio_is_rounded_for_people() -> None:
+    assert ratio(2.0, 0.2) == "≈10×" and ratio(0.3, 0.2) == "≈1.5×" and ratio(1, 0) == "∞"
+
+
+def test_on_event_loop_thread() -> None:
+    assert not on_event_loop_thread()
+    assert anyio.run(lambda: _async_on_loop())
+
+
+async def _async_on_loop() -> bool:
+    return on_event_loop_thread()
+
+
+# --- the checker ------------------------------------------------------------------------------------
+
+
+def test_check_passes_in_one_line_and_fails_with_a_short_message(capsys: pytest.CaptureFixture[str]) -> None:
+    def good() -> FastAPI:
+        app = FastAPI()
+        app.get("/hello")(lambda: {"message": "hello"})
+        return app
+
+    line = check("0.1", good)
+    assert line.startswith("✅ Exercise 0.1 (Say hello) passed") and capsys.readouterr().out.count("\n") == 1
+    with pytest.raises(CheckFailed) as info:
+        check("0.1", FastAPI)
+    message = str(info.value)
+    assert message.startswith("❌ Exercise 0.1 (Say hello): GET /hello answered 404")
+    assert "Hint:" in message and "hint('0.1')" in message
+    assert info.value._render_traceback_() == [message]
+
+
+def test_check_stops_an_endless_loop_within_its_time_limit() -> None:
+    def endless() -> FastAPI:
+        while True:
+            pass
+
+    started = time.perf_counter()
+    with pytest.raises(CheckFailed, match="did not finish within 1 s"):
+        check("0.1", endless, timeout=1)
+    assert time.perf_counter() - started >= 1
+    time.sleep(0.2)
+    assert not [t for t in threading.enumerate() if t.name == "asynclab-check"]  # the loop was stopped
+
+
+def test_check_reports_the_learners_error_and_line() -> None:
+    def broken() -> FastAPI:
+        return undefined_name  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(CheckFailed) as info:
+        check("0.1", broken)
+    assert "your code raised NameError: name 'undefined_name' is not defined" in info.value.observed
+    assert "return undefined_name" in info.value.observed
+
+
+def test_hints_step_forward_and_stay_on_the_last() -> None:
+    exercise = checking.get("0.1")
+    exercise.hints_given = 0
+    texts = [hint("0.1") for _ in range(4)]
+    assert [t.split(":")[0] for t in texts] == [f"💡 Hint {i} of 3 for exercise 0.1" for i in (1, 2, 3, 3)]
+
+
+def test_unknown_exercise_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="there is no exercise '9.9'"):
+        check("9.9", None)
+
+
+# --- authoring, environment, lint --------------------------------------------------------------------
+
+
+def test_stub_source_swaps_solution_for_handed_out_lines() -> None:
+    source = "def f():\n    # BEGIN SOLUTION\n    return 1\n    # HANDED OUT\n    # return 0\n    #\n    # END SOLUTION\n"
+    assert authoring.stub_source(source) == "def f():\n    return 0\n"
+    for broken in ("# BEGIN SOLUTION\nx", "# END SOLUTION", "# HANDED OUT", "# BEGIN SOLUTION\n# HANDED OUT\nx = 1\n# END SOLUTION"):
+        with pytest.raises(authoring.MarkerError):
+            authoring.stub_source(broken)
+
+
+def test_environment_matches_the_pins() -> None:
+    pins = environment.pins()
+    assert {"fastapi", "httpx", "anyio", "asgi-lifespan", "nbval", "jupyterlab", "sqlalchemy"} <= set(pins)
+    assert [p.name for p in environment.packages() if not p.ok] == []
+
+
+def test_ruff_reports_blocking_calls_in_async_code(tmp_path: __import__("pathlib").Path) -> None:
+    source = tmp_path / "bad.py"
+    source.write_text("import time\n\n\nasync def f() -> None:\n    time.sleep(1)\n")
+    assert [(f.line, f.code) for f in ruff(source)] == [(5, "ASYNC251")]

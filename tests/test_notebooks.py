@@ -1,0 +1,76 @@
+"""The notebooks as files: clean in git, one source for exercises and solutions, and checks that fail as handed out."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from asynclab import authoring, checking
+
+ROOT = authoring.ROOT
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+EXERCISES = sorted((ROOT / "exercises").glob("*.ipynb"))
+CHECK_CELL = re.compile(r'^check\("(\d+\.\d+)"', re.MULTILINE)
+
+
+def check_ids(nb: nbformat.NotebookNode) -> list[str]:
+    return [m for cell in nb.cells if cell.cell_type == "code" for m in CHECK_CELL.findall(cell.source)]
+
+
+@pytest.mark.parametrize("path", authoring.notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_is_clean(path: Path) -> None:
+    """No outputs, execution counts or per-machine metadata in git: `python -m asynclab build` fixes it."""
+    assert path.read_text(encoding="utf-8") == authoring.dumps(authoring.clean(authoring.read(path)))
+
+
+def test_every_section_has_lesson_exercise_and_solution() -> None:
+    lessons = {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")} - {"00-start-here.ipynb"}
+    assert lessons, "no lessons found"
+    assert {p.name for p in SOLUTIONS} == lessons
+    assert {p.name for p in EXERCISES} == lessons
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_exercise_is_generated_from_its_solution(solution: Path) -> None:
+    """Single source: the exercise equals the solution outside the marked regions."""
+    expected = authoring.dumps(authoring.make_exercise(authoring.read(solution)))
+    actual = (ROOT / "exercises" / solution.name).read_text(encoding="utf-8")
+    assert actual == expected, "exercises/ is stale: run `python -m asynclab build`"
+    assert any(authoring.has_markers(c.source) for c in authoring.read(solution).cells), "no solution region"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_each_section_has_at_least_two_checked_exercises(solution: Path) -> None:
+    ids = check_ids(authoring.read(solution))
+    assert len(ids) >= 2 and len(set(ids)) == len(ids)
+    section = str(int(solution.name[:2]))
+    assert all(i.split(".")[0] == section for i in ids)
+
+
+def test_every_registered_exercise_is_in_a_solution() -> None:
+    in_solutions = {i for s in SOLUTIONS for i in check_ids(authoring.read(s))}
+    registered = {e.id for e in checking.all_exercises()} - {"0.1"}
+    assert registered == in_solutions
+
+
+@pytest.mark.parametrize("exercise", EXERCISES, ids=lambda p: p.name)
+def test_every_check_fails_as_handed_out(exercise: Path) -> None:
+    """Run the untouched exercise: every check cell must fail with CheckFailed, and nothing else may fail."""
+    nb = authoring.read(exercise)
+    NotebookClient(nb, timeout=60, allow_errors=True, resources={"metadata": {"path": str(exercise.parent)}}).execute()
+    errors: dict[int, str] = {}
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                errors[index] = output.ename
+    check_cells = {i for i, c in enumerate(nb.cells) if c.cell_type == "code" and CHECK_CELL.search(c.source)}
+    assert check_cells
+    assert {i: errors.get(i) for i in check_cells} == {i: "CheckFailed" for i in check_cells}
+    assert set(errors) == check_cells, f"cells other than checks failed: {set(errors) - check_cells}"
+    for i in check_cells:  # the learner sees the short message, not a traceback
+        (output,) = [o for o in nb.cells[i].outputs if o.output_type == "error"]
+        assert output.traceback[0].startswith("❌ Exercise ") and len(output.traceback) == 1
