@@ -20,7 +20,6 @@ from asynclab import (
     asyncio_debug,
     capture_logs,
     check,
-    hint,
     inprocess_client,
     load,
     loop_lag,
@@ -237,8 +236,9 @@ def test_check_passes_in_one_line_and_fails_with_a_short_message(capsys: pytest.
         app.get("/hello")(lambda: {"message": "hello"})
         return app
 
-    line = check("0.1", good)
-    assert line.startswith("✅ Exercise 0.1 (Say hello) passed") and capsys.readouterr().out.count("\n") == 1
+    check("0.1", good)
+    out = capsys.readouterr().out
+    assert out.startswith("✅ Exercise 0.1 (Say hello) passed") and out.count("\n") == 1
     with pytest.raises(CheckFailed) as info:
         check("0.1", FastAPI)
     message = str(info.value)
@@ -273,7 +273,7 @@ def test_check_reports_the_learners_error_and_line() -> None:
 def test_hints_step_forward_and_stay_on_the_last() -> None:
     exercise = checking.get("0.1")
     exercise.hints_given = 0
-    texts = [hint("0.1") for _ in range(4)]
+    texts = [checking.next_hint("0.1") for _ in range(4)]
     assert [t.split(":")[0] for t in texts] == [f"💡 Hint {i} of 3 for exercise 0.1" for i in (1, 2, 3, 3)]
 
 

@@ -162,36 +162,36 @@ def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None,
     return outcome.get("value"), outcome.get("error"), False
 
 
-def check(id: str, *answer: Any, timeout: float | None = None) -> str:
-    """Check exercise ``id`` against the learner's ``answer``; print one line if it passes.
-
-    Raises :class:`CheckFailed` with what was observed and a hint when it does not.
-    """
+def run(id: str, *answer: Any, timeout: float | None = None) -> str:
+    """Check exercise ``id`` against ``answer``: return the line saying what passed, or raise :class:`CheckFailed`."""
     ex = get(id)
     limit = ex.timeout if timeout is None else timeout
-    value, error, timed_out = _run_in_thread(lambda: anyio.run(lambda: ex.run(*answer)), limit)
-    failure: CheckFailed | None = None
+    value, error, timed_out = _run_in_thread(lambda: anyio.run(ex.run, *answer), limit)
     if timed_out:
-        failure = _failed(
+        raise _failed(
             ex,
             f"the check did not finish within {limit:.0f} s: something in your code blocks for ever or waits on itself.",
             "Look for an endless loop or a blocking call with no end; restart the kernel if the notebook feels stuck.",
         )
-    elif error is not None:
+    if error is not None:
         leaf = _leaf(error)
         if isinstance(leaf, _Observed):
-            failure = _failed(ex, leaf.observed, leaf.hint)
-        else:
-            failure = _failed(
-                ex,
-                f"your code raised {_describe(leaf)}{_where(leaf)}",
-                "Fix that error first: the check calls your code just as a server would.",
-            )
-    if failure is not None:
-        raise failure
-    line = f"✅ Exercise {ex.id} ({ex.title}) passed: {value}"
-    print(line)
-    return line
+            raise _failed(ex, leaf.observed, leaf.hint)
+        raise _failed(
+            ex,
+            f"your code raised {_describe(leaf)}{_where(leaf)}",
+            "Fix that error first: the check calls your code just as a server would.",
+        )
+    return f"✅ Exercise {ex.id} ({ex.title}) passed: {value}"
+
+
+def check(id: str, *answer: Any, timeout: float | None = None) -> None:
+    """Check exercise ``id`` against the learner's ``answer`` and print one line if it passes.
+
+    If it does not, raise :class:`CheckFailed`, which a notebook shows as a short message:
+    what the check observed and a hint. The check runs on its own thread with a time limit.
+    """
+    print(run(id, *answer, timeout=timeout))
 
 
 def _failed(ex: Exercise, observed: str, hint: int | str) -> CheckFailed:
@@ -199,14 +199,17 @@ def _failed(ex: Exercise, observed: str, hint: int | str) -> CheckFailed:
     return CheckFailed(ex.id, ex.title, observed, text)
 
 
-def hint(id: str) -> str:
-    """Show the next hint for exercise ``id``; ask again for the next one."""
+def next_hint(id: str) -> str:
+    """The next hint for exercise ``id`` (the last one repeats)."""
     ex = get(id)
     number = min(ex.hints_given, len(ex.hints) - 1)
     ex.hints_given += 1
-    text = f"💡 Hint {number + 1} of {len(ex.hints)} for exercise {ex.id}: {ex.hints[number]}"
-    print(text)
-    return text
+    return f"💡 Hint {number + 1} of {len(ex.hints)} for exercise {ex.id}: {ex.hints[number]}"
+
+
+def hint(id: str) -> None:
+    """Show the next hint for exercise ``id``; ask again for the next one."""
+    print(next_hint(id))
 
 
 # --- Helpers the section checks share -------------------------------------------------------------

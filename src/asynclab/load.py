@@ -16,7 +16,7 @@ from asynclab.gauges import InFlight, Span, request_index
 
 @dataclass(frozen=True)
 class RequestResult:
-    """One request as the client saw it; times are seconds since the load started."""
+    """One request as the client saw it: issued at ``start``, answered at ``end`` (seconds since the burst began)."""
 
     index: int
     status: int
@@ -88,17 +88,18 @@ async def load(
     results: list[RequestResult] = []
     t0 = time.perf_counter()
 
-    async def one(i: int) -> None:
+    async def one(i: int, sent: float) -> None:
         request_index.set(i)
         url = path(i) if callable(path) else path
         hdrs = headers(i) if callable(headers) else headers
-        start = time.perf_counter() - t0
         response = await client.request(method, url, headers=hdrs, json=json)
-        results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, _decode(response)))
+        results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
 
     async with anyio.create_task_group() as tg:
         for i in range(n):
-            tg.start_soon(one, i)
+            # A request counts from the moment it is issued: if the loop is blocked, its task
+            # waits to run, and that wait is part of what the user would feel.
+            tg.start_soon(one, i, time.perf_counter() - t0)
     wall = time.perf_counter() - t0
     results.sort(key=lambda r: r.index)
     spans: list[Span] = []
