@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI
@@ -18,8 +19,11 @@ from asynclab import (
     CheckFailed,
     InFlight,
     asyncio_debug,
+    authoring,
     capture_logs,
     check,
+    checking,
+    environment,
     inprocess_client,
     load,
     loop_lag,
@@ -29,7 +33,6 @@ from asynclab import (
     timeline,
     uvicorn_server,
 )
-from asynclab import authoring, checking, environment
 from asynclab.leftovers import leftovers
 from asynclab.lint import ruff
 from asynclab.services import on_event_loop_thread
@@ -145,17 +148,16 @@ def test_in_flight_is_thread_safe() -> None:
 
 async def test_thread_tokens_restores_the_limiter_even_on_error() -> None:
     assert thread_pool().total == 40
-    with pytest.raises(ValueError):
-        with thread_tokens(3) as pool:
-            assert pool.total == 3 and thread_pool().available == 3
-            raise ValueError
+    with pytest.raises(ValueError), thread_tokens(3) as pool:
+        assert pool.total == 3 and thread_pool().available == 3
+        raise ValueError
     assert thread_pool().total == 40
 
 
 async def test_loop_lag_sees_a_block_and_asyncio_debug_logs_it() -> None:
     async with loop_lag() as lag:
         time.sleep(0.1)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     assert lag.worst >= 0.1
     async with asyncio_debug(slow_callback=0.05) as logs:
         time.sleep(0.06)

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.lowlevel
 
 
 @dataclass
@@ -45,7 +46,7 @@ async def loop_lag(tick: float = 0.01) -> AsyncIterator[LoopLag]:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(probe)
-        await anyio.sleep(0)  # let the probe take its first step
+        await anyio.lowlevel.checkpoint()  # let the probe take its first step
         try:
             yield lag
         finally:
