@@ -1,0 +1,269 @@
+"""Checks for section 5, error handling in routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+
+from asynclab.checking import build_app, exercise, fail
+from asynclab.faults import NO_ANSWER, SEED_USERS, StockService, UserDB, load_until
+from asynclab.inprocess import inprocess_client
+from asynclab.probes import capture_logs
+
+#: Words that must never reach a client when the database is down.
+DB_INTERNALS = ("no such table", "SQL", "sqlite", "OperationalError", "Traceback", "users_offline")
+
+
+def _leaks(text: str, secrets: tuple[str, ...]) -> list[str]:
+    return [s for s in secrets if s.lower() in text.lower()]
+
+
+def _logged_causes(records: list[logging.LogRecord]) -> list[str]:
+    """``Type: message`` of every exception attached to a log record, in order, without repeats."""
+    seen: list[str] = []
+    for record in records:
+        if record.levelno >= logging.ERROR and record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+            if text not in seen:
+                seen.append(text)
+    return seen
+
+
+@exercise(
+    "5.1",
+    "Stop turning 404s into 500s",
+    hints=[
+        "Run GET /users/42 yourself: the 404 is raised inside the `try`. Which `except` clause catches an HTTPException?",
+        (
+            "A SQLAlchemy result is read once: the first `.scalar()` closes it, the second raises ResourceClosedError. "
+            "Read the row once with `result.scalar_one_or_none()` and keep it in a variable."
+        ),
+        (
+            "Keep only the query inside the `try`, catch `SQLAlchemyError` (not `Exception`), "
+            "`raise HTTPException(status_code=500, detail=...) from exc`, and raise the 404 after the `try`."
+        ),
+    ],
+)
+async def not_found_stays_404(factory: Callable[[UserDB], Any]) -> str:
+    async with UserDB.temporary() as db:
+        app = build_app(factory, db)
+        with capture_logs() as logs:
+            async with inprocess_client(app, raise_app_exceptions=False) as client:
+                found = [await client.get(f"/users/{uid}") for uid in (1, 2)]
+                missing = await client.get("/users/42")
+                bad = await client.get("/users/0")
+                async with db.outage():
+                    down = await client.get("/users/3")
+    seen = (
+        f"found user → {found[0].status_code}, missing user → {missing.status_code}, "
+        f"id 0 → {bad.status_code}, database down → {down.status_code}"
+    )
+    causes = _logged_causes(logs.records)
+    because = f" (the log shows {'; '.join(causes[:2])})" if causes else ""
+    if missing.status_code != 404:
+        fail(f"GET /users/42 (no such user) answered {missing.status_code}, expected 404. We saw: {seen}{because}", 0)
+    for uid, response in zip((1, 2), found, strict=True):
+        expected = {"id": uid, "name": SEED_USERS[uid]}
+        if response.status_code != 200:
+            fail(f"GET /users/{uid} (user exists) answered {response.status_code}, expected 200. We saw: {seen}{because}", 1)
+        if response.json() != expected:
+            fail(
+                f"GET /users/{uid} answered {response.json()!r}, expected {expected!r}", "Keep returning the same body as before."
+            )
+    if bad.status_code != 400:
+        fail(
+            f"GET /users/0 answered {bad.status_code}, expected 400 as before. We saw: {seen}",
+            "Keep the check on the id as it was.",
+        )
+    if down.status_code not in (500, 503):
+        fail(
+            f"with the database down, GET /users/3 answered {down.status_code}, expected 500 (or 503). We saw: {seen}",
+            "A broken database is the server's fault, not the client's: the answer must be a 500.",
+        )
+    leaked = _leaks(down.text, DB_INTERNALS)
+    if leaked:
+        fail(
+            f"with the database down, the {down.status_code} body tells the client {', '.join(map(repr, leaked))}: {down.text[:120]}",
+            "Put the details in the log, not in the response: answer with a fixed message such as 'Internal server error'.",
+        )
+    return f"{seen}, and the {down.status_code} tells the client nothing about the database."
+
+
+#: What the failing route's exception says: a message no client should ever read.
+SECRET_MESSAGE = "could not reach postgres://orders:pa55w0rd@10.4.0.12:5432/orders"
+SECRET_PARTS = ("pa55w0rd", "postgres://", "10.4.0.12", "ConnectionRefusedError", "Traceback", "could not reach")
+
+
+def _record_text(record: logging.LogRecord) -> str:
+    """Everything a log record says: its message and every extra field."""
+    return " ".join([record.getMessage(), *(str(v) for v in vars(record).values())])
+
+
+def _carries(record: logging.LogRecord, raised: list[BaseException]) -> bool:
+    """Does the record carry (a chain leading to) one of the exceptions the route raised?"""
+    exc = record.exc_info[1] if record.exc_info else None
+    while exc is not None:
+        if any(exc is r for r in raised):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+@exercise(
+    "5.2",
+    "A catch-all handler that logs and tells nothing",
+    hints=[
+        "The client must learn nothing about the failure; the log must learn everything. Start from the response: a fixed message.",
+        (
+            "Log with `logger.error(..., exc_info=exc)` so the record carries the exception and its traceback; "
+            "put the method, the path and the request id in the message (or in `extra=`)."
+        ),
+        (
+            "`app.add_exception_handler(Exception, handler)` where the handler logs "
+            "request.method, request.url.path, request.headers.get('x-request-id') with exc_info=exc and returns "
+            "JSONResponse(status_code=500, content={'detail': 'Internal server error'})."
+        ),
+    ],
+)
+async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
+    if not callable(install):
+        fail(
+            f"expected the function add_catch_all, got {type(install).__name__}",
+            "Pass the function itself: check('5.2', add_catch_all).",
+        )
+    raised: list[BaseException] = []
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        if order_id == 404:
+            raise HTTPException(status_code=404, detail="no order 404")
+        error = ConnectionRefusedError(SECRET_MESSAGE)
+        raised.append(error)
+        raise error
+
+    install(app)
+    request_id = "chk-5b2e91"
+    with capture_logs() as logs:
+        async with inprocess_client(app, raise_app_exceptions=False) as client:
+            health_response = await client.get("/health")
+            missing = await client.get("/orders/404")
+            failed = await client.get("/orders/7", headers={"X-Request-ID": request_id})
+    if health_response.status_code != 200:
+        fail(f"GET /health answered {health_response.status_code}, expected 200", "Leave the working routes alone.")
+    if missing.status_code != 404 or "no order 404" not in missing.text:
+        fail(
+            f"GET /orders/404 raised HTTPException(404) and the client got {missing.status_code} {missing.text[:80]}",
+            "A catch-all for server errors must let client errors (HTTPException) through as they are.",
+        )
+    if failed.status_code != 500:
+        fail(f"GET /orders/7 raised ConnectionRefusedError and the client got {failed.status_code}, expected 500", 0)
+    leaked = _leaks(failed.text, SECRET_PARTS)
+    if leaked:
+        fail(
+            f"the 500 body discloses {', '.join(map(repr, leaked))}: {failed.text[:100]!r}. That is an information-disclosure bug.",
+            0,
+        )
+    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+    if not errors:
+        fail("GET /orders/7 failed and nothing was logged at ERROR or above: nobody will ever know.", 1)
+    carrying = [r for r in errors if _carries(r, raised)]
+    if not carrying:
+        said = errors[0].getMessage()[:80]
+        fail(f"the log says {said!r} but carries no exception (exc_info): the traceback is lost.", 1)
+    text = " ".join(_record_text(r) for r in carrying)
+    missing_context = [
+        name
+        for name, value in (("the method", "GET"), ("the path", "/orders/7"), ("the request id", request_id))
+        if value not in text
+    ]
+    if missing_context:
+        fail(
+            f"the log record carries the exception but not {' or '.join(missing_context)} "
+            f"(we sent X-Request-ID: {request_id}); it says {carrying[0].getMessage()[:80]!r}",
+            2,
+        )
+    return (
+        f"the client got 500 {failed.text[:60]!r}; the log has the exception, method, path and request id; "
+        "the 404 and the working route were left alone."
+    )
+
+
+DEADLINE = 0.2
+GIVE_UP_AFTER = 2.0
+STALLED = 4
+
+
+@exercise(
+    "5.3",
+    "Give the stock route a deadline",
+    hints=[
+        "Nothing stops `await stock.level(sku)` from waiting for ever. Wrap it in a deadline of `deadline` seconds.",
+        (
+            "`with anyio.fail_after(deadline):` (or `async with asyncio.timeout(deadline):`) cancels the call and raises "
+            "TimeoutError when time is up; catch it, log a line, and answer 503."
+        ),
+        (
+            "try:\n        with anyio.fail_after(deadline):\n            level = await stock.level(sku)\n"
+            "    except TimeoutError:\n        logger.warning('stock service timed out for %s', sku)\n"
+            "        raise HTTPException(status_code=503, detail='stock service unavailable') from None"
+        ),
+    ],
+)
+async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
+    stock = StockService()
+    app = build_app(factory, stock, DEADLINE)
+    with capture_logs() as logs:
+        async with inprocess_client(app, raise_app_exceptions=False) as client:
+            quick = await client.get("/stock/tea")
+            if quick.status_code != 200 or quick.json() != {"sku": "tea", "level": StockService.level_for("tea")}:
+                fail(
+                    f"with a back end that answers at once, GET /stock/tea answered {quick.status_code} {quick.text[:80]}",
+                    "Keep the normal answer as it was: {'sku': ..., 'level': ...}.",
+                )
+            stock.stalled = True
+            calls_before = stock.calls
+            report = await load_until(client, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
+            still_running = stock.running
+    unanswered = [r for r in report.results if r.status == NO_ANSWER]
+    if unanswered:
+        fail(
+            f"the back end never answers, and {len(unanswered)} of {STALLED} requests still had no answer after "
+            f"{GIVE_UP_AFTER:.0f} s (the deadline was {DEADLINE} s)",
+            0,
+        )
+    if stock.calls - calls_before < STALLED:
+        fail(
+            f"{STALLED} requests made only {stock.calls - calls_before} calls to stock.level()",
+            "Every request must still ask the back end.",
+        )
+    wrong = [r for r in report.results if r.status != 503]
+    if wrong:
+        fail(
+            f"when the back end did not answer in time, GET /stock/sku-{wrong[0].index} answered {wrong[0].status} "
+            f"{str(wrong[0].body)[:80]}, expected 503",
+            "Catch the TimeoutError and raise HTTPException(status_code=503, ...).",
+        )
+    early = [r for r in report.results if r.end - r.start < DEADLINE]
+    if early:
+        fail(
+            f"GET /stock/sku-{early[0].index} answered 503 after {early[0].end - early[0].start:.2f} s, before the {DEADLINE} s deadline",
+            "Wait for the back end for `deadline` seconds before giving up.",
+        )
+    if still_running:
+        fail(
+            f"the 503s went out, but {still_running} calls to stock.level() were still running: the hung calls were left behind, not cancelled",
+            "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only stops waiting.",
+        )
+    warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
+    if len(warnings) < STALLED:
+        fail(f"{STALLED} requests timed out and {len(warnings)} log lines at WARNING or above were written", 1)
+    return f"{STALLED} requests to a back end that never answers got 503 after the {DEADLINE} s deadline, each logged; no call left running."

@@ -1,0 +1,196 @@
+"""Things that fail on purpose, for the error-handling lessons (section 5).
+
+- :class:`UserDB`: a real users table in a **temporary SQLite file**, reached through a real
+  SQLAlchemy async session on aiosqlite. :meth:`UserDB.outage` takes the table away for a moment,
+  so queries fail the way a broken database makes them fail (``OperationalError``).
+- :class:`StockService`: a back end whose call answers quickly, or (``stalled=True``) never.
+  It counts the calls that are still running and the ones that were cancelled.
+- :func:`load_until`: like :func:`asynclab.load`, but the client stops waiting after a deadline,
+  so a request that would hang for ever can be shown on a timeline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+from sqlalchemy import String, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from asynclab.gauges import InFlight, Span, request_index
+from asynclab.load import LoadReport, RequestResult
+
+#: The users every new database starts with.
+SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    """One row of the ``users`` table."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id}, name={self.name!r})"
+
+
+class UserDB:
+    """A users database in a temporary SQLite file; :meth:`close` disposes the engine and deletes the file.
+
+    ``db.session`` is a FastAPI dependency (``session: AsyncSession = Depends(db.session)``) that
+    opens one session per request and closes it afterwards.
+    """
+
+    def __init__(self, folder: tempfile.TemporaryDirectory[str]) -> None:
+        self._folder = folder  # deleted with its files when closed (or, at the latest, when garbage-collected)
+        self.path = Path(folder.name) / "users.sqlite3"
+        self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    async def create(cls, users: Mapping[int, str] = SEED_USERS) -> UserDB:
+        """Make the file, create the table and add ``users`` (id -> name)."""
+        db = cls(tempfile.TemporaryDirectory(prefix="asynclab-users-"))
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            async with db.sessionmaker() as session:
+                session.add_all(User(id=uid, name=name) for uid, name in users.items())
+                await session.commit()
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    @classmethod
+    @asynccontextmanager
+    async def temporary(cls, users: Mapping[int, str] = SEED_USERS) -> AsyncIterator[UserDB]:
+        """``async with UserDB.temporary() as db:`` a database that is deleted when the block ends."""
+        db = await cls.create(users)
+        try:
+            yield db
+        finally:
+            await db.close()
+
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """FastAPI dependency: one session per request, closed when the response is done."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @asynccontextmanager
+    async def outage(self) -> AsyncIterator[None]:
+        """While the block runs, the ``users`` table is gone: every query on it raises ``OperationalError``."""
+        async with self.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE users RENAME TO users_offline"))
+        try:
+            yield
+        finally:
+            async with self.engine.begin() as conn:
+                await conn.execute(text("ALTER TABLE users_offline RENAME TO users"))
+
+    async def close(self) -> None:
+        """Close every connection, then delete the file and its folder."""
+        await self.engine.dispose()
+        self._folder.cleanup()
+
+    def __repr__(self) -> str:
+        return f"UserDB({self.path})"
+
+
+class StockService:
+    """A warehouse back end: ``await level(sku)`` answers after ``latency`` seconds, or never if ``stalled``.
+
+    ``running`` counts calls that have started and not ended; ``cancelled`` counts calls that were
+    cancelled (by a time-out, for example). A hung call that nobody cancels stays in ``running``.
+    """
+
+    def __init__(self, latency: float = 0.01, *, stalled: bool = False) -> None:
+        self.latency = latency
+        self.stalled = stalled
+        self.calls = 0
+        self.running = 0
+        self.cancelled = 0
+
+    @staticmethod
+    def level_for(sku: str) -> int:
+        return 7 * len(sku)
+
+    async def level(self, sku: str) -> int:
+        self.calls += 1
+        self.running += 1
+        try:
+            if self.stalled:
+                await anyio.sleep_forever()
+            await anyio.sleep(self.latency)
+            return self.level_for(sku)
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+    def __repr__(self) -> str:
+        state = "stalled" if self.stalled else f"{self.latency:.2f} s"
+        return f"StockService({state}, calls={self.calls}, running={self.running}, cancelled={self.cancelled})"
+
+
+#: The status :func:`load_until` records for a request that had no answer when the client gave up.
+NO_ANSWER = 0
+
+
+async def load_until(
+    client: httpx.AsyncClient,
+    path: str | Callable[[int], str],
+    n: int = 10,
+    *,
+    give_up_after: float,
+    in_flight: InFlight | None = None,
+) -> LoadReport:
+    """Send ``n`` requests at once, like :func:`asynclab.load`, but stop waiting after ``give_up_after`` s.
+
+    A request still unanswered then is cancelled and recorded with status ``NO_ANSWER`` (0) and
+    the body ``None``. With an in-process client the app runs in the request's own task, so the
+    handler is cancelled with it (a real server would keep running it).
+    """
+    if in_flight is not None:
+        in_flight.reset()
+    results: list[RequestResult] = []
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        request_index.set(i)
+        url = path(i) if callable(path) else path
+        start = time.perf_counter() - t0
+        with anyio.move_on_after(give_up_after - start):
+            response = await client.get(url)
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+            results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, body))
+            return
+        results.append(RequestResult(i, NO_ANSWER, start, time.perf_counter() - t0, None))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(one, i)
+    wall = time.perf_counter() - t0
+    results.sort(key=lambda r: r.index)
+    spans: list[Span] = []
+    peak: int | None = None
+    if in_flight is not None:
+        peak = in_flight.peak
+        spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
+    return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)
