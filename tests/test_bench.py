@@ -305,3 +305,15 @@ def test_ruff_reports_blocking_calls_in_async_code(tmp_path: __import__("pathlib
     source = tmp_path / "bad.py"
     source.write_text("import time\n\n\nasync def f() -> None:\n    time.sleep(1)\n")
     assert [(f.line, f.code) for f in ruff(source)] == [(5, "ASYNC251")]
+
+
+async def test_uvicorn_server_reports_a_failed_startup() -> None:
+    @asynccontextmanager
+    async def broken(app: FastAPI) -> AsyncIterator[None]:
+        raise ConnectionError("the database is down")
+        yield
+
+    with capture_logs("uvicorn.error"), pytest.raises(RuntimeError, match="uvicorn did not start"):
+        async with uvicorn_server(FastAPI(lifespan=broken)):
+            pass
+    assert leftovers() == []

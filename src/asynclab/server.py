@@ -40,7 +40,14 @@ async def uvicorn_server(
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level=log_level, log_config=None, access_log=False, lifespan="auto")
     server = _QuietServer(config)
-    serving = asyncio.create_task(server.serve([sock]), name="asynclab-uvicorn")
+
+    async def serve() -> None:
+        try:
+            await server.serve([sock])
+        except SystemExit:  # uvicorn exits with status 3 when the app's startup fails: reported below instead
+            pass
+
+    serving = asyncio.create_task(serve(), name="asynclab-uvicorn")
     try:
         with anyio.fail_after(startup_timeout):
             while not server.started:

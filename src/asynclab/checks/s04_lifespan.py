@@ -1,0 +1,200 @@
+"""Checks for section 4, startup and shutdown with lifespan."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from asynclab.checking import build_app, exercise, fail
+from asynclab.lifecycle import Mailer, Resources, run_as_process
+from asynclab.probes import capture_logs
+
+NEEDED = ("db", "payments")
+
+
+def _order_body(run: int, oid: int) -> dict[str, str]:
+    return {"order": f"db #{run}: order {oid}", "paid": f"payments #{run}: order {oid}"}
+
+
+def _build_quietly(factory: Callable[[Resources], Any], resources: Resources) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return build_app(factory, resources)
+
+
+async def _get_order(client: httpx.AsyncClient, oid: int, where: str) -> Any:
+    response = await client.get(f"/orders/{oid}")
+    if response.status_code != 200:
+        fail(f"{where}: GET /orders/{oid} answered {response.status_code}: {response.text[:120]}", 1)
+    return response.json()
+
+
+@exercise(
+    "4.1",
+    "Migrate from on_event to a lifespan",
+    hints=[
+        (
+            "`on_event` is deprecated: put the startup code and the shutdown code in one `@asynccontextmanager` "
+            "function, around a `yield`, and pass it as `FastAPI(lifespan=...)`."
+        ),
+        (
+            "Hand the resources to the handlers as lifespan state: `yield {'db': db, 'payments': payments}`, "
+            "then read `request.state.db` in the handler (not `app.state`, which every start of the app shares)."
+        ),
+        (
+            "Open inside `async with AsyncExitStack() as stack:` and register each close right after its open with "
+            "`stack.push_async_callback(db.aclose)`: what was opened is closed, also when a later open fails."
+        ),
+    ],
+)
+async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
+    # 1. Building the app must not use the deprecated decorator.
+    resources = Resources()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        app = build_app(factory, resources)
+    deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    if deprecated:
+        first = str(deprecated[0].message).strip().splitlines()[0]
+        fail(f"building the app emitted a DeprecationWarning: {first}", 0)
+
+    # 2. One clean run: each resource opened once at startup, used by the handler, closed once at shutdown.
+    async with LifespanManager(app) as manager:
+        started = sorted(resources.opened)
+        if started != sorted(NEEDED):
+            if not started:
+                fail(
+                    "the app started, but its startup opened nothing: is the lifespan passed as FastAPI(lifespan=...)?",
+                    0,
+                )
+            fail(f"startup opened {', '.join(started)}; expected db and payments, once each", 0)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://check") as client:
+            body = await _get_order(client, 7, "after startup")
+    if body != _order_body(1, 7):
+        fail(f"GET /orders/7 answered {body!r}, expected {_order_body(1, 7)!r}", "Keep what the handler returns as it was.")
+    if sorted(resources.opened) != sorted(NEEDED):
+        fail(f"during one run the app opened {', '.join(resources.opened)}: open each resource once, at startup", 0)
+    if resources.still_open:
+        fail(f"after shutdown, {' and '.join(resources.still_open)} still open ({resources})", 2)
+    if sorted(resources.closed) != sorted(NEEDED):
+        fail(f"shutdown closed {', '.join(resources.closed) or 'nothing'}; expected db and payments, once each", 2)
+
+    # 3. The same app object started twice at once (two test clients): each run must use its own resources.
+    resources = Resources()
+    app = _build_quietly(factory, resources)
+    async with LifespanManager(app) as first, LifespanManager(app) as second:
+        transport_1, transport_2 = httpx.ASGITransport(app=first.app), httpx.ASGITransport(app=second.app)
+        async with (
+            httpx.AsyncClient(transport=transport_1, base_url="http://check") as client_1,
+            httpx.AsyncClient(transport=transport_2, base_url="http://check") as client_2,
+        ):
+            body_1 = await _get_order(client_1, 8, "with the app started twice")
+            body_2 = await _get_order(client_2, 9, "with the app started twice")
+    if body_1 != _order_body(1, 8) or body_2 != _order_body(2, 9):
+        fail(
+            "with the same app started twice (as two test clients do), GET /orders/8 on the first start answered "
+            f"{body_1!r}, with the second start's resources: the handler reads something every start shares, such as app.state",
+            1,
+        )
+    if resources.still_open:
+        fail(f"after two starts and two shutdowns, {' and '.join(resources.still_open)} still open", 1)
+
+    # 4. A startup that fails half-way must stop the app and close what it had opened.
+    resources = Resources(fail_on="payments")
+    app = _build_quietly(factory, resources)
+    try:
+        async with LifespanManager(app):
+            pass
+    except ConnectionError:
+        pass
+    else:
+        fail("payments could not connect, yet the app finished its startup and would serve requests without it", 2)
+    if resources.still_open:
+        fail(f"payments could not connect and the startup stopped there, but {' and '.join(resources.still_open)} stayed open", 2)
+
+    return (
+        "no deprecation warning; db and payments opened once and closed once; two starts of the same app kept their "
+        "own resources; a startup failing at payments stopped the app and closed db."
+    )
+
+
+EMAILS = {"fast@example.com": 0.05, "slow@example.com": 0.4, "stuck@example.com": 60.0}
+DEADLINE = 0.6
+GRACE = 1.5  # how much longer than the deadline the check waits for the shutdown to end
+
+
+@exercise(
+    "4.2",
+    "Drain in-flight emails at shutdown, within a deadline",
+    hints=[
+        "Sleeping a fixed 0.1 s does not wait for the emails: at shutdown, wait for the tracked tasks themselves.",
+        (
+            "Wait with a deadline: `done, pending = await asyncio.wait(tasks, timeout=deadline)` returns when all are "
+            "done or when the deadline passes, whichever comes first."
+        ),
+        (
+            "After the deadline, cancel each pending task, log a warning naming it (task.get_name()), then await them "
+            "(`await asyncio.gather(*pending, return_exceptions=True)`) so they have stopped before the app has."
+        ),
+    ],
+)
+async def drain_at_shutdown(factory: Callable[[Mailer, float], Any]) -> str:
+    mailer = Mailer(EMAILS)
+    app = build_app(factory, mailer, DEADLINE, name="build_mail_app")
+    answers: dict[str, int] = {}
+
+    async def queue_emails(client: httpx.AsyncClient) -> None:
+        for to in EMAILS:
+            answers[to] = (await client.post(f"/emails/{to}")).status_code
+
+    with capture_logs("", logging.WARNING) as logs:
+        run = await run_as_process(app, queue_emails, on_stopped=mailer.snapshot, shutdown_timeout=DEADLINE + GRACE)
+
+    if not run.started:
+        fail(f"the app did not start: {type(run.error).__name__}: {run.error}", "Keep the app starting as before.")
+    failed = {to: status for to, status in answers.items() if not 200 <= status < 300}
+    if failed or len(answers) < len(EMAILS):
+        fail(f"POST /emails/... answered {failed or answers}", "Keep the route queuing the email as it was.")
+    if not run.stopped:
+        fail(
+            f"the shutdown was still waiting {DEADLINE + GRACE:.1f} s after it began (the deadline is {DEADLINE} s): "
+            "stuck@example.com never finishes, so waiting for everything means waiting for ever",
+            1,
+        )
+    at_stop = mailer.at_shutdown or {}
+    for to, seconds in EMAILS.items():
+        state = at_stop.get(to)
+        if state is None:
+            fail(f"the email to {to} was never sent", "Keep the route creating one task per email.")
+        if to == "stuck@example.com":
+            continue
+        if state == "running":
+            fail(
+                f"the email to {to} (it takes {seconds} s) was still being sent when the app had finished stopping: "
+                "the process would lose it",
+                0,
+            )
+        if state == "cancelled":
+            fail(f"the email to {to} (it takes {seconds} s) was cancelled, although the deadline is {DEADLINE} s", 1)
+    if at_stop["stuck@example.com"] == "running":
+        fail(
+            "the email to stuck@example.com was still running when the app had finished stopping: the process would "
+            "lose it (cancel what is left after the deadline, and await it)",
+            2,
+        )
+    named = [r for r in logs.records if "stuck@example.com" in r.getMessage()]
+    if not named:
+        fail(
+            "the email to stuck@example.com was cancelled, but no warning named it: "
+            f"the log got {len(logs)} record(s) at WARNING or above",
+            2,
+        )
+    return (
+        f"fast and slow emails delivered, the stuck one cancelled at the {DEADLINE} s deadline and logged "
+        f"({named[0].levelname}: {named[0].getMessage()[:80]}), nothing left running when the app stopped."
+    )
