@@ -1,0 +1,292 @@
+"""Checks for section 3, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+from asgi_lifespan import LifespanManager
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asynclab.background import MailboxFull, Mailer, ReportRenderer, wait_until
+from asynclab.checking import build_app, exercise, fail
+from asynclab.inprocess import BASE_URL, inprocess_client
+from asynclab.load import load
+from asynclab.probes import capture_logs
+
+# --- 3.1 -------------------------------------------------------------------------------------------
+
+BATCHES = [
+    ["ada@example.com", "bob@example.com", "eve@example.com"],
+    ["joan@example.com", "kim@example.com", "lee@example.com"],
+]
+FULL = {"bob@example.com", "kim@example.com"}  # the send raises MailboxFull
+STUCK = {"eve@example.com", "lee@example.com"}  # the send hangs until cancelled
+GRACE_LIMIT = 2.0  # how long the app's shutdown may take
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _names_error(record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], MailboxFull):
+        return True
+    return "mailbox full" in record.getMessage().lower()
+
+
+@exercise(
+    "3.1",
+    "Track the fire-and-forget sends",
+    hints=[
+        "Three things are missing: a reference to each task, a look at how each task ended, and a shutdown that ends the tasks still running.",
+        (
+            "Keep the tasks in a set; in a done-callback, discard the task and, unless it was cancelled, log "
+            "task.exception() with the address (e.g. via the task's name). In the lifespan, after `yield`, drain the set."
+        ),
+        (
+            "Drain: `_, pending = await asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
+            "`await asyncio.gather(*pending, return_exceptions=True)`. Or own an anyio task group in the lifespan (see the lesson)."
+        ),
+    ],
+)
+async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
+    mailer = Mailer(full=FULL, stuck=STUCK, held=True)
+    app = build_app(factory, mailer, name="build_newsletter_app")
+    everyone = [to for batch in BATCHES for to in batch]
+    loop = asyncio.get_running_loop()
+    loop_reports: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: loop_reports.append(context))
+
+    with capture_logs("", logging.WARNING) as logs:
+        manager = LifespanManager(app, startup_timeout=GRACE_LIMIT, shutdown_timeout=GRACE_LIMIT)
+        await manager.__aenter__()
+        try:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+                responses: dict[int, httpx.Response] = {}
+
+                async def post(i: int) -> None:
+                    responses[i] = await client.post("/newsletter", json=BATCHES[i])
+
+                with anyio.move_on_after(1.0) as waited:
+                    async with anyio.create_task_group() as tg:
+                        for i in range(len(BATCHES)):
+                            tg.start_soon(post, i)
+                if waited.cancelled_caught:
+                    fail(
+                        "POST /newsletter did not answer while the e-mails were waiting to go out: the handler waits "
+                        "for the sends instead of leaving them in the background.",
+                        "Keep starting each send as a task (asyncio.create_task or a task group's start_soon) and return at once.",
+                    )
+                for i, response in responses.items():
+                    if response.status_code != 200 or response.json() != {"queued": len(BATCHES[i])}:
+                        fail(
+                            f"POST /newsletter answered {response.status_code} {response.text[:100]}",
+                            "Keep the handler's answer as it was.",
+                        )
+                try:
+                    await wait_until(lambda: len(mailer.outcome) == len(everyone), timeout=1.0)
+                except TimeoutError:
+                    fail(
+                        f"only {len(mailer.outcome)} of {len(everyone)} sends started", "Start one send per recipient, as before."
+                    )
+                mailer.open()
+                try:
+                    await wait_until(lambda: mailer.ended == len(everyone) - len(STUCK), timeout=1.0)
+                except TimeoutError:
+                    fail(f"the sends did not end after the mailer let them go: {mailer.summary()}", 0)
+        except BaseException:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(GRACE_LIMIT):
+                await manager.__aexit__(None, None, None)
+            raise
+        try:
+            await manager.__aexit__(None, None, None)
+        except TimeoutError:
+            fail(
+                f"the app's shutdown did not finish within {GRACE_LIMIT:.0f} s: it waits for sends that never end "
+                f"({', '.join(sorted(STUCK))} hang).",
+                "Give the tasks still running a short grace period (asyncio.wait(..., timeout=...)), then cancel them and wait for them.",
+            )
+        still_running = [to for to in everyone if mailer.outcome.get(to) == "sending"]
+        leftover_tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+        gc.collect()  # a task nobody kept is freed now, and asyncio reports what it never saw
+        for task in leftover_tasks:
+            task.cancel()
+        del leftover_tasks
+
+    never_retrieved = [c for c in loop_reports if "never retrieved" in str(c.get("message", ""))]
+    destroyed = [c for c in loop_reports if "destroyed but it is pending" in str(c.get("message", ""))]
+    callback_errors = [c for c in loop_reports if c not in never_retrieved and c not in destroyed]
+    if callback_errors:
+        context = callback_errors[0]
+        error = context.get("exception")
+        callback = getattr(context.get("handle"), "_callback", None)
+        where = f"the callback {getattr(callback, '__name__', 'of a task')}()" if callback is not None else "a callback"
+        fail(
+            f"{where} raised {type(error).__name__ if error is not None else 'an error'} while the app ran "
+            f"(asyncio: {str(context.get('message', '')).split(' at ')[0][:60]!r}).",
+            "In the done-callback, check task.cancelled() before task.exception(): on a cancelled task it raises CancelledError.",
+        )
+    app_records = [r for r in logs.records if not r.name.startswith("asyncio")]
+    unlogged = [to for to in sorted(FULL) if not any(to in r.getMessage() and _names_error(r) for r in app_records)]
+    if unlogged and never_retrieved:
+        fail(
+            f"{_plural(len(never_retrieved), 'failed send')} reached only asyncio's 'Task exception was never retrieved' "
+            f"(no address; it comes when the task is freed); your app logged nothing for {', '.join(unlogged)}.",
+            1,
+        )
+    if unlogged:
+        anonymous = [r.getMessage() for r in app_records if _names_error(r)]
+        if anonymous:
+            fail(
+                f"the failures were logged, but the log lines do not say which address failed: {anonymous[0]!r}.",
+                "Put the address in the log message, e.g. name each task f'newsletter to {to}' and log task.get_name().",
+            )
+        fail(
+            f"the sends to {', '.join(unlogged)} failed with MailboxFull, and no log line says so (with the address and the error).",
+            "Log each failure at ERROR, with exc_info=the exception and the address in the message.",
+        )
+    if still_running:
+        fail(
+            f"after the app shut down, {_plural(len(still_running), 'send')} ({', '.join(still_running)}) were still running: "
+            "nothing ended them at shutdown.",
+            2,
+        )
+    if destroyed:
+        fail(f"{_plural(len(destroyed), 'task')} were destroyed while still pending: nothing kept a reference to them.", 1)
+    if never_retrieved:
+        fail(f"asyncio still reported {_plural(len(never_retrieved), 'exception')} as 'never retrieved'.", 1)
+    for to in everyone:
+        expected = "failed" if to in FULL else "cancelled" if to in STUCK else "delivered"
+        if mailer.outcome.get(to) != expected:
+            fail(
+                f"the send to {to} ended as {mailer.outcome.get(to)!r}, expected {expected!r}",
+                "Do not change what each send does.",
+            )
+    return (
+        f"{len(everyone)} sends: {mailer.summary()}; each failure logged with its address, "
+        "nothing left to asyncio's 'never retrieved', nothing running after shutdown."
+    )
+
+
+# --- 3.2 -------------------------------------------------------------------------------------------
+
+REPORTS = 6
+_REPORT_PATH = re.compile(r"^/reports/(\d+)$")
+
+
+class _Watched:
+    """Wraps the learner's app: notes when each report's response is sent, and answers /_probe itself."""
+
+    def __init__(self, app: ASGIApp, renderer: ReportRenderer) -> None:
+        self.app, self.renderer = app, renderer
+        self.probes_during_render = 0
+        self.probes = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/_probe":
+            self.probes += 1
+            self.probes_during_render += self.renderer.rendering > 0
+            body = json.dumps({"ok": True}).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        match = _REPORT_PATH.match(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        number = int(match.group(1))
+
+        async def noting_send(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.renderer.responded.add(number)
+
+        await self.app(scope, receive, noting_send)
+
+
+@exercise(
+    "3.2",
+    "Unblock the report task",
+    hints=[
+        "The background task is `async def`, so Starlette runs it on the event loop; renderer.render() blocks for 0.2 s and never awaits.",
+        (
+            "Let the blocking call run in a worker thread: make the task a plain `def` (Starlette then runs it in the thread pool), "
+            "or offload the call from the async task."
+        ),
+        (
+            "`def make_report(n): renderer.publish(n, renderer.render(n))` — or keep `async def` and "
+            "`pdf = await anyio.to_thread.run_sync(renderer.render, n)`, or `await renderer.arender(n)`."
+        ),
+    ],
+)
+async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
+    renderer = ReportRenderer()
+    app = _Watched(build_app(factory, renderer, name="build_report_app"), renderer)
+    posts_done = anyio.Event()
+    async with inprocess_client(app) as client:
+
+        async def order_reports() -> Any:
+            try:
+                return await load(client, lambda i: f"/reports/{i}", n=REPORTS, method="POST")
+            finally:
+                posts_done.set()
+
+        async def probe_while_rendering() -> None:
+            with anyio.move_on_after(3):
+                while renderer.rendering == 0 and not posts_done.is_set():
+                    await anyio.sleep(0.005)
+            await load(client, "/_probe", n=REPORTS)
+
+        report: Any = None
+
+        async def run_orders() -> None:
+            nonlocal report
+            report = await order_reports()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_orders)
+            tg.start_soon(probe_while_rendering)
+    for r in report.results:
+        if r.status != 200 or r.body != {"queued": r.index}:
+            fail(
+                f"POST /reports/{r.index} answered {r.status}: {str(r.body)[:100]}", "Keep the route and its answer as they were."
+            )
+    rendered_early = sorted(renderer.before_response)
+    if rendered_early:
+        fail(
+            f"{_plural(len(rendered_early), 'report')} (e.g. report {rendered_early[0]}) were rendered before the response was "
+            "sent: the client waited for the render.",
+            "Keep the rendering in the background task; change how the task runs, not where.",
+        )
+    missing = [n for n in range(REPORTS) if renderer.published.get(n) != ReportRenderer.pdf_for(n)]
+    if missing:
+        fail(
+            f"{REPORTS - len(missing)} of {REPORTS} reports were published (report {missing[0]} is missing)",
+            "The task must still render the report and publish it: renderer.publish(n, pdf).",
+        )
+    blocking, awaitable = renderer.record.of("render"), renderer.record.of("arender")
+    if blocking.on_loop:
+        fail(
+            f"{blocking.on_loop} of {REPORTS} renders ran on the event-loop thread: at most {blocking.peak} report rendered at once, "
+            f"and {app.probes_during_render} of {app.probes} health probes were answered while a report was rendering.",
+            0,
+        )
+    peak = max(blocking.peak, awaitable.peak)
+    if peak < REPORTS // 2:
+        fail(f"only {peak} of {REPORTS} reports were rendering at once", 1)
+    return (
+        f"{REPORTS} reports rendered after their responses, up to {peak} at once, none on the event-loop thread; "
+        f"{app.probes_during_render} of {app.probes} health probes answered while reports were rendering."
+    )
