@@ -15,5 +15,6 @@ def test_ruff_is_clean_on_the_package_and_the_tests() -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
