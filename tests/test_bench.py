@@ -317,3 +317,19 @@ async def test_uvicorn_server_reports_a_failed_startup() -> None:
         async with uvicorn_server(FastAPI(lifespan=broken)):
             pass
     assert leftovers() == []
+
+
+async def test_errors_inside_helpers_reach_the_notebook_as_themselves() -> None:
+    """An ExceptionGroup escaping a notebook cell is not reported as a failure, so helpers unwrap them."""
+    with pytest.raises(AssertionError):
+        async with loop_lag():
+            raise AssertionError("a failed claim inside the block")
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise KeyError("boom")
+
+    async with inprocess_client(app) as client:
+        with pytest.raises(KeyError):
+            await load(client, "/boom", n=3)

@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 import anyio
 
+from asynclab.load import first_error
+
 DEFAULT_TIMEOUT = 5.0
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -109,13 +111,6 @@ def _order(id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in id.split("."))
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real exception inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
@@ -174,7 +169,7 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
             "Look for an endless loop or a blocking call with no end; restart the kernel if the notebook feels stuck.",
         )
     if error is not None:
-        leaf = _leaf(error)
+        leaf = first_error(error)
         if isinstance(leaf, _Observed):
             raise _failed(ex, leaf.observed, leaf.hint)
         raise _failed(

@@ -95,11 +95,15 @@ async def load(
         response = await client.request(method, url, headers=hdrs, json=json)
         results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
 
-    async with anyio.create_task_group() as tg:
-        for i in range(n):
-            # A request counts from the moment it is issued: if the loop is blocked, its task
-            # waits to run, and that wait is part of what the user would feel.
-            tg.start_soon(one, i, time.perf_counter() - t0)
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                # A request counts from the moment it is issued: if the loop is blocked, its task
+                # waits to run, and that wait is part of what the user would feel.
+                tg.start_soon(one, i, time.perf_counter() - t0)
+    except BaseExceptionGroup as group:
+        # Raise the first error as itself: a notebook does not report an ExceptionGroup as a failed cell.
+        raise first_error(group) from None
     wall = time.perf_counter() - t0
     results.sort(key=lambda r: r.index)
     spans: list[Span] = []
@@ -108,6 +112,13 @@ async def load(
         peak = in_flight.peak
         spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
     return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first real exception inside (nested) exception groups, or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def ratio(slow: float, fast: float) -> str:

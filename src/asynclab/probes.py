@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-
-import anyio
-import anyio.lowlevel
 
 
 @dataclass
@@ -40,18 +38,21 @@ async def loop_lag(tick: float = 0.01) -> AsyncIterator[LoopLag]:
     async def probe() -> None:
         while True:
             before = time.perf_counter()
-            await anyio.sleep(tick)
+            await asyncio.sleep(tick)
             lag.ticks += 1
             lag.worst = max(lag.worst, time.perf_counter() - before)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(probe)
-        await anyio.lowlevel.checkpoint()  # let the probe take its first step
-        try:
-            yield lag
-        finally:
-            await anyio.sleep(tick * 2)  # one more wake-up, to catch a block at the very end
-            tg.cancel_scope.cancel()
+    # A plain task, not a task group: an error in the block reaches the notebook as itself,
+    # not wrapped in an ExceptionGroup (which a notebook cell would not report as a failure).
+    task = asyncio.create_task(probe(), name="asynclab-loop-lag")
+    await asyncio.sleep(0)  # let the probe take its first step
+    try:
+        yield lag
+    finally:
+        await asyncio.sleep(tick * 2)  # one more wake-up, to catch a block at the very end
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class _ListHandler(logging.Handler):

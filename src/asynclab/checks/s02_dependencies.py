@@ -1,0 +1,210 @@
+"""Checks for section 2, async dependencies."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from fastapi.exceptions import FastAPIError
+
+from asynclab.checking import build_app, exercise, fail
+from asynclab.depbench import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
+from asynclab.inprocess import inprocess_client
+from asynclab.load import load
+
+
+class NeverAwaited:
+    """The "coroutine ... was never awaited" warnings seen so far (see :func:`unawaited_coroutines`)."""
+
+    def __init__(self, caught: list[warnings.WarningMessage]) -> None:
+        self._caught = caught
+
+    @property
+    def messages(self) -> list[str]:
+        return sorted({str(w.message) for w in self._caught if "was never awaited" in str(w.message)})
+
+    def __str__(self) -> str:
+        """An extra sentence for a failure message: empty when Python warned about nothing."""
+        return f" Python warned: {self.messages[0]}." if self.messages else ""
+
+
+@contextmanager
+def unawaited_coroutines() -> Iterator[NeverAwaited]:
+    """Record the "coroutine ... was never awaited" warnings raised while the block runs.
+
+    A coroutine object is finalized (and warned about) as soon as the last reference to it goes,
+    which for a forgotten ``await`` in a dependency is when the dependency returns.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        yield NeverAwaited(caught)
+        gc.collect()  # a coroutine caught in a reference cycle is only finalized here
+
+
+def describe(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.text[:100]}"
+
+
+# --- 2.1 --------------------------------------------------------------------------------------------
+
+USERS = sorted(PASSWORDS)
+
+
+def basic_auth(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+@exercise(
+    "2.1",
+    "Take password hashing off the loop",
+    hints=[
+        "accounts.check_password() hashes the password: seconds of CPU per hundred logins, and inside `async def` it runs on the loop.",
+        "Hand the blocking call to a worker thread and await it, or let FastAPI do that by making the dependency a plain `def`.",
+        "`ok = await anyio.to_thread.run_sync(accounts.check_password, credentials.username, credentials.password)`",
+    ],
+)
+async def login_dependency(factory: Callable[[Accounts], Any]) -> str:
+    accounts = Accounts()
+    app = build_app(factory, accounts)
+    n = len(USERS)
+    with unawaited_coroutines() as never_awaited:
+        async with inprocess_client(app) as client:
+            report = await load(client, "/me", n=n, headers=lambda i: basic_auth(USERS[i], PASSWORDS[USERS[i]]))
+            wrong = await client.get("/me", headers=basic_auth("ada", "let-me-in"))
+            stranger = await client.get("/me", headers=basic_auth("mallory", "analytical-engine"))
+    for r in report.results:
+        if r.status != 200 or r.body != {"user": USERS[r.index]}:
+            fail(
+                f"GET /me as {USERS[r.index]}, with the right password, answered {r.status} {str(r.body)[:100]}",
+                "The right password must still get in: 200 with {'user': <name>}." + str(never_awaited),
+            )
+    for who, response in (("ada with a wrong password", wrong), ("an unknown user", stranger)):
+        if response.status_code != 401:
+            fail(
+                f"GET /me as {who} answered {describe(response)}, not 401.{never_awaited}",
+                "Did you await the offloaded call? Without `await` you get a coroutine, and a coroutine is truthy.",
+            )
+    checks = accounts.record.of("check_password")
+    if checks.calls < n + 2:
+        fail(
+            f"{n + 2} logins made only {checks.calls} calls to accounts.check_password()", "Every login must check its password."
+        )
+    if checks.on_loop:
+        fail(
+            f"{checks.on_loop} of {checks.calls} password hashes ran on the event-loop thread: logins took turns, and so did everybody else.",
+            0,
+        )
+    return f"{n} concurrent logins and 2 refused ones; {checks.calls} hashes, none on the event loop ({checks.peak} at once)."
+
+
+# --- 2.2 --------------------------------------------------------------------------------------------
+
+REPORTS = {"reports": ["q1-revenue", "q2-revenue", "q3-forecast"]}
+
+
+@exercise(
+    "2.2",
+    "Close the authentication bypass",
+    hints=[
+        "A coroutine function called without `await` does not run: it returns a coroutine object, and every object is truthy.",
+        "Look at how current_user calls tokens.verify(token): what does that expression give you, before any test?",
+        "`user = await tokens.verify(token)`: then `if not user` tests the real answer (a User or None).",
+    ],
+)
+async def token_dependency(factory: Callable[[TokenService], Any]) -> str:
+    tokens = TokenService()
+    app = build_app(factory, tokens)
+    refused = [("without a token", {}), ("with a made-up token", {"Authorization": "Bearer tok-mallory-0000"})]
+    with unawaited_coroutines() as never_awaited:
+        async with inprocess_client(app) as client:
+            for path in ("/reports", "/me"):
+                for how, headers in refused:
+                    response = await client.get(path, headers=headers)
+                    if response.status_code == 200:
+                        fail(f"GET {path} {how} answered 200: anybody gets in.{never_awaited}", 0)
+                    if response.status_code != 401:
+                        fail(f"GET {path} {how} answered {describe(response)}, not 401.{never_awaited}", 1)
+            for token, user in TOKENS.items():
+                auth = {"Authorization": f"Bearer {token}"}
+                for path, expected in (("/reports", REPORTS), ("/me", {"name": user.name, "role": user.role})):
+                    response = await client.get(path, headers=auth)
+                    if response.status_code != 200 or response.json() != expected:
+                        fail(
+                            f"GET {path} with {user.name}'s valid token answered {describe(response)}, expected 200 {expected}."
+                            + str(never_awaited),
+                            2,
+                        )
+    if never_awaited.messages:
+        fail(f"every answer was right, but Python warned: {never_awaited.messages[0]}", 2)
+    return f"no token and a made-up token: 401 on both routes; {len(TOKENS)} valid tokens: 200 with the right user."
+
+
+# --- 2.3 --------------------------------------------------------------------------------------------
+
+#: (request, expected status): successes, 404s raised by the handler, and a handler that crashes.
+PLAN = [
+    ("/memos/1", 200),
+    ("/memos/99", 404),
+    ("/memos/2/words", 200),
+    ("/memos/3/words", 500),
+    ("/memos/98", 404),
+    ("/memos/4", 200),
+]
+WHY = {200: "", 404: " (the handler raised HTTPException(404))", 500: " (the handler crashed with ZeroDivisionError)"}
+
+
+async def get(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    """GET ``path``; the handler's planned crash becomes the 500 a server would send, any other error is the learner's."""
+    try:
+        return await client.get(path)
+    except ZeroDivisionError:
+        if path != "/memos/3/words":
+            raise
+        return httpx.Response(500, text="Internal Server Error")
+    except FastAPIError as exc:
+        if "Response not awaited" not in str(exc):
+            raise
+        fail(
+            f"GET {path} ended in a 500 with FastAPI's error \"Response not awaited\" instead of the handler's answer: "
+            "your dependency caught the handler's exception and did not raise it again.",
+            "If you catch an exception around `yield`, end the except block with `raise`.",
+        )
+
+
+@exercise(
+    "2.3",
+    "Always give the connection back",
+    hints=[
+        "When the handler raises, FastAPI throws the exception into your dependency at the `yield`: the lines after it do not run.",
+        "Close the session in a `finally:` block, or let `async with db.Session() as session:` close it for you.",
+        "`async with db.Session() as session:` then `yield session` inside it. If you catch an exception, `raise` it again.",
+    ],
+)
+async def session_dependency(factory: Callable[[MemoDatabase], Any]) -> str:
+    async with memo_database(pool_size=3, pool_timeout=0.3) as db:
+        app = build_app(factory, db)
+        async with inprocess_client(app) as client:
+            for path, status in PLAN:
+                response = await get(client, path)
+                if response.status_code != status:
+                    fail(
+                        f"GET {path} answered {describe(response)}, expected {status}{WHY[status]}.",
+                        "Keep the routes as they are: change only get_session.",
+                    )
+                if db.checked_out:
+                    fail(
+                        f"after GET {path} answered {status}{WHY[status]}, the pool still lent {db.checked_out} of its "
+                        f"{db.pool_size} connections: a session was not closed.",
+                        0 if status != 200 else 1,
+                    )
+            burst = await load(client, "/memos/1", n=6)
+        if burst.statuses[200] != 6:
+            fail(f"6 concurrent GET /memos/1 answered {dict(burst.statuses)}", 1)
+        if db.checked_out or db.checkouts != db.checkins:
+            fail(f"after 6 concurrent requests, {db.checked_out} connections were still checked out", 1)
+        return f"{len(PLAN) + 6} requests (3 failing in the handler): {db.checkouts} connections taken, {db.checkins} given back."

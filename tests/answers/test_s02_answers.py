@@ -1,0 +1,397 @@
+"""Section 2: each check accepts different correct answers and rejects plausible wrong ones.
+
+No `from __future__ import annotations` here: FastAPI must see the real annotations of the
+dependencies defined inside functions (strings could not be resolved from the module's globals).
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, Any
+
+import anyio
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.concurrency import run_in_threadpool
+
+from asynclab.depbench import Accounts, Memo, MemoDatabase, TokenService, User
+from tests.conftest import fails, passes
+
+# --- 2.1 -------------------------------------------------------------------------------------------
+
+Login = Callable[[Accounts], Callable[..., Any]]
+security = HTTPBasic()
+Credentials = Annotated[HTTPBasicCredentials, Depends(security)]
+
+
+def refuse() -> HTTPException:
+    return HTTPException(401, "wrong username or password", headers={"WWW-Authenticate": "Basic"})
+
+
+def login_app(dependency: Login) -> Callable[[Accounts], FastAPI]:
+    def build(accounts: Accounts) -> FastAPI:
+        app = FastAPI()
+        current_user = dependency(accounts)
+
+        @app.get("/me")
+        async def me(user: Annotated[str, Depends(current_user)]) -> dict[str, str]:
+            return {"user": user}
+
+        return app
+
+    return build
+
+
+def offload_with_anyio(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        if not await anyio.to_thread.run_sync(accounts.check_password, credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def plain_def_dependency(accounts: Accounts) -> Callable[..., Any]:
+    def current_user(credentials: Credentials) -> str:
+        if not accounts.check_password(credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def offload_with_starlette(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        ok = await run_in_threadpool(accounts.check_password, credentials.username, credentials.password)
+        if not ok:
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def offload_with_asyncio(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        if not await asyncio.to_thread(accounts.check_password, credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def hashes_on_the_loop(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        if not accounts.check_password(credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def awaits_something_else_first(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        await asyncio.sleep(0)  # an await elsewhere does not make the hash non-blocking
+        if not accounts.check_password(credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def calls_before_offloading(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        ok = await anyio.to_thread.run_sync(accounts.check_password(credentials.username, credentials.password))  # type: ignore[arg-type]
+        if not ok:
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def offloads_without_await(accounts: Accounts) -> Callable[..., Any]:
+    async def current_user(credentials: Credentials) -> str:
+        ok = anyio.to_thread.run_sync(accounts.check_password, credentials.username, credentials.password)
+        if not ok:
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def test_2_1_accepts_offloading_and_a_def_dependency() -> None:
+    for answer in (offload_with_anyio, plain_def_dependency, offload_with_starlette, offload_with_asyncio):
+        start = time.perf_counter()
+        assert "none on the event loop" in passes("2.1", login_app(answer))
+        assert time.perf_counter() - start < 3
+
+
+def test_2_1_rejects_the_handed_out_dependency() -> None:
+    fails("2.1", login_app(hashes_on_the_loop), saying="10 of 10 password hashes ran on the event-loop thread")
+
+
+def test_2_1_rejects_an_await_elsewhere() -> None:
+    fails("2.1", login_app(awaits_something_else_first), saying="password hashes ran on the event-loop thread")
+
+
+def test_2_1_rejects_calling_before_offloading() -> None:
+    failure = fails("2.1", login_app(calls_before_offloading), saying="your code raised TypeError")
+    assert "run_sync(accounts.check_password(" in failure.observed
+
+
+def test_2_1_rejects_an_offload_that_is_not_awaited() -> None:
+    failure = fails("2.1", login_app(offloads_without_await), saying="GET /me as ada with a wrong password answered 200")
+    assert "Python warned: coroutine 'run_sync' was never awaited" in failure.observed
+
+
+# --- 2.2 -------------------------------------------------------------------------------------------
+
+Verifier = Callable[[TokenService], Callable[..., Any]]
+
+
+def reports_app(dependency: Verifier) -> Callable[[TokenService], FastAPI]:
+    def build(tokens: TokenService) -> FastAPI:
+        app = FastAPI()
+        current_user = dependency(tokens)
+
+        @app.get("/reports", dependencies=[Depends(current_user)])
+        async def reports() -> dict[str, list[str]]:
+            return {"reports": ["q1-revenue", "q2-revenue", "q3-forecast"]}
+
+        @app.get("/me")
+        async def me(user: Annotated[User, Depends(current_user)]) -> dict[str, str]:
+            return {"name": user.name, "role": user.role}
+
+        return app
+
+    return build
+
+
+def not_authenticated() -> HTTPException:
+    return HTTPException(401, "not authenticated", headers={"WWW-Authenticate": "Bearer"})
+
+
+def awaits_the_verification(tokens: TokenService) -> Callable[..., Any]:
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = await tokens.verify((authorization or "").removeprefix("Bearer "))
+        if not user:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
+def uses_http_bearer(tokens: TokenService) -> Callable[..., Any]:
+    bearer = HTTPBearer(auto_error=False)
+
+    async def current_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+        if credentials is None:
+            raise not_authenticated()
+        user = await tokens.verify(credentials.credentials)
+        if user is None:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
+def forgets_the_await(tokens: TokenService) -> Callable[..., Any]:
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = tokens.verify((authorization or "").removeprefix("Bearer "))
+        if not user:
+            raise not_authenticated()
+        return user  # type: ignore[return-value]
+
+    return current_user
+
+
+def checks_is_none_without_await(tokens: TokenService) -> Callable[..., Any]:
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = tokens.verify((authorization or "").removeprefix("Bearer "))
+        if user is None:
+            raise not_authenticated()
+        return user  # type: ignore[return-value]
+
+    return current_user
+
+
+def only_checks_a_header_is_there(tokens: TokenService) -> Callable[..., Any]:
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User | None:
+        if not authorization:
+            raise not_authenticated()
+        return await tokens.verify(authorization.removeprefix("Bearer "))
+
+    return current_user
+
+
+def runs_a_new_event_loop(tokens: TokenService) -> Callable[..., Any]:
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = asyncio.run(tokens.verify((authorization or "").removeprefix("Bearer ")))
+        if not user:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
+def test_2_2_accepts_an_await_and_http_bearer() -> None:
+    for answer in (awaits_the_verification, uses_http_bearer):
+        start = time.perf_counter()
+        assert "401 on both routes" in passes("2.2", reports_app(answer))
+        assert time.perf_counter() - start < 3
+
+
+def test_2_2_rejects_the_handed_out_bypass() -> None:
+    failure = fails("2.2", reports_app(forgets_the_await), saying="GET /reports without a token answered 200: anybody gets in.")
+    assert "Python warned: coroutine 'TokenService.verify' was never awaited" in failure.observed
+
+
+def test_2_2_rejects_is_none_without_await() -> None:
+    fails("2.2", reports_app(checks_is_none_without_await), saying="without a token answered 200")
+
+
+def test_2_2_rejects_a_header_check_that_lets_bad_tokens_in() -> None:
+    fails("2.2", reports_app(only_checks_a_header_is_there), saying="GET /reports with a made-up token answered 200")
+
+
+def test_2_2_rejects_asyncio_run() -> None:
+    fails("2.2", reports_app(runs_a_new_event_loop), saying="asyncio.run() cannot be called from a running event loop")
+
+
+# --- 2.3 -------------------------------------------------------------------------------------------
+
+SessionDependency = Callable[[MemoDatabase], Callable[..., Any]]
+
+
+def memos_app(dependency: SessionDependency) -> Callable[[MemoDatabase], FastAPI]:
+    def build(db: MemoDatabase) -> FastAPI:
+        app = FastAPI()
+        get_session = dependency(db)
+
+        @app.get("/memos/{memo_id}")
+        async def read_memo(memo_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict[str, object]:
+            memo = await session.get(Memo, memo_id)
+            if memo is None:
+                raise HTTPException(404, "no such memo")
+            return {"id": memo.id, "text": memo.text}
+
+        @app.get("/memos/{memo_id}/words")
+        async def average_word_length(memo_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict[str, float]:
+            memo = await session.get(Memo, memo_id)
+            if memo is None:
+                raise HTTPException(404, "no such memo")
+            words = memo.text.split()
+            return {"average": sum(len(w) for w in words) / len(words)}
+
+        return app
+
+    return build
+
+
+def async_with(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        async with db.Session() as session:
+            yield session
+
+    return get_session
+
+
+def try_finally(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    return get_session
+
+
+def rollback_and_reraise(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        except Exception:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+    return get_session
+
+
+def close_after_yield(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        yield session
+        await session.close()
+
+    return get_session
+
+
+def swallows_the_error(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        except Exception:  # noqa: BLE001 - the mistake under test: the error is swallowed
+            await session.rollback()
+        finally:
+            await session.close()
+
+    return get_session
+
+
+def returns_without_yield(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncSession:
+        return db.Session()
+
+    return get_session
+
+
+def one_session_for_the_app(db: MemoDatabase) -> Callable[..., Any]:
+    shared = db.Session()
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        yield shared
+
+    return get_session
+
+
+def sync_generator_with_finally(db: MemoDatabase) -> Callable[..., Any]:
+    def get_session() -> Iterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        finally:
+            anyio.from_thread.run(session.close)
+
+    return get_session
+
+
+def test_2_3_accepts_async_with_and_try_finally() -> None:
+    for answer in (async_with, try_finally, rollback_and_reraise, sync_generator_with_finally):
+        start = time.perf_counter()
+        assert "12 given back" in passes("2.3", memos_app(answer))
+        assert time.perf_counter() - start < 3
+
+
+def test_2_3_rejects_the_handed_out_close_after_yield() -> None:
+    fails(
+        "2.3",
+        memos_app(close_after_yield),
+        saying="after GET /memos/99 answered 404 (the handler raised HTTPException(404)), the pool still lent 1 of its 3 connections",
+    )
+
+
+def test_2_3_rejects_swallowing_the_error() -> None:
+    fails(
+        "2.3", memos_app(swallows_the_error), saying='GET /memos/99 ended in a 500 with FastAPI\'s error "Response not awaited"'
+    )
+
+
+def test_2_3_rejects_a_session_that_is_never_closed() -> None:
+    fails("2.3", memos_app(returns_without_yield), saying="after GET /memos/1 answered 200, the pool still lent 1")
+    fails("2.3", memos_app(one_session_for_the_app), saying="after GET /memos/1 answered 200, the pool still lent 1")
