@@ -74,3 +74,18 @@ def test_every_check_fails_as_handed_out(exercise: Path) -> None:
     for i in check_cells:  # the learner sees the short message, not a traceback
         (output,) = [o for o in nb.cells[i].outputs if o.output_type == "error"]
         assert output.traceback[0].startswith("❌ Exercise ") and len(output.traceback) == 1
+
+
+def test_an_exception_group_fails_a_notebook_cell() -> None:
+    """IPython 9 alone lets an escaping ExceptionGroup pass silently; importing asynclab makes it fail the cell."""
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import anyio\nimport asynclab"),
+        nbformat.v4.new_code_cell(
+            "async with anyio.create_task_group() as tg:\n    tg.start_soon(anyio.sleep, 0.01)\n    assert False, 'a claim'"
+        ),
+    ]
+    with pytest.raises(CellExecutionError, match="a claim"):
+        NotebookClient(nb, timeout=30, kernel_name="python3").execute()

@@ -10,6 +10,7 @@ from asynclab.gauges import InFlight, ThreadPool, thread_pool, thread_tokens
 from asynclab.inprocess import inprocess_client
 from asynclab.leftovers import nothing_left_running
 from asynclab.load import LoadReport, load, ratio
+from asynclab.notebook import report_exception_groups
 from asynclab.probes import asyncio_debug, capture_logs, loop_lag
 from asynclab.server import uvicorn_server
 from asynclab.timeline import timeline
@@ -33,3 +34,5 @@ __all__ = [
     "timeline",
     "uvicorn_server",
 ]
+
+report_exception_groups()
