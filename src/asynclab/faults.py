@@ -5,26 +5,19 @@
   so queries fail the way a broken database makes them fail (``OperationalError``).
 - :class:`StockService`: a back end whose call answers quickly, or (``stalled=True``) never.
   It counts the calls that are still running and the ones that were cancelled.
-- :func:`load_until`: like :func:`asynclab.load`, but the client stops waiting after a deadline,
-  so a request that would hang for ever can be shown on a timeline.
 """
 
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from asynclab.gauges import InFlight, Span, request_index
-from asynclab.load import LoadReport, RequestResult
 
 #: The users every new database starts with.
 SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
@@ -146,51 +139,3 @@ class StockService:
         return f"StockService({state}, calls={self.calls}, running={self.running}, cancelled={self.cancelled})"
 
 
-#: The status :func:`load_until` records for a request that had no answer when the client gave up.
-NO_ANSWER = 0
-
-
-async def load_until(
-    client: httpx.AsyncClient,
-    path: str | Callable[[int], str],
-    n: int = 10,
-    *,
-    give_up_after: float,
-    in_flight: InFlight | None = None,
-) -> LoadReport:
-    """Send ``n`` requests at once, like :func:`asynclab.load`, but stop waiting after ``give_up_after`` s.
-
-    A request still unanswered then is cancelled and recorded with status ``NO_ANSWER`` (0) and
-    the body ``None``. With an in-process client the app runs in the request's own task, so the
-    handler is cancelled with it (a real server would keep running it).
-    """
-    if in_flight is not None:
-        in_flight.reset()
-    results: list[RequestResult] = []
-    t0 = time.perf_counter()
-
-    async def one(i: int) -> None:
-        request_index.set(i)
-        url = path(i) if callable(path) else path
-        start = time.perf_counter() - t0
-        with anyio.move_on_after(give_up_after - start):
-            response = await client.get(url)
-            try:
-                body = response.json()
-            except ValueError:
-                body = response.text
-            results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, body))
-            return
-        results.append(RequestResult(i, NO_ANSWER, start, time.perf_counter() - t0, None))
-
-    async with anyio.create_task_group() as tg:
-        for i in range(n):
-            tg.start_soon(one, i)
-    wall = time.perf_counter() - t0
-    results.sort(key=lambda r: r.index)
-    spans: list[Span] = []
-    peak: int | None = None
-    if in_flight is not None:
-        peak = in_flight.peak
-        spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
-    return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)

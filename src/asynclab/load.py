@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,6 +13,9 @@ import anyio
 import httpx
 
 from asynclab.gauges import InFlight, Span, request_index
+
+#: The status :func:`load` records for a request that had no answer when the client gave up.
+NO_ANSWER = 0
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,16 @@ async def load(
     in_flight: InFlight | None = None,
     headers: dict[str, str] | Callable[[int], dict[str, str]] | None = None,
     json: Any = None,
+    give_up_after: float | None = None,
 ) -> LoadReport:
     """Send ``n`` requests at the same time and wait for all of them.
 
     ``path`` and ``headers`` may be functions of the request's index (0 to n-1).
     Pass the app's :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``;
-    it is reset before the burst.
+    it is reset before the burst. With ``give_up_after``, the client stops waiting that many
+    seconds after the burst began: an unanswered request is recorded with status ``NO_ANSWER``
+    (0) and body ``None``. In-process, the app runs in the request's own task, so its handler is
+    cancelled too (a real server would keep running it).
     """
     if in_flight is not None:
         in_flight.reset()
@@ -92,8 +100,11 @@ async def load(
         request_index.set(i)
         url = path(i) if callable(path) else path
         hdrs = headers(i) if callable(headers) else headers
-        response = await client.request(method, url, headers=hdrs, json=json)
-        results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
+        with anyio.move_on_after(math.inf if give_up_after is None else give_up_after - sent):
+            response = await client.request(method, url, headers=hdrs, json=json)
+            results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
+            return
+        results.append(RequestResult(i, NO_ANSWER, sent, time.perf_counter() - t0, None))
 
     try:
         async with anyio.create_task_group() as tg:

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 
 from asynclab.checking import build_app, exercise, fail
-from asynclab.faults import NO_ANSWER, SEED_USERS, StockService, UserDB, load_until
+from asynclab.faults import SEED_USERS, StockService, UserDB
 from asynclab.inprocess import inprocess_client
+from asynclab.load import NO_ANSWER, load
 from asynclab.probes import capture_logs
 
 #: Words that must never reach a client when the database is down.
@@ -231,7 +232,7 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
                 )
             stock.stalled = True
             calls_before = stock.calls
-            report = await load_until(client, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
+            report = await load(client, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
             still_running = stock.running
     unanswered = [r for r in report.results if r.status == NO_ANSWER]
     if unanswered:
