@@ -333,3 +333,20 @@ async def test_errors_inside_helpers_reach_the_notebook_as_themselves() -> None:
     async with inprocess_client(app) as client:
         with pytest.raises(KeyError):
             await load(client, "/boom", n=3)
+
+
+def test_the_suite_guard_finds_a_process_that_outlived_its_notebook() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import MARKER, survivors
+
+    marker = "guard-self-test"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], env={**os.environ, MARKER: marker})
+    try:
+        assert any(line.startswith(f"{child.pid} ") for line in survivors(marker))
+    finally:
+        child.kill()
+        child.wait()
+    assert survivors(marker) == []
