@@ -32,6 +32,18 @@ def survivors(marker_value: str) -> list[str]:
     return found
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Keep each notebook's cells together on one xdist worker (one kernel); spread every other test."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookScope(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.endswith(".ipynb") else nodeid
+
+    return NotebookScope(config, log)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -9,6 +9,7 @@ saying what it observed, or calls :func:`fail`.
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import os
 import pkgutil
@@ -39,7 +40,7 @@ class CheckFailed(AssertionError):
         return [str(self)]
 
 
-class _Observed(Exception):
+class Observed(Exception):
     """Raised by :func:`fail` inside a check; turned into :class:`CheckFailed` by :func:`check`."""
 
     def __init__(self, observed: str, hint: int | str) -> None:
@@ -81,7 +82,7 @@ def exercise(id: str, title: str, hints: list[str], *, timeout: float = DEFAULT_
 
 def fail(observed: str, hint: int | str = 0) -> NoReturn:
     """Stop a check: ``observed`` says what happened; ``hint`` is an index into the hints, or a text."""
-    raise _Observed(observed, hint)
+    raise Observed(observed, hint)
 
 
 def _load_checks() -> None:
@@ -145,6 +146,10 @@ def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None,
             outcome["value"] = func()
         except BaseException as exc:  # noqa: BLE001 - everything is reported to the learner
             outcome["error"] = exc
+        finally:
+            # Free what the learner's app left behind (sessions, greenlets, loops) on this thread,
+            # while its event loop's thread still exists, not later on a thread it never knew.
+            gc.collect()
 
     thread = threading.Thread(target=target, name="asynclab-check", daemon=True)
     thread.start()
@@ -170,7 +175,7 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
         )
     if error is not None:
         leaf = first_error(error)
-        if isinstance(leaf, _Observed):
+        if isinstance(leaf, Observed):
             raise _failed(ex, leaf.observed, leaf.hint)
         raise _failed(
             ex,

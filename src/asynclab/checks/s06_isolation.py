@@ -1,0 +1,577 @@
+"""Checks for section 6, request context and isolation (a real SQLite file through SQLAlchemy's async ORM)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec
+
+import anyio
+import httpx
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from asynclab.checking import Observed, build_app, exercise, fail
+from asynclab.inprocess import inprocess_client
+from asynclab.load import LoadReport
+from asynclab.notes_db import (
+    READER,
+    AuditLog,
+    Call,
+    Moderation,
+    NotesDatabase,
+    Rendezvous,
+    StoredNote,
+    burst,
+    temporary_database,
+)
+
+P = ParamSpec("P")
+
+# --- shared bench ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Connections:
+    """Every engine that connected, and every DB-API connection opened and closed, while counting."""
+
+    engines: list[Engine] = field(default_factory=list)
+    opened: int = 0
+    closed: int = 0
+    open_now: list[Any] = field(default_factory=list)  # the DB-API connections not closed yet
+
+    @property
+    def still_open(self) -> int:
+        return self.opened - self.closed
+
+    async def close_leftovers(self) -> None:
+        """Close what the app left open, so that no aiosqlite thread outlives the check."""
+        for connection in self.open_now:
+            with contextlib.suppress(Exception):
+                await connection.driver_connection.close()
+        self.open_now.clear()
+
+
+@contextmanager
+def counting_connections() -> Iterator[Connections]:
+    """Listen to every SQLAlchemy pool and engine in the process while the block runs."""
+    seen = Connections()
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        seen.opened += 1
+        seen.open_now.append(dbapi_connection)
+
+    def on_close(dbapi_connection: Any, record: Any) -> None:
+        seen.closed += 1
+        seen.open_now[:] = [c for c in seen.open_now if c is not dbapi_connection]
+
+    def on_engine_connect(connection: Any) -> None:
+        if connection.engine.logging_name == READER:  # NotesDatabase.notes() reading back, not the app
+            return
+        if not any(e is connection.engine for e in seen.engines):
+            seen.engines.append(connection.engine)
+
+    listeners: list[tuple[Any, str, Callable[..., None]]] = [
+        (Pool, "connect", on_connect),
+        (Pool, "close", on_close),
+        (Pool, "close_detached", on_close),
+        (Engine, "engine_connect", on_engine_connect),
+    ]
+    for target, name, fn in listeners:
+        event.listen(target, name, fn)
+    try:
+        yield seen
+    finally:
+        for target, name, fn in listeners:
+            event.remove(target, name, fn)
+
+
+def recording_errors(app: ASGIApp, errors: list[str]) -> ASGIApp:
+    """Wrap an app so that every exception it raises is noted, as text (the client only sees a 500).
+
+    Only the text is kept: an exception raised inside SQLAlchemy's async machinery holds, through
+    its traceback, the greenlets of the check's thread, which must not outlive that thread.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            errors.append(f"{type(exc).__name__}: {first[:110]}")
+            raise
+
+    return wrapped
+
+
+def collect_garbage_before_leaving(check: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
+    """End a check by freeing the learner's app, engines and connections on the check's own thread.
+
+    SQLAlchemy's async layer runs on greenlets, which belong to the thread that made them, and an
+    aiosqlite connection hands its results to the event loop that opened it. Left in reference
+    cycles (exceptions and their tracebacks make many), or held by a failed check's traceback, they
+    would be freed later on another thread, after the check's thread and loop have ended: greenlet
+    can crash the process then, and aiosqlite's worker thread fails with "Event loop is closed".
+    So a failure leaves without the traceback of the check (which says nothing to the learner),
+    and the garbage is collected here, while the check's loop still runs.
+    """
+
+    @functools.wraps(check)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
+        failure: Observed | None = None
+        try:
+            return await check(*args, **kwargs)
+        except Observed as observed:
+            failure = observed.with_traceback(None)
+            failure.__context__ = failure.__cause__ = None
+        finally:
+            gc.collect()
+            await anyio.sleep(0.01)  # let closing connections report back to this loop
+        assert failure is not None
+        raise failure
+
+    return wrapper
+
+
+def _first_error(errors: list[str]) -> str:
+    return f"; the app raised {errors[0]}" if errors else ""
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+# --- 6.1 · one session per request -----------------------------------------------------------------
+
+SEED_61 = [("acme", "alice", "alice's first note"), ("acme", "bob", "bob's first note"), ("acme", "carol", "carol's first note")]
+OWNERS_61 = ["alice", "bob", "carol", "dave"]
+
+
+def _mixed_61(n: int) -> list[Call]:
+    calls = []
+    for i in range(n):
+        if i % 3 == 0:
+            text = f"spam {i}" if i % 9 == 0 else f"burst note {i}"
+            calls.append(Call("POST", "/notes", {"owner": OWNERS_61[i % 4], "text": text}))
+        elif i % 3 == 1:
+            calls.append(Call("GET", f"/notes/{1 + i % len(SEED_61)}"))
+        else:
+            calls.append(Call("GET", f"/notes?owner={OWNERS_61[i % 4]}"))
+    return calls
+
+
+EXPIRED_HINT = (
+    "commit() expires every object of the session, and reading an expired attribute (row.as_dict()) outside an await fails: "
+    "make the sessions with expire_on_commit=False, as the handed-out code did."
+)
+
+
+def _hint_for(errors: list[str], default: int | str = 0) -> int | str:
+    return EXPIRED_HINT if any("MissingGreenlet" in e for e in errors) else default
+
+
+def _expect_note(what: str, status: int, body: Any, owner: str, text: str, errors: list[str], *, alone: bool = False) -> int:
+    """The id of a created note, after checking the answer; fails on anything else."""
+    if status == 500:
+        fail(
+            f"{what} answered 500{_first_error(errors)}",
+            _hint_for(errors, "Fix that error first: one request on its own must work." if alone else 0),
+        )
+    if status != 201:
+        fail(f"{what} answered {status}: {str(body)[:120]}", "A note that passes moderation must be saved and answered with 201.")
+    if not isinstance(body, dict) or body.get("owner") != owner or body.get("text") != text:
+        fail(f"{what} answered {str(body)[:120]}", "Keep the routes' answers as they were: the saved note, with its id.")
+    if not isinstance(body.get("id"), int):
+        fail(
+            f"{what} answered 201 with id {body.get('id')!r}: the note was never written to the database",
+            "Something rolled back this request's note before it was committed: is the session shared with another request?",
+        )
+    return int(body["id"])
+
+
+@dataclass
+class LostWritePhase:
+    """What happened when three accepted writes waited in moderation while a spam write was rejected."""
+
+    held: list[httpx.Response]
+    spam: httpx.Response | None
+    most_waiting: int  # how many of the three were waiting in moderation at once
+    spam_answered_while_held: bool
+
+
+async def _lost_write_phase(client: httpx.AsyncClient, moderation: Moderation) -> LostWritePhase:
+    """Hold three accepted writes in moderation, send a spam write, then let the three go on.
+
+    Nothing here fails half-way: every request is let finish (within a bound) before the check
+    judges, so no request is cut off in the middle of a database call.
+    """
+    held = [f"held note {k}" for k in range(3)]
+    moderation.hold(*held)
+    answers: dict[int, httpx.Response] = {}
+    spam: dict[str, httpx.Response] = {}
+    spam_done = anyio.Event()
+    most_waiting, answered_while_held = 0, False
+
+    async def send(k: int) -> None:
+        answers[k] = await client.post("/notes", json={"owner": OWNERS_61[k], "text": held[k]})
+
+    async def send_spam() -> None:
+        spam["response"] = await client.post("/notes", json={"owner": "eve", "text": "buy spam now"})
+        spam_done.set()
+
+    try:
+        with anyio.move_on_after(4.0):
+            async with anyio.create_task_group() as tg:
+                for k in range(len(held)):
+                    tg.start_soon(send, k)
+                all_waiting = await moderation.until_waiting(len(held), timeout=1.5)
+                most_waiting = moderation.waiting
+                if all_waiting:
+                    tg.start_soon(send_spam)
+                    with anyio.move_on_after(1.5):
+                        await spam_done.wait()
+                    answered_while_held = spam_done.is_set()
+                moderation.release()
+    finally:
+        moderation.release()
+    return LostWritePhase([answers[k] for k in sorted(answers)], spam.get("response"), most_waiting, answered_while_held)
+
+
+async def _drive_61(
+    client: httpx.AsyncClient, db: NotesDatabase, moderation: Moderation, errors: list[str]
+) -> tuple[list[Call], LoadReport]:
+    """One write alone, then the forced interleaving, then 50 mixed requests at once; fails on the way."""
+    # One write on its own: is a note that passes moderation really committed?
+    single = await client.post("/notes", json={"owner": "alice", "text": "a quiet note"})
+    single_id = _expect_note(
+        "POST /notes (one request, nothing else running)",
+        single.status_code,
+        _body(single),
+        "alice",
+        "a quiet note",
+        errors,
+        alone=True,
+    )
+    if "a quiet note" not in [n.text for n in await db.notes()]:
+        fail(
+            f"POST /notes answered 201 with id {single_id}, but that note is not in the database",
+            "A session closed without commit() rolls back: commit in the handler once the note is accepted.",
+        )
+
+    # Forced interleaving: a rejected request's rollback must not touch the others' notes.
+    phase = await _lost_write_phase(client, moderation)
+    held, spam = phase.held, phase.spam
+    if phase.most_waiting < 3:
+        fail(
+            f"3 concurrent POST /notes were sent, but only {phase.most_waiting} reached the moderation check "
+            "at the same time: the requests waited for each other",
+            (
+                "Requests must not take turns: each needs its own session, and none may hold the database "
+                "(with a lock, or an open write transaction) while it awaits something slow."
+            ),
+        )
+    if spam is None or len(held) < 3:
+        fail(
+            "with 3 writes waiting in moderation and 1 rejected, not every request answered within 4 s",
+            "A request must not wait for another request's transaction: give each request its own session.",
+        )
+    if not phase.spam_answered_while_held:
+        fail(
+            "a rejected POST /notes answered only after 3 other writes, held in moderation, went on: "
+            "it waited for their transactions",
+            "Do not hold a transaction open while awaiting something slow, and give each request its own session.",
+        )
+    if spam.status_code == 500 or any(r.status_code == 500 for r in held):
+        fail(
+            "with 3 writes waiting in moderation and 1 rejected, a request answered 500" + _first_error(errors),
+            _hint_for(errors),
+        )
+    if spam.status_code != 422:
+        fail(
+            f"a spam note was answered {spam.status_code}: {str(_body(spam))[:100]}",
+            "Keep rejecting what moderation rejects, with 422.",
+        )
+    held_ids = [
+        _expect_note(
+            f"POST /notes ({OWNERS_61[k]}'s note, accepted while another was rejected)",
+            r.status_code,
+            _body(r),
+            OWNERS_61[k],
+            f"held note {k}",
+            errors,
+        )
+        for k, r in enumerate(held)
+    ]
+    stored = {n.id: n for n in await db.notes()}
+    lost = [i for i in held_ids if i not in stored]
+    if lost:
+        fail(
+            f"3 notes were answered 201 while another request was rejected, and {len(lost)} of them are not in the database: "
+            "the rejected request's rollback threw them away",
+            0,
+        )
+
+    # Fifty mixed requests at once.
+    calls = _mixed_61(50)
+    report = await burst(client, calls)
+    return calls, report
+
+
+@exercise(
+    "6.1",
+    "One session per request",
+    hints=[
+        "Every request gets the same AsyncSession object, so one request's rollback or commit acts on the others' notes.",
+        "Create the engine in a lifespan (dispose of it after the yield) and hand each request a new session from a `yield` dependency.",
+        (
+            "In the lifespan: `yield {'sessions': async_sessionmaker(engine, expire_on_commit=False)}`; the dependency: "
+            "`async with request.state.sessions() as session: yield session`."
+        ),
+    ],
+)
+@collect_garbage_before_leaving
+async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
+    errors: list[str] = []
+    async with temporary_database(SEED_61) as db:
+        moderation = Moderation(latency=0.01)
+        with counting_connections() as connections:
+            try:
+                app = build_app(factory, db.url, moderation)
+                async with inprocess_client(recording_errors(app, errors), raise_app_exceptions=False) as client:
+                    calls, report = await _drive_61(client, db, moderation, errors)
+                stored_after = await db.notes()
+            finally:
+                still_open, engines = connections.still_open, len(connections.engines)
+                await connections.close_leftovers()
+    _judge_burst(calls, report, stored_after, errors)
+    if still_open > 0:
+        fail(
+            f"after the app stopped, {still_open} connection(s) to the database file were still open",
+            "Dispose of the engine when the app stops: `await engine.dispose()` after the lifespan's yield.",
+        )
+    if engines > 1:
+        fail(
+            f"the app connected through {engines} different engines for {len(calls) + 5} requests",
+            "An engine holds the connection pool: create it once, in the lifespan, not per request.",
+        )
+    return (
+        "a rejected request's rollback left the 3 other notes alone, and 50 mixed concurrent requests gave no errors, "
+        f"lost no note and saved no rejected one ({len(stored_after)} notes in the file, one engine, every connection closed)."
+    )
+
+
+def _judge_burst(calls: list[Call], report: LoadReport, stored: list[StoredNote], errors: list[str]) -> None:
+    failed = [c for c, r in zip(calls, report.results, strict=True) if r.status == 500]
+    if failed:
+        fail(
+            f"{len(failed)} of {len(calls)} concurrent requests answered 500, e.g. {failed[0]}" + _first_error(errors),
+            _hint_for(errors),
+        )
+    by_id = {n.id: n for n in stored}
+    seeded = {i + 1: (owner, text) for i, (_, owner, text) in enumerate(SEED_61)}
+    accepted: dict[int, tuple[str, str]] = {}
+    for call, r in zip(calls, report.results, strict=True):
+        what = f"{call} (one of {len(calls)} at once)"
+        if call.method == "POST":
+            owner, text = call.json["owner"], call.json["text"]
+            if not Moderation.acceptable(text):
+                if r.status != 422:
+                    fail(f"{what} with a spam note answered {r.status}", "Keep rejecting what moderation rejects, with 422.")
+                continue
+            accepted[_expect_note(what, r.status, r.body, owner, text, errors)] = (owner, text)
+        elif "owner=" in call.path:
+            owner = call.path.split("=", 1)[1]
+            if r.status != 200 or not isinstance(r.body, list):
+                fail(
+                    f"{what} answered {r.status}: {str(r.body)[:100]}",
+                    "Keep GET /notes?owner=... answering the list of that owner's notes.",
+                )
+            foreign = [row for row in r.body if row.get("owner") != owner]
+            if foreign:
+                fail(f"{what} answered a note of somebody else: {foreign[0]}", 0)
+            missing = [t for i, (o, t) in seeded.items() if o == owner and t not in {row.get("text") for row in r.body}]
+            if missing:
+                fail(f"{what} did not list {owner}'s note {missing[0]!r}", 0)
+        else:
+            note_id = int(call.path.rsplit("/", 1)[1])
+            expected = {"owner": seeded[note_id][0], "text": seeded[note_id][1]}
+            if r.status != 200 or not isinstance(r.body, dict) or {k: r.body.get(k) for k in expected} != expected:
+                fail(f"{what} answered {r.status}: {str(r.body)[:120]}, expected note {note_id} {expected}", 0)
+    lost = [i for i in accepted if i not in by_id]
+    if lost:
+        fail(f"{len(lost)} of {len(accepted)} notes answered 201 during the burst are not in the database (e.g. id {lost[0]})", 0)
+    changed = [i for i, (o, t) in accepted.items() if (by_id[i].owner, by_id[i].text) != (o, t)]
+    if changed:
+        fail(
+            f"note {changed[0]} was answered as {accepted[changed[0]]} but is stored as {(by_id[changed[0]].owner, by_id[changed[0]].text)}",
+            0,
+        )
+    spam = [n for n in stored if not Moderation.acceptable(n.text)]
+    if spam:
+        fail(f"the database holds {len(spam)} rejected note(s), e.g. {spam[0].text!r}", 0)
+    burst_texts = {c.json["text"] for c in calls if c.method == "POST"}
+    extra = [n for n in stored if n.text in burst_texts and n.id not in accepted]
+    if extra:
+        fail(f"the database holds {len(extra)} note(s) from the burst that no request was told about, e.g. {extra[0].text!r}", 0)
+
+
+# --- 6.2 · who is asking, and for which tenant -----------------------------------------------------
+
+TENANTS_62 = ["acme", "globex", "initech", "umbrella"]
+USERS_62 = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"]
+SEED_62 = [(t, f"{t}-admin", f"{t} note {k}") for t in TENANTS_62 for k in range(3)]
+N_62 = 100
+
+
+def _who(i: int) -> tuple[str, str]:
+    return USERS_62[i % len(USERS_62)], TENANTS_62[i % len(TENANTS_62)]
+
+
+def _calls_62() -> list[Call]:
+    calls = []
+    for i in range(N_62):
+        user, tenant = _who(i)
+        headers = {"X-User": user, "X-Tenant": tenant}
+        if i % 3 == 0:
+            calls.append(Call("GET", "/me", headers=headers))
+        elif i % 3 == 1:
+            calls.append(Call("GET", "/notes", headers=headers))
+        else:
+            calls.append(Call("POST", "/notes", {"text": f"{user}'s note {i}"}, headers=headers))
+    return calls
+
+
+def _leak(i: int, call: Call, body: Any, new_texts: dict[str, str]) -> tuple[str, str] | None:
+    """What went wrong with request ``i``: ("foreign", ...) when it got or wrote somebody else's data,
+    ("unseen", ...) when it did not see its own user or tenant at all, None when all is well."""
+    user, tenant = _who(i)
+    known = set(USERS_62), set(TENANTS_62)
+    if call.path == "/me":
+        if not isinstance(body, dict) or (body.get("user"), body.get("tenant")) != (user, tenant):
+            kind = (
+                "foreign"
+                if isinstance(body, dict) and body.get("user") in known[0] and body.get("tenant") in known[1]
+                else "unseen"
+            )
+            return kind, f"answered {str(body)[:90]}"
+    elif call.method == "GET":
+        if not isinstance(body, list):
+            return "unseen", f"answered {str(body)[:90]}"
+        rows = [row if isinstance(row, dict) else {} for row in body]
+        foreign = [row for row in rows if row.get("tenant") in known[1] and row.get("tenant") != tenant]
+        if foreign:
+            return "foreign", f"got {len(foreign)} note(s) of another tenant, e.g. {foreign[0]}"
+        texts = {row.get("text") for row in rows}
+        seeded = {text for (_, _, text) in SEED_62}
+        strangers = [t for t in texts if t not in seeded and new_texts.get(str(t)) != tenant]
+        if strangers:
+            kind = "foreign" if new_texts.get(str(strangers[0])) in known[1] else "unseen"
+            return kind, f"got a note it should not see: {strangers[0]!r}"
+        odd = [row for row in rows if row.get("tenant") != tenant]
+        if odd:
+            return "unseen", f"got {len(odd)} note(s) that are not its tenant's, e.g. {odd[0]}"
+        missing = [t for (tn, _, t) in SEED_62 if tn == tenant and t not in texts]
+        if missing:
+            return "unseen", f"did not get its tenant's note {missing[0]!r}"
+    elif not isinstance(body, dict) or (body.get("owner"), body.get("tenant")) != (user, tenant):
+        kind = (
+            "foreign" if isinstance(body, dict) and body.get("owner") in known[0] and body.get("tenant") in known[1] else "unseen"
+        )
+        return kind, f"saved {str(body)[:90]}"
+    return None
+
+
+@exercise(
+    "6.2",
+    "Whose request is this?",
+    hints=[
+        (
+            "Every request writes the same current_user and current_tenant, and reads them back after an await, when another "
+            "request may have overwritten them. One value per process (or per thread: all async def handlers share one) is not one per request."
+        ),
+        "Let the dependency return the user and tenant and take them as a handler parameter, or keep them in ContextVars set in an `async def` dependency.",
+        (
+            "`async def caller(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> tuple[str, str]: "
+            "return x_user, x_tenant`, then `who: Annotated[tuple[str, str], Depends(caller)]` in each handler, "
+            "and use `who` instead of the globals."
+        ),
+    ],
+)
+@collect_garbage_before_leaving
+async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
+    errors: list[str] = []
+    rendezvous = Rendezvous(N_62, timeout=2.0)
+    audit = AuditLog(rendezvous=rendezvous)
+    calls = _calls_62()
+    async with temporary_database(SEED_62) as db:
+        with counting_connections() as connections:
+            try:
+                app = build_app(factory, db.url, audit, name="build_service")
+                async with inprocess_client(recording_errors(app, errors), raise_app_exceptions=False) as client:
+                    report = await burst(client, calls)
+            finally:
+                await connections.close_leftovers()
+        stored = await db.notes()
+    for call, r in zip(calls, report.results, strict=True):
+        user, tenant = _who(r.index)
+        if r.status == 500:
+            fail(
+                f"{call} as {user} of {tenant} answered 500" + _first_error(errors),
+                "Fix that error first: every route must still answer.",
+            )
+        expected = 201 if call.method == "POST" else 200
+        if r.status != expected:
+            fail(
+                f"{call} as {user} of {tenant} answered {r.status}: {str(r.body)[:100]}",
+                "Keep the routes and their headers as they were.",
+            )
+    new_texts = {n.text: n.tenant for n in stored if n.id > len(SEED_62)}
+    found: dict[str, list[str]] = {"foreign": [], "unseen": []}
+    for call, r in zip(calls, report.results, strict=True):
+        problem = _leak(r.index, call, r.body, new_texts)
+        if problem:
+            user, tenant = _who(r.index)
+            found[problem[0]].append(f"{call} as {user} of {tenant} {problem[1]}")
+    if found["foreign"]:
+        leaks = found["foreign"]
+        fail(f"{len(leaks)} of {N_62} concurrent requests got or wrote another user's or tenant's data, e.g. {leaks[0]}", 0)
+    if found["unseen"]:
+        unseen = found["unseen"]
+        fail(
+            f"{len(unseen)} of {N_62} requests did not see their own user or tenant, e.g. {unseen[0]}",
+            "A ContextVar set in a plain `def` dependency is set in a worker thread's copy of the context, which the handler "
+            "never sees: make that dependency `async def`, or let it return the values.",
+        )
+    if len(audit.entries) < N_62:
+        fail(f"only {len(audit.entries)} of {N_62} requests called audit.record()", "Keep the audit call in every route.")
+    if not rendezvous.complete:
+        fail(
+            f"the {N_62} requests were never inside the app at the same time: "
+            f"at most {rendezvous.most_inside} of them were waiting in audit.record() at once",
+            "Requests must not take turns: remove any lock, and keep the per-request values per request instead.",
+        )
+    wrong_rows = [
+        n
+        for n in stored
+        if n.id > len(SEED_62)
+        and not any(c.json and c.json["text"] == n.text and (n.owner, n.tenant) == _who(i) for i, c in enumerate(calls))
+    ]
+    if wrong_rows:
+        n = wrong_rows[0]
+        fail(f"the note {n.text!r} was stored for {n.owner} of {n.tenant}, who did not write it", 1)
+    saved = sum(c.method == "POST" for c in calls)
+    if len(stored) != len(SEED_62) + saved:
+        fail(
+            f"{saved} notes were answered 201, and the database holds {len(stored) - len(SEED_62)} new ones",
+            "Commit each new note in its handler.",
+        )
+    return f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and wrote only its own data."

@@ -1,0 +1,199 @@
+"""Checks for section 7, multiple workers: each check serves the learner's module with ``uvicorn --workers 2``.
+
+The learner passes the path of the module file their cell wrote. The check copies it into a new
+empty folder (so a SQLite file next to it starts empty), runs it under two real workers on
+127.0.0.1, and sends each request on a fresh connection to a chosen worker (the other one is
+paused meanwhile), so it knows without luck which worker served what. It stops the server and
+judges by the answers and by the server's log.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, NoReturn
+
+from asynclab.checking import exercise, fail
+from asynclab.workers import (
+    ClientEvents,
+    Workers,
+    WorkersFailed,
+    fresh_copy,
+    last_error,
+    send_to_workers,
+    serve_workers,
+)
+
+TIMEOUT = 40.0  # a correct answer takes about 2 s; the bound only guards a badly loaded machine
+
+
+def _module_file(answer: Any, expected: str) -> Path:
+    path = Path(answer) if isinstance(answer, str | Path) else None
+    if path is None or path.suffix != ".py" or not path.is_file():
+        fail(
+            f"expected the path of your module file, got {answer!r}",
+            f"Run the %%writefile cell first, then pass its file: check(..., apps / {expected!r}).",
+        )
+    return path
+
+
+def _two_workers(module: Path) -> AbstractAsyncContextManager[Workers]:
+    """Serve a fresh copy of ``module`` (an empty folder: a new database) with two workers."""
+    copy = fresh_copy(module)
+    return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True)
+
+
+def _did_not_run(module: Path, exc: WorkersFailed) -> NoReturn:
+    if "already exists" in exc.error:
+        fail(
+            f"uvicorn could not start {module.name}: {exc.error}",
+            "Both workers run the lifespan at the same moment: create tables with CREATE TABLE IF NOT EXISTS "
+            "(metadata.create_all checks, then creates, so two workers can race), or create them once before the server starts.",
+        )
+    fail(
+        f"uvicorn could not start {module.name}: {exc.error}",
+        "Run your module's cell again and fix that error: each worker imports the module and runs its lifespan.",
+    )
+
+
+def _log_error(server: Workers) -> str:
+    error = last_error(server.log())
+    return f"; the server's log says: {error}" if error else ""
+
+
+# --- 7.1 ------------------------------------------------------------------------------------------
+
+QUOTA = 5
+
+
+@exercise(
+    "7.1",
+    "A quota that holds across workers",
+    hints=[
+        "The `used` dict lives in one worker's memory: the other worker starts at zero. Count in the database instead.",
+        "Each request: in one transaction, make sure the key has a row, then add one to `used` only if it is below QUOTA.",
+        (
+            "`async with request.app.state.engine.begin() as conn:` then INSERT ... ON CONFLICT DO NOTHING, and "
+            "`UPDATE usage SET used = used + 1 WHERE key = :key AND used < :quota RETURNING used` (no row back: answer 429)."
+        ),
+    ],
+    timeout=TIMEOUT,
+)
+async def quota(module: Any) -> str:
+    path = _module_file(module, "quota.py")
+    try:
+        async with _two_workers(path) as server:
+            a, b = server.worker_pids
+            plan = [(a, "/ask/alice")] * QUOTA + [(b, "/ask/alice")] * 3 + [(a, "/ask/alice")] * 2
+            plan += [(b, "/ask/bob"), (a, "/ask/bob")]
+            answers = await send_to_workers(server, plan)
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    for (_, route), answer in zip(plan, answers, strict=True):
+        if answer.status not in (200, 429):
+            fail(
+                f"GET {route} answered {answer.status}: {str(answer.body)[:100]}{_log_error(server)}",
+                "Every call must answer 200 (allowed) or 429 (over the quota).",
+            )
+    status = [answer.status for answer in answers]
+    first, other, back, bob = status[:QUOTA], status[QUOTA : QUOTA + 3], status[QUOTA + 3 : QUOTA + 5], status[QUOTA + 5 :]
+    if first != [200] * QUOTA:
+        fail(
+            f"alice's first {QUOTA} calls (all to worker {a}) answered {first}; all {QUOTA} must be allowed",
+            "Count the call, then compare with QUOTA: calls 1 to 5 answer 200, call 6 and later answer 429.",
+        )
+    if other == [200, 200, 200]:
+        fail(
+            f"alice's calls {QUOTA + 1} to {QUOTA + 3} went to worker {b} (the other one), which allowed all 3: "
+            f"it had not seen calls 1 to {QUOTA}. Each worker counted only the calls it saw.",
+            0,
+        )
+    if other == [200, 429, 429]:
+        fail(
+            f"alice's call {QUOTA + 1} was allowed and calls {QUOTA + 2} and {QUOTA + 3} refused: "
+            f"one call more than her quota of {QUOTA}",
+            "Allow a call only while the count before it is below QUOTA (`used < QUOTA`), not `<=`.",
+        )
+    if other + back != [429] * 5:
+        fail(
+            f"after alice's {QUOTA} allowed calls, her next calls answered {other} (worker {b}) and {back} (worker {a}); "
+            "all must answer 429",
+            1,
+        )
+    if bob != [200, 200]:
+        fail(
+            f"bob's first two calls answered {bob}, after alice had used up her quota",
+            "Count per key: alice's calls must not use up bob's quota.",
+        )
+    return (
+        f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
+        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both. The quota holds across workers."
+    )
+
+
+# --- 7.2 ------------------------------------------------------------------------------------------
+
+
+@exercise(
+    "7.2",
+    "Open the client in each worker's lifespan",
+    hints=[
+        (
+            "`rates = RatesClient()` at module level runs when the module is imported, in every process that imports it, "
+            "and nothing closes it."
+        ),
+        "Give the app a lifespan: open the client before `yield`, keep it on `app.state`, close it after `yield`.",
+        (
+            "`app.state.rates = RatesClient()`, `yield`, `await app.state.rates.aclose()`; "
+            "in the handler, `await request.app.state.rates.rate('EUR', 'USD')`."
+        ),
+    ],
+    timeout=TIMEOUT,
+)
+async def lifespan_client(module: Any) -> str:
+    path = _module_file(module, "prices.py")
+    amounts = [10, 25, 40, 55, 70, 85]
+    try:
+        async with _two_workers(path) as server:
+            workers = server.worker_pids
+            plan = [(workers[i % 2], f"/convert/{euros}") for i, euros in enumerate(amounts)]
+            answers = await send_to_workers(server, plan)
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    for euros, answer in zip(amounts, answers, strict=True):
+        if answer.status != 200:
+            fail(
+                f"GET /convert/{euros} answered {answer.status}{_log_error(server)}",
+                "Keep the route answering 200; check how the handler finds the client.",
+            )
+        expected = {"eur": euros, "usd": round(euros * 1.08, 2)}
+        if answer.body != expected:
+            fail(
+                f"GET /convert/{euros} answered {answer.body!r}, expected {expected!r}",
+                "Change where the client is opened, not what the route returns.",
+            )
+    events = ClientEvents.parse(server.log())
+    if events.opened_at_import:
+        fail(
+            f"RatesClient was opened while the module was being imported, in processes {sorted(events.opened_at_import)}: "
+            "import-time code runs in every process that imports the module, and nothing closes what it opens.",
+            0,
+        )
+    served = len(amounts) // 2
+    for pid in workers:
+        opened = events.opened(pid)
+        if opened == 0:
+            fail(
+                f"worker {pid} served {served} requests without opening a RatesClient",
+                "Use a RatesClient, opened in the lifespan.",
+            )
+        if opened > 1:
+            fail(
+                f"worker {pid} opened {opened} rates clients for {served} requests: open one per worker, not one per request.", 1
+            )
+        if events.closed[pid] < opened:
+            fail(f"worker {pid} never closed its rates client when the server stopped", 2)
+    return (
+        f"{len(answers)} requests, {served} to each worker {workers}: each worker opened one RatesClient "
+        "after import, in its lifespan, and closed it at shutdown."
+    )

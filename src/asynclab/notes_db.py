@@ -1,0 +1,271 @@
+"""A real database for the request-isolation lessons: SQLAlchemy's async ORM on aiosqlite, in a temporary SQLite file.
+
+::
+
+    async with temporary_database(seed=[("acme", "alice", "hello")]) as db:
+        engine = create_async_engine(db.url)   # the app opens its own engine on the file
+        ...
+        print(await db.notes())                # read back what was really committed
+
+The file lives in a fresh temporary folder that is removed when the block ends, also when it fails.
+Also here: :class:`Rendezvous`, which makes an interleaving of requests certain instead of likely,
+:class:`Moderation` and :class:`AuditLog`, awaitable stand-in services (the caller can hold back
+the first one's answers), and :func:`burst`, which sends a mix of reads and writes at once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from sqlalchemy import String, insert, select
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from asynclab.gauges import InFlight, Span, request_index
+from asynclab.load import LoadReport, RequestResult
+
+#: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
+READER = "asynclab-reader"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    """One note, written by ``owner`` inside the organisation (tenant) ``tenant``."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(40), index=True)
+    owner: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(String(200))
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "tenant": self.tenant, "owner": self.owner, "text": self.text}
+
+
+@dataclass(frozen=True)
+class StoredNote:
+    """A row as it is in the file, read through a connection of its own."""
+
+    id: int
+    tenant: str
+    owner: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NotesDatabase:
+    """A SQLite file with a ``notes`` table; ``url`` is what ``create_async_engine`` takes."""
+
+    path: Path
+    url: str
+
+    async def notes(self) -> list[StoredNote]:
+        """Every committed note, in id order (through a fresh engine, closed before returning)."""
+        engine = create_async_engine(self.url, logging_name=READER)
+        try:
+            async with engine.connect() as conn:
+                rows = (await conn.execute(select(Note.id, Note.tenant, Note.owner, Note.text).order_by(Note.id))).all()
+        finally:
+            await engine.dispose()
+        return [StoredNote(*row) for row in rows]
+
+
+@asynccontextmanager
+async def temporary_database(seed: Iterable[tuple[str, str, str]] = ()) -> AsyncIterator[NotesDatabase]:
+    """Create a SQLite file holding the ``notes`` table (and the ``(tenant, owner, text)`` rows of ``seed``).
+
+    The folder holding the file is removed when the block ends. Close your engines inside the
+    block (``await engine.dispose()``): the lifespan of an app does that when the app stops.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="asynclab-db-"))
+    path = folder / "notes.db"
+    db = NotesDatabase(path=path, url=f"sqlite+aiosqlite:///{path}")
+    try:
+        engine = create_async_engine(db.url)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+                rows = [{"tenant": t, "owner": o, "text": x} for t, o, x in seed]
+                if rows:
+                    await conn.execute(insert(Note), rows)
+        finally:
+            await engine.dispose()
+        yield db
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Rendezvous:
+    """A stand-in for a slow awaited call that returns only when ``parties`` callers are waiting in it.
+
+    Whether two requests overlap usually depends on timing; with a rendezvous in the middle of a
+    handler they always do: every request has done its first half before any does its second.
+    If ``timeout`` seconds pass before everyone has arrived (the app serves requests one at a
+    time, say), it lets the waiting callers go and from then on lets everybody straight through.
+    ``complete`` tells whether all ``parties`` were ever inside at once; ``most_inside`` is the
+    largest number that were.
+    """
+
+    def __init__(self, parties: int, *, timeout: float = 5.0) -> None:
+        self.parties = parties
+        self.timeout = timeout
+        self.arrived = 0
+        self.most_inside = 0
+        self.complete = False
+        self.broken = False
+        self._inside = 0
+        self._all_in = anyio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.broken or self._all_in.is_set():
+            return
+        self._inside += 1
+        self.most_inside = max(self.most_inside, self._inside)
+        try:
+            if self._inside >= self.parties:
+                self.complete = True
+                self._all_in.set()
+                return
+            with anyio.move_on_after(self.timeout):
+                await self._all_in.wait()
+            if not self._all_in.is_set():
+                self.broken = True
+                self._all_in.set()
+        finally:
+            self._inside -= 1
+
+
+class AuditLog:
+    """An awaitable audit service: ``await audit.record(event)`` stores one entry.
+
+    With a :class:`Rendezvous`, every call waits in it, so all requests are inside their handlers
+    at the same moment; without one, a call takes ``latency`` seconds.
+    """
+
+    def __init__(self, latency: float = 0.0, *, rendezvous: Rendezvous | None = None) -> None:
+        self.latency = latency
+        self.rendezvous = rendezvous
+        self.entries: list[str] = []
+
+    async def record(self, event: str) -> None:
+        self.entries.append(event)
+        if self.rendezvous is not None:
+            await self.rendezvous.wait()
+        else:
+            await anyio.sleep(self.latency)
+
+
+class Moderation:
+    """An awaitable moderation service: ``await moderation.check(text)`` says whether a note may be saved.
+
+    A text holding ``"spam"`` is rejected; any other is accepted after ``latency`` seconds. Texts
+    passed to :meth:`hold` are answered only once :meth:`release` is called: the caller decides
+    when those requests go on, which makes an interleaving certain instead of likely.
+    ``peak`` is the most checks that were in progress at once.
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.checked = 0
+        self.waiting = 0
+        self.peak = 0
+        self._now = 0
+        self._held: set[str] = set()
+        self._gate = anyio.Event()
+
+    @staticmethod
+    def acceptable(text: str) -> bool:
+        return "spam" not in text
+
+    def hold(self, *texts: str) -> None:
+        """Keep the checks of these texts waiting until :meth:`release`."""
+        self._held.update(texts)
+        self._gate = anyio.Event()
+
+    def release(self) -> None:
+        self._held.clear()
+        self._gate.set()
+
+    async def until_waiting(self, n: int, timeout: float = 5.0) -> bool:
+        """Wait (at most ``timeout`` s) until ``n`` held checks are waiting; say whether they are."""
+        with anyio.move_on_after(timeout):
+            while self.waiting < n:
+                await anyio.sleep(0.002)
+        return self.waiting >= n
+
+    async def check(self, text: str) -> bool:
+        self.checked += 1
+        self._now += 1
+        self.peak = max(self.peak, self._now)
+        try:
+            if text in self._held:
+                gate = self._gate
+                self.waiting += 1
+                try:
+                    await gate.wait()
+                finally:
+                    self.waiting -= 1
+            await anyio.sleep(self.latency)
+            return self.acceptable(text)
+        finally:
+            self._now -= 1
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request of a :func:`burst`."""
+
+    method: str
+    path: str
+    json: Any = None
+    headers: dict[str, str] | None = None
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+async def burst(client: httpx.AsyncClient, calls: Sequence[Call], *, in_flight: InFlight | None = None) -> LoadReport:
+    """Like :func:`asynclab.load`, but each request has its own method, path, body and headers.
+
+    All requests are sent at once, each in its own task; the report lists them in the order given.
+    """
+    if in_flight is not None:
+        in_flight.reset()
+    results: list[RequestResult] = []
+    t0 = time.perf_counter()
+
+    async def one(i: int, call: Call) -> None:
+        request_index.set(i)
+        start = time.perf_counter() - t0
+        response = await client.request(call.method, call.path, json=call.json, headers=call.headers)
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, body))
+
+    async with anyio.create_task_group() as tg:
+        for i, call in enumerate(calls):
+            tg.start_soon(one, i, call)
+    wall = time.perf_counter() - t0
+    results.sort(key=lambda r: r.index)
+    spans: list[Span] = []
+    peak: int | None = None
+    if in_flight is not None:
+        peak = in_flight.peak
+        spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
+    return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)

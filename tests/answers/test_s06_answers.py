@@ -1,0 +1,454 @@
+"""Section 6: the checks accept several right answers and reject plausible wrong ones, saying why."""
+
+# No `from __future__ import annotations` here: FastAPI must resolve the handlers' local Annotated aliases.
+
+import gc
+import threading
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from asynclab.notes_db import AuditLog, Moderation, Note
+from tests.conftest import fails, passes
+
+# --- 6.1 · one session per request -----------------------------------------------------------------
+
+
+class NoteIn(BaseModel):
+    owner: str
+    text: str
+
+
+GetSession = Callable[..., Any]
+
+
+def notes_routes(app: FastAPI, get_session: GetSession, moderation: Moderation, *, commit: bool = True) -> FastAPI:
+    """The routes of exercise 6.1; ``commit=False`` leaves committing (and rolling back) to the dependency."""
+    Session = Annotated[AsyncSession, Depends(get_session)]
+
+    @app.post("/notes", status_code=201)
+    async def add_note(note: NoteIn, session: Session) -> dict[str, object]:
+        row = Note(tenant="acme", owner=note.owner, text=note.text)
+        session.add(row)
+        if not await moderation.check(note.text):
+            if commit:
+                await session.rollback()
+            raise HTTPException(422, "rejected by moderation")
+        if commit:
+            await session.commit()
+        else:
+            await session.flush()  # the dependency commits; flush to learn the id
+        return row.as_dict()
+
+    @app.get("/notes/{note_id}")
+    async def get_note(note_id: int, session: Session) -> dict[str, object]:
+        row = await session.get(Note, note_id)
+        if row is None:
+            raise HTTPException(404, "no such note")
+        return row.as_dict()
+
+    @app.get("/notes")
+    async def notes_of(owner: str, session: Session) -> list[dict[str, object]]:
+        rows = await session.scalars(select(Note).where(Note.owner == owner).order_by(Note.id))
+        return [r.as_dict() for r in rows]
+
+    return app
+
+
+def engine_lifespan(url: str) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = create_async_engine(url)
+        try:
+            yield {"sessions": async_sessionmaker(engine, expire_on_commit=False)}
+        finally:
+            await engine.dispose()
+
+    return lifespan
+
+
+# Right answers
+
+
+def lifespan_state_sessionmaker(url: str, moderation: Moderation) -> FastAPI:
+    """The solution: lifespan state holds a sessionmaker; a yield dependency opens one session per request."""
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request.state.sessions() as session:
+            yield session
+
+    return notes_routes(FastAPI(lifespan=engine_lifespan(url)), get_session, moderation)
+
+
+def app_state_engine(url: str, moderation: Moderation) -> FastAPI:
+    """The engine on app.state, and a plain AsyncSession per request."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = create_async_engine(url)
+        yield
+        await app.state.engine.dispose()
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(request.app.state.engine, expire_on_commit=False) as session:
+            yield session
+
+    return notes_routes(FastAPI(lifespan=lifespan), get_session, moderation)
+
+
+def dependency_owns_the_transaction(url: str, moderation: Moderation) -> FastAPI:
+    """`sessions.begin()` in the dependency: commit after the handler, roll back if it raised."""
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request.state.sessions.begin() as session:
+            yield session
+
+    return notes_routes(FastAPI(lifespan=engine_lifespan(url)), get_session, moderation, commit=False)
+
+
+def test_61_accepts_a_sessionmaker_in_lifespan_state() -> None:
+    assert "50 mixed concurrent requests gave no errors" in passes("6.1", lifespan_state_sessionmaker)
+
+
+def test_61_accepts_an_engine_on_app_state() -> None:
+    passes("6.1", app_state_engine)
+
+
+def test_61_accepts_a_dependency_that_owns_the_transaction() -> None:
+    passes("6.1", dependency_owns_the_transaction)
+
+
+# Wrong answers
+
+
+def handed_out(url: str, moderation: Moderation) -> FastAPI:
+    engine = create_async_engine(url)
+    session = AsyncSession(engine, expire_on_commit=False)
+
+    async def get_session() -> AsyncSession:
+        return session
+
+    return notes_routes(FastAPI(), get_session, moderation)
+
+
+def one_session_in_lifespan_state(url: str, moderation: Moderation) -> FastAPI:
+    """Moved into the lifespan, but still one session for the whole app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = create_async_engine(url)
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            yield {"session": session}
+        await engine.dispose()
+
+    async def get_session(request: Request) -> AsyncSession:
+        return request.state.session
+
+    return notes_routes(FastAPI(lifespan=lifespan), get_session, moderation)
+
+
+def shared_session_behind_a_lock(url: str, moderation: Moderation) -> FastAPI:
+    """One session, and a lock so that only one request uses it at a time: correct, and one at a time."""
+    engine = create_async_engine(url)
+    session = AsyncSession(engine, expire_on_commit=False)
+    lock = anyio.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await session.close()
+        await engine.dispose()
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        async with lock:
+            yield session
+
+    return notes_routes(FastAPI(lifespan=lifespan), get_session, moderation)
+
+
+def never_commits(url: str, moderation: Moderation) -> FastAPI:
+    """The guide's dependency (`yield` inside `async with`, plus a redundant close), and no commit anywhere."""
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request.state.sessions() as session:
+            try:
+                yield session
+            finally:
+                await session.close()
+
+    return notes_routes(FastAPI(lifespan=engine_lifespan(url)), get_session, moderation, commit=False)
+
+
+def engine_never_disposed(url: str, moderation: Moderation) -> FastAPI:
+    """A session per request, but the engine is made with the app and never closed."""
+    sessions = async_sessionmaker(create_async_engine(url), expire_on_commit=False)
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        async with sessions() as session:
+            yield session
+
+    return notes_routes(FastAPI(), get_session, moderation)
+
+
+def engine_per_request(url: str, moderation: Moderation) -> FastAPI:
+    """A new engine (and pool) for every request."""
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        engine = create_async_engine(url)
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                yield session
+        finally:
+            await engine.dispose()
+
+    return notes_routes(FastAPI(), get_session, moderation)
+
+
+def sessions_that_expire_on_commit(url: str, moderation: Moderation) -> FastAPI:
+    """Right structure, but the default expire_on_commit=True: reading the note after commit() needs I/O."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = create_async_engine(url)
+        yield {"sessions": async_sessionmaker(engine)}
+        await engine.dispose()
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request.state.sessions() as session:
+            yield session
+
+    return notes_routes(FastAPI(lifespan=lifespan), get_session, moderation)
+
+
+def test_61_fails_as_handed_out() -> None:
+    failure = fails("6.1", handed_out, saying="answered 201 with id None: the note was never written to the database")
+    assert "is the session shared" in failure.hint
+
+
+def test_61_rejects_one_session_kept_in_lifespan_state() -> None:
+    fails("6.1", one_session_in_lifespan_state, saying="accepted while another was rejected) answered 201 with id None")
+
+
+def test_61_rejects_a_shared_session_behind_a_lock() -> None:
+    fails("6.1", shared_session_behind_a_lock, saying="but only 1 reached the moderation check at the same time")
+
+
+def test_61_rejects_a_session_that_never_commits() -> None:
+    failure = fails("6.1", never_commits, saying="but that note is not in the database")
+    assert "commit()" in failure.hint
+
+
+def test_61_rejects_an_engine_that_is_never_disposed() -> None:
+    fails("6.1", engine_never_disposed, saying="connection(s) to the database file were still open")
+
+
+def test_61_rejects_sessions_that_expire_on_commit() -> None:
+    with warnings.catch_warnings():  # SQLAlchemy leaves a "coroutine was never awaited" behind: keep it in this test
+        warnings.simplefilter("ignore", RuntimeWarning)
+        failure = fails(
+            "6.1", sessions_that_expire_on_commit, saying="(one request, nothing else running) answered 500; the app raised"
+        )
+        failure.__traceback__ = None
+        gc.collect()
+    assert "expire_on_commit=False" in failure.hint
+
+
+def test_61_rejects_an_engine_per_request() -> None:
+    fails("6.1", engine_per_request, saying="different engines")
+
+
+# --- 6.2 · whose request is this? ------------------------------------------------------------------
+
+
+class NoteText(BaseModel):
+    text: str
+
+
+Who = Callable[[], Awaitable[tuple[str, str]]]
+
+
+def tenant_service(url: str, audit: AuditLog, who: Callable[..., Any], identify: Callable[..., Any] | None = None) -> FastAPI:
+    """The routes of exercise 6.2. ``identify`` runs as a route dependency; ``who`` (a dependency) says who is asking."""
+    app = FastAPI(lifespan=engine_lifespan(url))
+
+    async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+        async with request.state.sessions() as session:
+            yield session
+
+    Session = Annotated[AsyncSession, Depends(get_session)]
+    Caller = Annotated[tuple[str, str], Depends(who)]
+    deps = [Depends(identify)] if identify else []
+
+    @app.get("/me", dependencies=deps)
+    async def me(caller: Caller) -> dict[str, str]:
+        await audit.record("GET /me")
+        user, tenant = await caller_now(caller)
+        return {"user": user, "tenant": tenant}
+
+    @app.get("/notes", dependencies=deps)
+    async def tenant_notes(caller: Caller, session: Session) -> list[dict[str, object]]:
+        await audit.record("GET /notes")
+        _, tenant = await caller_now(caller)
+        rows = await session.scalars(select(Note).where(Note.tenant == tenant).order_by(Note.id))
+        return [r.as_dict() for r in rows]
+
+    @app.post("/notes", status_code=201, dependencies=deps)
+    async def add_note(body: NoteText, caller: Caller, session: Session) -> dict[str, object]:
+        await audit.record("POST /notes")
+        user, tenant = await caller_now(caller)
+        row = Note(tenant=tenant, owner=user, text=body.text)
+        session.add(row)
+        await session.commit()
+        return row.as_dict()
+
+    return app
+
+
+async def caller_now(caller: Any) -> tuple[str, str]:
+    """A caller is either the (user, tenant) pair itself, or a function that reads it *now* (after the await)."""
+    return caller() if callable(caller) else caller
+
+
+# Right answers
+
+
+def dependency_returns_the_caller(url: str, audit: AuditLog) -> FastAPI:
+    async def caller(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> tuple[str, str]:
+        return x_user, x_tenant
+
+    return tenant_service(url, audit, caller)
+
+
+user_var: ContextVar[str] = ContextVar("user_var")
+tenant_var: ContextVar[str] = ContextVar("tenant_var")
+
+
+def contextvars_in_async_dependency(url: str, audit: AuditLog) -> FastAPI:
+    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
+        user_var.set(x_user)
+        tenant_var.set(x_tenant)
+
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (user_var.get(), tenant_var.get())
+
+    return tenant_service(url, audit, who, identify)
+
+
+def contextvars_in_middleware(url: str, audit: AuditLog) -> FastAPI:
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (user_var.get(), tenant_var.get())
+
+    app = tenant_service(url, audit, who)
+
+    @app.middleware("http")
+    async def identify(request: Request, call_next: Any) -> Any:
+        user_var.set(request.headers.get("x-user", ""))
+        tenant_var.set(request.headers.get("x-tenant", ""))
+        return await call_next(request)
+
+    return app
+
+
+def test_62_accepts_a_dependency_that_returns_the_caller() -> None:
+    assert "each saw and wrote only its own data" in passes("6.2", dependency_returns_the_caller)
+
+
+def test_62_accepts_contextvars_set_in_an_async_dependency() -> None:
+    passes("6.2", contextvars_in_async_dependency)
+
+
+def test_62_accepts_contextvars_set_in_a_middleware() -> None:
+    passes("6.2", contextvars_in_middleware)
+
+
+# Wrong answers
+
+current = {"user": "", "tenant": ""}
+
+
+def globals_as_handed_out(url: str, audit: AuditLog) -> FastAPI:
+    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
+        current["user"], current["tenant"] = x_user, x_tenant
+
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (current["user"], current["tenant"])
+
+    return tenant_service(url, audit, who, identify)
+
+
+local = threading.local()
+
+
+def thread_local(url: str, audit: AuditLog) -> FastAPI:
+    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
+        local.user, local.tenant = x_user, x_tenant
+
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (local.user, local.tenant)
+
+    return tenant_service(url, audit, who, identify)
+
+
+def contextvars_in_def_dependency(url: str, audit: AuditLog) -> FastAPI:
+    def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:  # runs in a worker thread
+        user_var.set(x_user)
+        tenant_var.set(x_tenant)
+
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (user_var.get("nobody"), tenant_var.get("none"))
+
+    return tenant_service(url, audit, who, identify)
+
+
+def only_the_user_fixed(url: str, audit: AuditLog) -> FastAPI:
+    async def identify(x_tenant: Annotated[str, Header()]) -> None:
+        current["tenant"] = x_tenant
+
+    async def who(x_user: Annotated[str, Header()]) -> Callable[[], tuple[str, str]]:
+        return lambda: (x_user, current["tenant"])
+
+    return tenant_service(url, audit, who, identify)
+
+
+def globals_behind_a_lock(url: str, audit: AuditLog) -> FastAPI:
+    """The globals, with a lock held for the whole request: no leak, and one request at a time."""
+    lock = anyio.Lock()
+
+    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> AsyncIterator[None]:
+        async with lock:
+            current["user"], current["tenant"] = x_user, x_tenant
+            yield
+
+    async def who() -> Callable[[], tuple[str, str]]:
+        return lambda: (current["user"], current["tenant"])
+
+    return tenant_service(url, audit, who, identify)
+
+
+def test_62_fails_as_handed_out() -> None:
+    fails("6.2", globals_as_handed_out, saying="of 100 concurrent requests got or wrote another user's or tenant's data")
+
+
+def test_62_rejects_threading_local() -> None:
+    fails("6.2", thread_local, saying="of 100 concurrent requests got or wrote another user's or tenant's data")
+
+
+def test_62_rejects_contextvars_set_in_a_def_dependency() -> None:
+    failure = fails("6.2", contextvars_in_def_dependency, saying="100 of 100 requests did not see their own user or tenant")
+    assert "answered {'user': 'nobody', 'tenant': 'none'}" in str(failure) and "worker thread" in failure.hint
+
+
+def test_62_rejects_a_tenant_still_kept_in_a_global() -> None:
+    fails("6.2", only_the_user_fixed, saying="of 100 concurrent requests got or wrote another user's or tenant's data")
+
+
+def test_62_rejects_a_lock_that_serialises_requests() -> None:
+    fails("6.2", globals_behind_a_lock, saying="were never inside the app at the same time: at most 1 of them")

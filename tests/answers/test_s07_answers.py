@@ -1,0 +1,348 @@
+"""Section 7: each check serves the module under `uvicorn --workers 2`, accepts correct answers and rejects wrong ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fails, passes
+
+
+def module(folder: Path, name: str, source: str) -> Path:
+    path = folder / name
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+# --- 7.1 -------------------------------------------------------------------------------------------
+
+QUOTA_HEAD = """
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+QUOTA = 5
+DATABASE = Path(__file__).with_name("quota.db")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, used INTEGER NOT NULL)"))
+    app.state.engine = engine
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+
+CONDITIONAL_UPDATE = (
+    QUOTA_HEAD
+    + """
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO usage VALUES (:key, 0) ON CONFLICT (key) DO NOTHING"), {"key": key})
+        result = await conn.execute(
+            text("UPDATE usage SET used = used + 1 WHERE key = :key AND used < :quota RETURNING used"),
+            {"key": key, "quota": QUOTA},
+        )
+        n = result.scalar_one_or_none()
+    if n is None:
+        raise HTTPException(429, "quota used up")
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+)
+
+UPSERT_THEN_COMPARE = (
+    QUOTA_HEAD
+    + """
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.engine.begin() as conn:  # counts refused calls too, which is fine
+        n = (
+            await conn.execute(
+                text("INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = used + 1 RETURNING used"),
+                {"key": key},
+            )
+        ).scalar_one()
+    if n > QUOTA:
+        raise HTTPException(429, "quota used up")
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+)
+
+ORM_SESSION = """
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from sqlalchemy import update
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateTable
+
+QUOTA = 5
+DATABASE = Path(__file__).with_name("quota.db")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Usage(Base):
+    __tablename__ = "usage"
+    key: Mapped[str] = mapped_column(primary_key=True)
+    used: Mapped[int]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    async with engine.begin() as conn:  # not metadata.create_all: it checks, then creates, and two workers race
+        await conn.execute(CreateTable(Usage.__table__, if_not_exists=True))
+    app.state.sessions = async_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    session: AsyncSession
+    async with request.app.state.sessions() as session, session.begin():
+        await session.execute(insert(Usage).values(key=key, used=0).on_conflict_do_nothing())
+        n = await session.scalar(
+            update(Usage).where(Usage.key == key, Usage.used < QUOTA).values(used=Usage.used + 1).returning(Usage.used)
+        )
+    if n is None:
+        raise HTTPException(429, "quota used up")
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+
+IN_MEMORY = (
+    QUOTA_HEAD
+    + """
+used: dict[str, int] = {}
+
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    if used.get(key, 0) >= QUOTA:
+        raise HTTPException(429, "quota used up")
+    used[key] = used.get(key, 0) + 1
+    n = used[key]
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+)
+
+# A real database, but SQLite's in-memory one: each worker's engine gets its own private database.
+IN_MEMORY_SQLITE = CONDITIONAL_UPDATE.replace('f"sqlite+aiosqlite:///{DATABASE}"', '"sqlite+aiosqlite://"')
+
+OFF_BY_ONE = CONDITIONAL_UPDATE.replace("used < :quota", "used <= :quota")
+
+ONE_COUNTER_FOR_ALL = CONDITIONAL_UPDATE.replace('{"key": key}', '{"key": "all"}').replace(
+    '{"key": key, "quota": QUOTA}', '{"key": "all", "quota": QUOTA}'
+)
+
+DOES_NOT_IMPORT = CONDITIONAL_UPDATE.replace("QUOTA = 5", "QUOTA = FIVE")
+
+
+@pytest.mark.parametrize(
+    "source", [CONDITIONAL_UPDATE, UPSERT_THEN_COMPARE, ORM_SESSION], ids=["conditional-update", "upsert", "orm"]
+)
+def test_7_1_accepts(tmp_path: Path, source: str) -> None:
+    assert "quota holds across workers" in passes("7.1", module(tmp_path, "quota.py", source))
+
+
+@pytest.mark.parametrize(
+    ("source", "saying"),
+    [
+        (IN_MEMORY, "which allowed all 3: it had not seen calls 1 to 5. Each worker counted only the calls it saw."),
+        (IN_MEMORY_SQLITE, "Each worker counted only the calls it saw."),
+        (OFF_BY_ONE, "alice's call 6 was allowed and calls 7 and 8 refused: one call more than her quota of 5"),
+        (ONE_COUNTER_FOR_ALL, "bob's first two calls answered [429, 429]"),
+        (DOES_NOT_IMPORT, "uvicorn could not start quota.py: NameError: name 'FIVE' is not defined"),
+    ],
+    ids=["in-memory-dict", "in-memory-sqlite", "off-by-one", "one-counter-for-all-keys", "does-not-import"],
+)
+def test_7_1_rejects(tmp_path: Path, source: str, saying: str) -> None:
+    fails("7.1", module(tmp_path, "quota.py", source), saying=saying)
+
+
+def test_7_1_wants_the_module_file() -> None:
+    fails("7.1", "quota", saying="expected the path of your module file, got 'quota'")
+
+
+# --- 7.2 -------------------------------------------------------------------------------------------
+
+PRICES_HEAD = """
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from asynclab.workers import RatesClient
+"""
+
+ROUTE_ON_APP_STATE = """
+
+@app.get("/convert/{euros}")
+async def convert(euros: float, request: Request) -> dict[str, float]:
+    rate = await request.app.state.rates.rate("EUR", "USD")
+    return {"eur": euros, "usd": round(euros * rate, 2)}
+"""
+
+ROUTE_ON_GLOBAL = """
+
+@app.get("/convert/{euros}")
+async def convert(euros: float) -> dict[str, float]:
+    rate = await rates.rate("EUR", "USD")
+    return {"eur": euros, "usd": round(euros * rate, 2)}
+"""
+
+LIFESPAN_APP_STATE = (
+    PRICES_HEAD
+    + """
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.rates = RatesClient()
+    yield
+    await app.state.rates.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+    + ROUTE_ON_APP_STATE
+)
+
+LIFESPAN_STATE_DICT = (
+    PRICES_HEAD
+    + """
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    async with RatesClient() as rates:
+        yield {"rates": rates}  # lifespan state: copied into every request's request.state
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/convert/{euros}")
+async def convert(euros: float, request: Request) -> dict[str, float]:
+    rate = await request.state.rates.rate("EUR", "USD")
+    return {"eur": euros, "usd": round(euros * rate, 2)}
+"""
+)
+
+LIFESPAN_SETS_GLOBAL = (
+    PRICES_HEAD
+    + """
+rates: RatesClient | None = None
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    global rates
+    rates = RatesClient()
+    try:
+        yield
+    finally:
+        await rates.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+    + ROUTE_ON_GLOBAL
+)
+
+AT_IMPORT = (
+    PRICES_HEAD
+    + """
+rates = RatesClient()
+
+app = FastAPI()
+"""
+    + ROUTE_ON_GLOBAL
+)
+
+AT_IMPORT_CLOSED_IN_LIFESPAN = (
+    PRICES_HEAD
+    + """
+rates = RatesClient()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    yield
+    await rates.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+    + ROUTE_ON_GLOBAL
+)
+
+NEVER_CLOSED = (
+    PRICES_HEAD
+    + """
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.rates = RatesClient()
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+"""
+    + ROUTE_ON_APP_STATE
+)
+
+PER_REQUEST = (
+    PRICES_HEAD
+    + """
+app = FastAPI()
+
+
+@app.get("/convert/{euros}")
+async def convert(euros: float) -> dict[str, float]:
+    async with RatesClient() as rates:
+        rate = await rates.rate("EUR", "USD")
+    return {"eur": euros, "usd": round(euros * rate, 2)}
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [LIFESPAN_APP_STATE, LIFESPAN_STATE_DICT, LIFESPAN_SETS_GLOBAL],
+    ids=["app-state", "lifespan-state", "global-set-in-lifespan"],
+)
+def test_7_2_accepts(tmp_path: Path, source: str) -> None:
+    assert "each worker opened one RatesClient" in passes("7.2", module(tmp_path, "prices.py", source))
+
+
+@pytest.mark.parametrize(
+    ("source", "saying"),
+    [
+        (AT_IMPORT, "RatesClient was opened while the module was being imported"),
+        (AT_IMPORT_CLOSED_IN_LIFESPAN, "RatesClient was opened while the module was being imported"),
+        (NEVER_CLOSED, "never closed its rates client when the server stopped"),
+        (PER_REQUEST, "opened 3 rates clients for 3 requests: open one per worker, not one per request."),
+    ],
+    ids=["at-import", "at-import-closed-in-lifespan", "never-closed", "one-per-request"],
+)
+def test_7_2_rejects(tmp_path: Path, source: str, saying: str) -> None:
+    fails("7.2", module(tmp_path, "prices.py", source), saying=saying)
