@@ -89,3 +89,20 @@ def test_an_exception_group_fails_a_notebook_cell() -> None:
     ]
     with pytest.raises(CellExecutionError, match="a claim"):
         NotebookClient(nb, timeout=30, kernel_name="python3").execute()
+
+
+LESSONS = sorted((ROOT / "notebooks").glob("0[1-9]-*.ipynb"))
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
+def test_lesson_has_the_episode_shape(lesson: Path) -> None:
+    """Questions, objectives and time at the top; the guide compared with measurements; key points,
+    questions with hidden answers, and a final proof that nothing is left running."""
+    nb = authoring.read(lesson)
+    first = nb.cells[0].source
+    assert all(f"**{word}**" in first for word in ("Questions", "Objectives", "Time")), "header incomplete"
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "| The guide says | We measured" in text
+    assert "## Key points" in text and "## Check your understanding" in text
+    assert any(c.metadata.get("jupyter", {}).get("source_hidden") for c in nb.cells), "no hidden answers"
+    assert nb.cells[-1].cell_type == "code" and "nothing_left_running()" in nb.cells[-1].source
