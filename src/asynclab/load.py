@@ -76,15 +76,15 @@ async def load(
     path: str | Callable[[int], str],
     n: int = 10,
     *,
-    method: str = "GET",
+    method: str | Callable[[int], str] = "GET",
     in_flight: InFlight | None = None,
-    headers: dict[str, str] | Callable[[int], dict[str, str]] | None = None,
+    headers: dict[str, str] | None | Callable[[int], dict[str, str] | None] = None,
     json: Any = None,
     give_up_after: float | None = None,
 ) -> LoadReport:
     """Send ``n`` requests at the same time and wait for all of them.
 
-    ``path`` and ``headers`` may be functions of the request's index (0 to n-1).
+    ``path``, ``method``, ``headers`` and ``json`` may be functions of the request's index (0 to n-1).
     Pass the app's :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``;
     it is reset before the burst. With ``give_up_after``, the client stops waiting that many
     seconds after the burst began: an unanswered request is recorded with status ``NO_ANSWER``
@@ -100,8 +100,10 @@ async def load(
         request_index.set(i)
         url = path(i) if callable(path) else path
         hdrs = headers(i) if callable(headers) else headers
+        verb = method(i) if callable(method) else method
+        body = json(i) if callable(json) else json
         with anyio.move_on_after(math.inf if give_up_after is None else give_up_after - sent):
-            response = await client.request(method, url, headers=hdrs, json=json)
+            response = await client.request(verb, url, headers=hdrs, json=body)
             results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
             return
         results.append(RequestResult(i, NO_ANSWER, sent, time.perf_counter() - t0, None))

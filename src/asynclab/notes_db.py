@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -30,8 +29,8 @@ from sqlalchemy import String, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.gauges import InFlight, Span, request_index
-from asynclab.load import LoadReport, RequestResult
+from asynclab.gauges import InFlight
+from asynclab.load import LoadReport, load
 
 #: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
 READER = "asynclab-reader"
@@ -243,29 +242,12 @@ async def burst(client: httpx.AsyncClient, calls: Sequence[Call], *, in_flight: 
 
     All requests are sent at once, each in its own task; the report lists them in the order given.
     """
-    if in_flight is not None:
-        in_flight.reset()
-    results: list[RequestResult] = []
-    t0 = time.perf_counter()
-
-    async def one(i: int, call: Call) -> None:
-        request_index.set(i)
-        start = time.perf_counter() - t0
-        response = await client.request(call.method, call.path, json=call.json, headers=call.headers)
-        try:
-            body: Any = response.json()
-        except ValueError:
-            body = response.text
-        results.append(RequestResult(i, response.status_code, start, time.perf_counter() - t0, body))
-
-    async with anyio.create_task_group() as tg:
-        for i, call in enumerate(calls):
-            tg.start_soon(one, i, call)
-    wall = time.perf_counter() - t0
-    results.sort(key=lambda r: r.index)
-    spans: list[Span] = []
-    peak: int | None = None
-    if in_flight is not None:
-        peak = in_flight.peak
-        spans = [Span(s.request, s.start - t0, s.end - t0) for s in in_flight.spans]
-    return LoadReport(results=results, wall=wall, max_in_flight=peak, handler_spans=spans)
+    return await load(
+        client,
+        lambda i: calls[i].path,
+        n=len(calls),
+        method=lambda i: calls[i].method,
+        json=lambda i: calls[i].json,
+        headers=lambda i: calls[i].headers,
+        in_flight=in_flight,
+    )
