@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from asynclab.gauges import InFlight
 from asynclab.services import CallRecorder, on_event_loop_thread
 
 WAITING = "#d9d9d9"
@@ -52,8 +53,7 @@ class AfterResponse:
         self.statuses: dict[int, int] = {}
         self.tasks: dict[int, Bar] = {}
         self.on_loop: dict[int, bool] = {}
-        self.now = 0
-        self.peak = 0
+        self.running = InFlight("background task")
         self._answered: dict[int, anyio.Event] = {}
 
     def _clock(self) -> float:
@@ -65,14 +65,17 @@ class AfterResponse:
         with self._lock:
             self.tasks[i] = Bar(self._clock())
             self.on_loop[i] = on_event_loop_thread()
-            self.now += 1
-            self.peak = max(self.peak, self.now)
         try:
-            yield
+            with self.running.inside():
+                yield
         finally:
             with self._lock:
-                self.now -= 1
                 self.tasks[i].end = self._clock()
+
+    @property
+    def peak(self) -> int:
+        """The most background tasks that ran at once."""
+        return self.running.peak
 
     def _event(self, i: int) -> anyio.Event:
         if i not in self._answered:
@@ -253,7 +256,6 @@ class ReportRenderer:
         self.published: dict[int, str] = {}
         self.responded: set[int] = set()
         self.before_response: set[int] = set()
-        self.rendering = 0  # how many renders are running right now
         self._lock = threading.Lock()
 
     @staticmethod
@@ -265,25 +267,20 @@ class ReportRenderer:
             if n not in self.responded:
                 self.before_response.add(n)
 
-    @contextmanager
-    def _rendering_now(self) -> Iterator[None]:
-        with self._lock:
-            self.rendering += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.rendering -= 1
+    @property
+    def rendering(self) -> int:
+        """How many renders (blocking or awaitable) are running right now."""
+        return self.record.of("render").now + self.record.of("arender").now
 
     def render(self, n: int) -> str:
         self._note(n)
-        with self.record.call("render", blocking=True), self._rendering_now():
+        with self.record.call("render", blocking=True):
             time.sleep(self.latency)
             return self.pdf_for(n)
 
     async def arender(self, n: int) -> str:
         self._note(n)
-        with self.record.call("arender", blocking=False), self._rendering_now():
+        with self.record.call("arender", blocking=False):
             await anyio.sleep(self.latency)
             return self.pdf_for(n)
 

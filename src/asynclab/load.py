@@ -64,7 +64,8 @@ class LoadReport:
         return self.summary()
 
 
-def _decode(response: httpx.Response) -> Any:
+def response_body(response: httpx.Response) -> Any:
+    """The response's JSON, or its text when it is not JSON."""
     try:
         return response.json()
     except ValueError:
@@ -104,7 +105,7 @@ async def load(
         body = json(i) if callable(json) else json
         with anyio.move_on_after(math.inf if give_up_after is None else give_up_after - sent):
             response = await client.request(verb, url, headers=hdrs, json=body)
-            results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, _decode(response)))
+            results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, response_body(response)))
             return
         results.append(RequestResult(i, NO_ANSWER, sent, time.perf_counter() - t0, None))
 

@@ -174,15 +174,12 @@ class Moderation:
     A text holding ``"spam"`` is rejected; any other is accepted after ``latency`` seconds. Texts
     passed to :meth:`hold` are answered only once :meth:`release` is called: the caller decides
     when those requests go on, which makes an interleaving certain instead of likely.
-    ``peak`` is the most checks that were in progress at once.
     """
 
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
         self.checked = 0
         self.waiting = 0
-        self.peak = 0
-        self._now = 0
         self._held: set[str] = set()
         self._gate = anyio.Event()
 
@@ -208,20 +205,15 @@ class Moderation:
 
     async def check(self, text: str) -> bool:
         self.checked += 1
-        self._now += 1
-        self.peak = max(self.peak, self._now)
-        try:
-            if text in self._held:
-                gate = self._gate
-                self.waiting += 1
-                try:
-                    await gate.wait()
-                finally:
-                    self.waiting -= 1
-            await anyio.sleep(self.latency)
-            return self.acceptable(text)
-        finally:
-            self._now -= 1
+        if text in self._held:
+            gate = self._gate
+            self.waiting += 1
+            try:
+                await gate.wait()
+            finally:
+                self.waiting -= 1
+        await anyio.sleep(self.latency)
+        return self.acceptable(text)
 
 
 @dataclass(frozen=True)

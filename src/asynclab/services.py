@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import anyio
+
+from asynclab.gauges import InFlight
 
 
 def on_event_loop_thread() -> bool:
@@ -27,14 +28,17 @@ def on_event_loop_thread() -> bool:
     return True
 
 
-@dataclass
-class CallStats:
-    """What one operation of a service saw: calls, the most at once, and blocking calls made on the loop."""
+class CallStats(InFlight):
+    """What one operation of a service saw: an :class:`InFlight` gauge (``entered``, ``peak``, ``now``)
+    plus how many blocking calls were made on the event-loop thread."""
 
-    calls: int = 0
-    peak: int = 0
-    on_loop: int = 0
-    _now: int = field(default=0, repr=False)
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.on_loop = 0
+
+    @property
+    def calls(self) -> int:
+        return self.entered
 
 
 class CallRecorder:
@@ -46,22 +50,16 @@ class CallRecorder:
 
     def of(self, name: str) -> CallStats:
         with self._lock:
-            return self.stats.setdefault(name, CallStats())
+            return self.stats.setdefault(name, CallStats(name))
 
     @contextmanager
     def call(self, name: str, *, blocking: bool) -> Iterator[None]:
-        on_loop = blocking and on_event_loop_thread()
-        with self._lock:
-            s = self.stats.setdefault(name, CallStats())
-            s.calls += 1
-            s.on_loop += on_loop
-            s._now += 1
-            s.peak = max(s.peak, s._now)
-        try:
-            yield
-        finally:
+        stats = self.of(name)
+        if blocking and on_event_loop_thread():
             with self._lock:
-                s._now -= 1
+                stats.on_loop += 1
+        with stats.inside():
+            yield
 
     def reset(self) -> None:
         with self._lock:

@@ -36,6 +36,8 @@ import anyio
 import httpx
 import psutil
 
+from asynclab.load import response_body
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -359,12 +361,6 @@ def _pid_of(response: httpx.Response, body: Any) -> int:
     raise WorkersFailed(f"cannot tell which worker answered: no {PID_HEADER} header and no 'pid' in {body!r}")
 
 
-def _decode(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
 
 async def fresh_requests(
     server: Workers,
@@ -396,7 +392,7 @@ async def fresh_requests(
 
         async def one(i: int) -> None:
             response = await client.request(method, server.url + (path(i) if callable(path) else path))
-            body = _decode(response)
+            body = response_body(response)
             answers.append(Answer(i, _pid_of(response, body), response.status_code, body))
 
         while len(answers) < at_least or len({a.pid for a in answers}) < expected:
@@ -432,7 +428,7 @@ async def send_to_workers(server: Workers, plan: Sequence[tuple[int, str]], *, m
                 raise WorkersFailed(f"{pid} is not one of the server's workers {sorted(pids)}")
             with _paused(pids - {pid}):
                 response = await client.request(method, server.url + path)
-            body = _decode(response)
+            body = response_body(response)
             answers.append(Answer(i, _pid_of(response, body), response.status_code, body))
             if answers[-1].pid != pid:  # pragma: no cover - would mean the pause did not hold
                 raise WorkersFailed(f"request {i} was meant for worker {pid} but worker {answers[-1].pid} answered")
@@ -500,7 +496,7 @@ async def throughput(
             while not done():
                 response = await client.get(url)
                 response.raise_for_status()
-                by_pid[_pid_of(response, _decode(response))] += 1
+                by_pid[_pid_of(response, response_body(response))] += 1
 
         async with anyio.create_task_group() as tg:
             for _ in range(concurrency):

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.checking import Observed, build_app, exercise, fail
 from asynclab.inprocess import inprocess_client
-from asynclab.load import LoadReport
+from asynclab.load import LoadReport, response_body
 from asynclab.notes_db import (
     READER,
     AuditLog,
@@ -143,12 +143,6 @@ def _first_error(errors: list[str]) -> str:
     return f"; the app raised {errors[0]}" if errors else ""
 
 
-def _body(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text
-
 
 # --- 6.1 · one session per request -----------------------------------------------------------------
 
@@ -255,7 +249,7 @@ async def _drive_61(
     single_id = _expect_note(
         "POST /notes (one request, nothing else running)",
         single.status_code,
-        _body(single),
+        response_body(single),
         "alice",
         "a quiet note",
         errors,
@@ -297,14 +291,14 @@ async def _drive_61(
         )
     if spam.status_code != 422:
         fail(
-            f"a spam note was answered {spam.status_code}: {str(_body(spam))[:100]}",
+            f"a spam note was answered {spam.status_code}: {str(response_body(spam))[:100]}",
             "Keep rejecting what moderation rejects, with 422.",
         )
     held_ids = [
         _expect_note(
             f"POST /notes ({OWNERS_61[k]}'s note, accepted while another was rejected)",
             r.status_code,
-            _body(r),
+            response_body(r),
             OWNERS_61[k],
             f"held note {k}",
             errors,
