@@ -11,6 +11,9 @@ In a solution notebook, a code cell marks what the learner must write like this:
 The exercise gets the lines under ``# HANDED OUT`` with their leading ``# `` removed, and loses
 the solution lines. A cell tagged ``solution-only`` is left out of the exercise entirely.
 Every notebook is kept clean: no outputs, no execution counts, no per-machine metadata.
+
+A notebook may own a folder of module files named after it (``solutions/08-capstone/*.py``);
+those files carry the same markers and are handed out the same way.
 """
 
 from __future__ import annotations
@@ -117,20 +120,60 @@ def notebooks(root: Path = ROOT) -> list[Path]:
     return sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (root / folder).glob("*.ipynb"))
 
 
+def companions(solution: Path) -> list[Path]:
+    """The module files a solution notebook owns: ``solutions/<notebook stem>/*.py``."""
+    return sorted((solution.parent / solution.stem).glob("*.py"))
+
+
+def handed_out(solution: Path) -> dict[Path, str]:
+    """What the learner gets for one solution notebook: its exercise and its module files, by path under exercises/."""
+    files = {Path(solution.name): dumps(make_exercise(read(solution)))}
+    for module in companions(solution):
+        text = stub_source(module.read_text(encoding="utf-8"))
+        files[module.relative_to(solution.parent)] = text if text.endswith("\n") else text + "\n"
+    return files
+
+
+def _write_if_changed(target: Path, text: str, changed: list[Path]) -> None:
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        changed.append(target)
+
+
 def build(root: Path = ROOT) -> list[Path]:
     """Clean every notebook and regenerate ``exercises/`` from ``solutions/``; return the files changed."""
     changed: list[Path] = []
     for path in notebooks(root):
-        if path.parent.name == "exercises":
-            continue
-        text = dumps(clean(read(path)))
-        if path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-            changed.append(path)
+        if path.parent.name != "exercises":
+            _write_if_changed(path, dumps(clean(read(path))), changed)
     for solution in sorted((root / "solutions").glob("*.ipynb")):
-        target = root / "exercises" / solution.name
-        text = dumps(make_exercise(read(solution)))
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
-            changed.append(target)
+        for relative, text in handed_out(solution).items():
+            _write_if_changed(root / "exercises" / relative, text, changed)
     return changed
+
+
+def find_solution(which: str, root: Path = ROOT) -> Path:
+    """The solution notebook for ``which``: a section number ("3", "03"), an exercise ("3.2") or a file name."""
+    name = Path(which).name
+    number = name.split(".")[0] if re.fullmatch(r"\d+(\.\d+)?", name) else name[:2]
+    candidates = sorted((root / "solutions").glob(f"{int(number):02d}-*.ipynb")) if number.isdigit() else []
+    if len(candidates) != 1:
+        known = ", ".join(p.name for p in sorted((root / "solutions").glob("*.ipynb")))
+        raise LookupError(f"no exercise notebook matches {which!r}; the notebooks are {known}")
+    return candidates[0]
+
+
+def reset(solution: Path, folder: Path) -> list[Path]:
+    """Give one exercise notebook (and its module files) back as handed out; keep the old files as ``*.bak``."""
+    written: list[Path] = []
+    for relative, text in handed_out(solution).items():
+        target = folder / relative
+        if target.exists():
+            if target.read_text(encoding="utf-8", errors="replace") == text:
+                continue
+            target.replace(target.with_name(target.name + ".bak"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return written

@@ -1,0 +1,108 @@
+"""The progress command, the reset command, and proof that every exercise fails as handed out."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from asynclab import authoring, progress
+
+ROOT = authoring.ROOT
+EXERCISE_IDS = [r.id for results in progress.expected().values() for r in results]
+
+
+def test_a_fresh_clone_has_0_solved_and_every_check_fails_with_a_short_message() -> None:
+    """Run the exercises exactly as handed out: every check runs and says ❌, and nothing else breaks."""
+    survey = progress.survey(ROOT / "exercises")
+    assert [r.id for r in survey.results] == EXERCISE_IDS and len(EXERCISE_IDS) >= 14
+    assert survey.troubles == []
+    not_failing = {r.id: r.seen for r in survey.results if not r.check_failed}
+    assert not_failing == {}, "these checks did not fail with CheckFailed as handed out"
+    assert [r.id for r in survey.results if not r.short] == []
+    text = progress.report(survey)
+    assert f"0 of {len(EXERCISE_IDS)} solved" in text
+    first = survey.results[0]
+    assert f"Next: exercise {first.id}" in text and f'hint("{first.id}")' in text
+    assert progress.checking.get(first.id).hints[0] in text
+
+
+def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_over(tmp_path: Path) -> None:
+    learner = tmp_path / "exercises"
+    shutil.copytree(ROOT / "solutions", learner)
+    done = subprocess.run(
+        [sys.executable, "-m", "asynclab", "progress", "--folder", str(learner)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{len(EXERCISE_IDS)} of {len(EXERCISE_IDS)} solved" in done.stdout, done.stdout
+    assert "❌" not in done.stdout and "did not run cleanly" not in done.stdout
+    assert f"{len(progress.expected())}/{len(progress.expected())}" in done.stderr  # the progress bar reached the end
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def test_broken_notebooks_are_named_and_the_others_still_run(tmp_path: Path) -> None:
+    """A syntax error, a kernel that dies and an endless loop: each is reported, and a good notebook still counts.
+
+    The broken cells come first or right after a cheap one: under the short cell limit used here,
+    a slow import on a loaded machine must not be what gets reported."""
+    plan = list(progress.expected())
+    syntax, crash, endless, good = plan[0], plan[1], plan[3], plan[2]
+    first_check = {name: progress.expected()[name][0].id for name in plan}
+    broken = {
+        syntax: _notebook(
+            "def build_app(:\n    pass", "from asynclab import check", f'check("{first_check[syntax]}", build_app)'
+        ),
+        crash: _notebook("import os", "os._exit(3)", f'check("{first_check[crash]}", None)'),
+        endless: _notebook("while True:\n    pass", "from asynclab import check", f'check("{first_check[endless]}", None)'),
+    }
+    for name, nb in broken.items():
+        nbformat.write(nb, tmp_path / name)
+    shutil.copy(ROOT / "solutions" / good, tmp_path / good)
+    survey = progress.survey(tmp_path, cell_limit=3)
+    trouble = {t.notebook: (t.cell, t.what) for t in survey.troubles}
+    assert trouble[syntax][0] == 1 and trouble[syntax][1].startswith("it raised SyntaxError: invalid syntax")
+    assert trouble[crash] == (2, "the kernel died while running it (did the code exit Python or crash it?)")
+    assert trouble[endless] == (1, "it ran for more than 3 s and was interrupted (an endless loop?)")
+    missing = set(plan) - {syntax, crash, endless, good}
+    assert {t.notebook for t in survey.troubles} == {syntax, crash, endless} | missing
+    assert all(trouble[name] == (0, "the notebook is missing") for name in missing)
+    by_id = {r.id: r for r in survey.results}
+    assert by_id[first_check[syntax]].seen.startswith("could not be checked: cell 1 failed first (it raised SyntaxError")
+    assert by_id[first_check[crash]].seen == "could not be checked: the kernel died in cell 2"
+    assert not by_id[first_check[endless]].solved
+    assert all(r.solved for r in survey.results if r.notebook == good)
+    text = progress.report(survey)
+    assert f"⚠️  {crash}: cell 2: the kernel died" in text
+
+
+def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(tmp_path: Path) -> None:
+    solution = authoring.find_solution("3.2")
+    assert authoring.find_solution("03") == authoring.find_solution("3") == solution
+    with pytest.raises(LookupError, match="no exercise notebook matches"):
+        authoring.find_solution("42")
+    mine = tmp_path / solution.name
+    mine.write_text("my work", encoding="utf-8")
+    command = [sys.executable, "-m", "asynclab", "reset", "3", "--folder", str(tmp_path)]
+    asked = subprocess.run(command, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=ROOT)
+    assert asked.returncode == 1 and "add --yes" in asked.stderr
+    assert mine.read_text(encoding="utf-8") == "my work"
+    done = subprocess.run([*command, "--yes"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert mine.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.name).read_text(encoding="utf-8")
+    assert (tmp_path / f"{solution.name}.bak").read_text(encoding="utf-8") == "my work"
+    again = subprocess.run([*command, "--yes"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "already as handed out" in again.stdout
