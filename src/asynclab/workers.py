@@ -413,12 +413,15 @@ async def fresh_requests(
     return sorted(answers, key=lambda a: a.index)
 
 
-async def send_to_workers(server: Workers, plan: Sequence[tuple[int, str]], *, method: str = "GET") -> list[Answer]:
+async def send_to_workers(
+    server: Workers, plan: Sequence[tuple[int, str]], *, method: str = "GET", **request: Any
+) -> list[Answer]:
     """Send one request per ``(worker pid, path)`` in ``plan``, in order, each to the worker named.
 
     Every other worker is paused (SIGSTOP) while a request is sent, so the named worker is the
     only one left to accept its connection; all resume (SIGCONT) as soon as it is answered. This
-    lets a check know, without luck, which worker served which request.
+    lets a check know, without luck, which worker served which request. ``request`` (``json=``,
+    ``headers=``...) goes to every request.
     """
     answers: list[Answer] = []
     pids = set(server.worker_pids)
@@ -427,7 +430,7 @@ async def send_to_workers(server: Workers, plan: Sequence[tuple[int, str]], *, m
             if pid not in pids:
                 raise WorkersFailed(f"{pid} is not one of the server's workers {sorted(pids)}")
             with _paused(pids - {pid}):
-                response = await client.request(method, server.url + path)
+                response = await client.request(method, server.url + path, **request)
             body = response_body(response)
             answers.append(Answer(i, _pid_of(response, body), response.status_code, body))
             if answers[-1].pid != pid:  # pragma: no cover - would mean the pause did not hold

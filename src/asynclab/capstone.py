@@ -1,0 +1,204 @@
+"""Section 8, the capstone: the orders service's schema, settings and the vendors' SDKs it calls.
+
+The learner's service (``08-capstone/orders_service.py``) imports everything from here, as a real
+service imports its models and its vendors' client libraries. Each stand-in keeps a record of what
+happened to it (which thread a charge ran on, whether a client was closed, how each e-mail ended),
+so the checks judge the service by behaviour, never by reading its source.
+
+Settings come from the environment, so the same module runs in-process and under real uvicorn
+workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from asynclab.background import Mailer
+from asynclab.services import CallRecorder
+
+SLOW_MAIL = 1.0
+DECLINED_CARD = "4000 0000 0000 0002"  # the card number every payment provider's test mode declines
+GOOD_CARD = "4242 4242 4242 4242"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
+    email: Mapped[str] = mapped_column(String(200))
+    amount_cents: Mapped[int]
+    receipt: Mapped[str | None] = mapped_column(String(60), default=None)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "number": self.number, "email": self.email, "amount_cents": self.amount_cents, "receipt": self.receipt}
+
+
+@dataclass
+class Settings:
+    """What the service reads at start-up. Tests and checks change it in-process; workers read the environment."""
+
+    database_url: str = field(default_factory=lambda: os.environ.get("ORDERS_DATABASE_URL", "sqlite+aiosqlite:///orders.db"))
+    payments_key: str = "sk_test_course"
+    payments_latency: float = 0.02
+    mail_latency: float = 0.01
+    mail_server_down: bool = False
+    failing_mailboxes: set[str] = field(default_factory=set)
+    slow_mailboxes: set[str] = field(default_factory=set)  # the mail server takes SLOW_MAIL seconds to accept these
+    staff_tokens: dict[str, str] = field(default_factory=lambda: {"tok-ada": "ada", "tok-bob": "bob"})
+
+
+settings = Settings()
+
+
+def database_url(path: str | Path) -> str:
+    return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+
+
+async def prepare_database(url: str) -> None:
+    """Create the tables, as a migration does before the service starts (never by the workers themselves)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
+class Journal:
+    """Everything the stand-ins saw, for the checks: charges (and on which thread), clients opened and closed."""
+
+    def __init__(self) -> None:
+        self.calls = CallRecorder()
+        self.gateways: list[PaymentGateway] = []
+        self.mail_clients: list[MailClient] = []
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.calls.reset()
+        with self._lock:
+            self.gateways.clear()
+            self.mail_clients.clear()
+
+    def left_open(self) -> list[str]:
+        return [repr(c) for c in [*self.gateways, *self.mail_clients] if not c.closed]
+
+
+journal = Journal()
+
+
+class CardDeclined(Exception):
+    """The payment provider refused the card."""
+
+
+class PaymentGateway:
+    """A payment provider's SDK. Like many vendor SDKs, its calls block the calling thread."""
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key, self.closed = api_key, False
+        with journal._lock:
+            journal.gateways.append(self)
+
+    def charge(self, order_number: str, amount_cents: int, card: str) -> str:
+        """Charge the card; return the receipt id, or raise :class:`CardDeclined`."""
+        if self.closed:
+            raise RuntimeError("PaymentGateway is closed")
+        with journal.calls.call("payments.charge", blocking=True):
+            time.sleep(settings.payments_latency)
+        if card.replace(" ", "") == DECLINED_CARD.replace(" ", ""):
+            raise CardDeclined(f"card declined for {order_number}")
+        return f"rcpt_{order_number}"
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return f"PaymentGateway({'closed' if self.closed else 'open'})"
+
+
+class MailServerDown(ConnectionError):
+    """The mail server refused the connection."""
+
+
+class MailClient(Mailer):
+    """An e-mail API client: connect once, ``await send(to)`` per mail, ``await aclose()`` at the end."""
+
+    def __init__(self) -> None:
+        super().__init__(full=settings.failing_mailboxes, latency=settings.mail_latency)
+        self.closed = False
+        with journal._lock:
+            journal.mail_clients.append(self)
+
+    @classmethod
+    async def connect(cls, host: str = "smtp.internal") -> MailClient:
+        if settings.mail_server_down:
+            raise MailServerDown(f"{host}: connection refused")
+        return cls()
+
+    async def send(self, to: str) -> None:
+        if self.closed:
+            raise RuntimeError("MailClient is closed")
+        if to in settings.slow_mailboxes:
+            self.outcome[to] = "sending"
+            try:
+                await anyio.sleep(SLOW_MAIL)
+            except anyio.get_cancelled_exc_class():
+                self.outcome[to] = "cancelled"
+                raise
+        await super().send(to)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return f"MailClient({'closed' if self.closed else 'open'}, {self.summary()})"
+
+
+class StaffTokens:
+    """The identity provider's client: ``await verify(token)`` gives the staff member's name, or None."""
+
+    async def verify(self, token: str) -> str | None:
+        await anyio.lowlevel.checkpoint()  # a network round trip
+        return settings.staff_tokens.get(token)
+
+
+def handed_out_service() -> Path:
+    """A fresh copy of the service exactly as handed out (made from the solution), in a temporary folder."""
+    import tempfile
+
+    from asynclab import authoring
+
+    source = authoring.ROOT / "solutions" / "08-capstone" / "orders_service.py"
+    folder = Path(tempfile.mkdtemp(prefix="asynclab-capstone-"))
+    target = folder / "orders_service.py"
+    target.write_text(authoring.stub_source(source.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
+    return target
+
+
+def symptoms(service: Path, ids: list[str]) -> list[tuple[str, str, str]]:
+    """Run the capstone checks ``ids`` on ``service``: (exercise, title, what the check said) for each."""
+    from asynclab import checking
+
+    said = []
+    for ex in checking.all_exercises():
+        if ex.id in ids:
+            try:
+                line = checking.run(ex.id, service)
+            except checking.CheckFailed as failed:
+                line = f"❌ {failed.observed}"
+            said.append((ex.id, ex.title, line))
+    return said

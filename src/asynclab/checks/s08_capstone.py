@@ -1,0 +1,430 @@
+"""Checks for section 8, the capstone: one check per rule, each judging the orders service by behaviour.
+
+The learner passes the path of their ``orders_service.py``. Each check imports a fresh copy of it
+against a new SQLite file, drives it through its lifespan with an in-process client (check 8.7
+runs it under two real uvicorn workers) and reads what the vendors' stand-ins recorded. Checks
+8.1 to 8.6 send their requests one after another wherever they can, so that a rule not yet fixed
+does not make another rule's check fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib.util
+import itertools
+import logging
+import sys
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+
+import anyio
+import httpx
+from asgi_lifespan import LifespanManager
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from asynclab import capstone
+from asynclab.capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
+from asynclab.checking import _describe, _where, exercise, fail
+from asynclab.inprocess import BASE_URL
+from asynclab.probes import capture_logs
+from asynclab.workers import WorkersFailed, fresh_copy, last_error, send_to_workers, serve_workers
+
+STAFF = {"Authorization": "Bearer tok-ada"}
+SERVICE = "08-capstone/orders_service.py"
+_imports = itertools.count(1)
+
+
+def _service_file(answer: Any) -> Path:
+    path = Path(answer) if isinstance(answer, str | Path) else None
+    if path is None or path.suffix != ".py" or not path.is_file():
+        fail(f"expected the path of your service file, got {answer!r}", f"Pass the file: check(..., {SERVICE!r}).")
+    return path
+
+
+def _import(path: Path) -> ModuleType:
+    """A fresh copy of the learner's module: new module globals every time."""
+    name = f"orders_service_check_{next(_imports)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # kept: pydantic and FastAPI resolve the module's annotations through it
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "app", None)):
+        fail(f"{path.name} has no `app`", "Keep the FastAPI app in a module-level variable called `app`.")
+    return module
+
+
+@contextmanager
+def _scenario(**changes: Any) -> Iterator[None]:
+    saved = dataclasses.asdict(settings)
+    for key, value in changes.items():
+        setattr(settings, key, value)
+    journal.reset()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(settings, key, value)
+
+
+@asynccontextmanager
+async def _database() -> AsyncIterator[str]:
+    with tempfile.TemporaryDirectory(prefix="asynclab-orders-") as folder:
+        url = capstone.database_url(Path(folder) / "orders.db")
+        await capstone.prepare_database(url)
+        yield url
+
+
+_app_errors: list[BaseException] = []  # what the learner's app raised in the current check
+
+
+def _recording(app: Any) -> Any:
+    """The app, noting any exception it raises (the client only sees a bare 500)."""
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            _app_errors.append(exc)
+            raise
+
+    return wrapper
+
+
+@asynccontextmanager
+async def _serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The learner's service with a new database, started and stopped through its lifespan."""
+    async with _database() as url:
+        with _scenario(database_url=url, **changes):
+            app = _import(path).app
+            _app_errors.clear()
+            async with LifespanManager(app, startup_timeout=5, shutdown_timeout=5) as manager:
+                transport = httpx.ASGITransport(app=_recording(manager.app), raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+                    yield client, url
+            gc.collect()
+
+
+async def _order(client: httpx.AsyncClient, email: str = "ada@example.com", card: str = GOOD_CARD, **kw: Any) -> httpx.Response:
+    headers = kw.pop("headers", STAFF)
+    return await client.post("/orders", json={"email": email, "amount_cents": 1250, "card": card}, headers=headers, **kw)
+
+
+def _expect_created(response: httpx.Response, what: str) -> dict[str, Any]:
+    if response.status_code != 201:
+        cause = f"; your code raised {_describe(_app_errors[-1])}{_where(_app_errors[-1])}" if _app_errors else ""
+        fail(
+            f"{what} answered {response.status_code}: {response.text[:160]}{cause}",
+            "A good order from a staff member must still answer 201 with the order.",
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _stored(url: str) -> list[dict[str, object]]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(Order.id, Order.number, Order.email).order_by(Order.id))).all()
+    finally:
+        await engine.dispose()
+    return [dict(row._mapping) for row in rows]
+
+
+# --- 8.1 async route handlers ---------------------------------------------------------------------
+
+
+@exercise(
+    "8.1",
+    "Orders keep the event loop free",
+    hints=[
+        "Find a call in an `async def` route that does not `await`: while it runs, the whole worker waits with it.",
+        "The payment SDK blocks its thread. In an `async def` route, run it in a worker thread.",
+        "`order.receipt = await anyio.to_thread.run_sync(request.app.state.payments.charge, order.number, new.amount_cents, new.card)`",
+    ],
+)
+async def loop_stays_free(answer: Any) -> str:
+    path = _service_file(answer)
+    async with _serving(path) as (client, _):
+        for i in range(3):
+            _expect_created(await _order(client, f"buyer{i}@example.com"), f"POST /orders #{i + 1}")
+    charges = journal.calls.of("payments.charge")
+    if charges.calls < 3:
+        fail(f"3 orders made {charges.calls} charges", "Every order must still be charged.")
+    if charges.on_loop:
+        fail(
+            f"{charges.on_loop} of {charges.calls} card charges ran on the event-loop thread: while the payment "
+            "provider answers, every other request to this worker waits.",
+            0,
+        )
+    return f"{charges.calls} of {charges.calls} card charges ran in worker threads; the event loop stayed free."
+
+
+# --- 8.2 async dependencies -----------------------------------------------------------------------
+
+
+@exercise(
+    "8.2",
+    "Only staff can create orders",
+    hints=[
+        "Try POST /orders with no Authorization header at all. What does it answer, and why?",
+        "Look at what the staff dependency gets back from `tokens.verify(...)`: is it a name, or something still to be awaited?",
+        "`name = await tokens.verify(...)`, then `if name is None: raise HTTPException(401, ...)`.",
+    ],
+)
+async def staff_only(answer: Any) -> str:
+    path = _service_file(answer)
+    async with _serving(path) as (client, url):
+        anonymous = await _order(client, "nobody@example.com", headers={})
+        forged = await _order(client, "forger@example.com", headers={"Authorization": "Bearer tok-forged"})
+        staff = await _order(client, "ada@example.com")
+        emails = [row["email"] for row in await _stored(url)]
+    for label, response in (("with no token", anonymous), ("with a forged token", forged)):
+        if response.status_code != 401:
+            fail(
+                f"POST /orders {label} answered {response.status_code}, not 401"
+                + (": anybody can place an order." if response.status_code == 201 else f": {response.text[:120]}"),
+                0 if label == "with no token" else 1,
+            )
+    _expect_created(staff, "POST /orders with a staff token")
+    if emails != ["ada@example.com"]:
+        fail(f"the orders table holds {emails}, expected only the staff member's order", 1)
+    return "no token: 401 · forged token: 401 · staff token: 201, and only the staff member's order was stored."
+
+
+# --- 8.3 background tasks -------------------------------------------------------------------------
+
+FULL, SLOW = "full@example.com", "slow@example.com"
+
+
+def _mentions(record: logging.LogRecord, *words: str) -> bool:
+    text = record.getMessage() + (repr(record.exc_info[1]) if record.exc_info else "")
+    return any(word in text for word in words)
+
+
+@exercise(
+    "8.3",
+    "Confirmation e-mails are never lost in silence",
+    hints=[
+        "Send an order to an address whose mailbox is full, then read your service's log. Then stop the service while a slow e-mail is on its way.",
+        "A task nobody awaits loses its exception, and a shutdown that does not wait for it loses the e-mail. FastAPI's BackgroundTasks runs it as part of the request.",
+        "`background.add_task(send_confirmation, mail, order.number, order.email)` with a `send_confirmation` that catches, and `log.exception(...)`s with the order number, every failure.",
+    ],
+)
+async def mail_is_tracked(answer: Any) -> str:
+    path = _service_file(answer)
+    with capture_logs("", logging.WARNING) as logs:
+        async with _serving(path, failing_mailboxes={FULL}, slow_mailboxes={SLOW}) as (client, _):
+            full = _expect_created(await _order(client, FULL), f"POST /orders for {FULL}")
+            slow = _expect_created(await _order(client, SLOW), f"POST /orders for {SLOW}")
+            mail = journal.mail_clients[-1] if journal.mail_clients else None
+            with anyio.move_on_after(2):
+                while mail is not None and mail.outcome.get(FULL) in (None, "sending"):
+                    await anyio.sleep(0.01)
+        outcome = dict(mail.outcome) if mail is not None else {}
+        gc.collect()  # an unreferenced failed task reports "exception was never retrieved" now
+    if outcome.get(FULL) != "failed" or SLOW not in outcome:
+        fail(f"the service did not try to send both confirmations: {outcome}", "Every order still sends its confirmation.")
+    own = [r for r in logs.records if r.name != "asyncio" and r.levelno >= logging.ERROR]
+    if not any(_mentions(r, FULL, str(full.get("number"))) for r in own):
+        lost = [r for r in logs.records if r.name == "asyncio"]
+        where = " only asyncio said 'Task exception was never retrieved', without the order" if lost else " nothing was logged"
+        fail(
+            f"the confirmation of order {full.get('number')} to {FULL} failed (550 mailbox full), and{where}: "
+            "nobody will know the customer got no e-mail.",
+            0,
+        )
+    if outcome[SLOW] == "sending":
+        fail(
+            f"when the service had shut down, the confirmation of order {slow.get('number')} to {SLOW} was still on its "
+            "way: when the process exits it is lost.",
+            1,
+        )
+    if outcome[SLOW] == "cancelled" and not any(_mentions(r, SLOW, str(slow.get("number"))) for r in own + logs.records):
+        fail(f"the confirmation to {SLOW} was cancelled at shutdown without a word in the log", 2)
+    return f"the failed e-mail was logged with its order; the slow one ended as '{outcome[SLOW]}' before shutdown finished."
+
+
+# --- 8.4 lifespan ---------------------------------------------------------------------------------
+
+
+@exercise(
+    "8.4",
+    "Resources open and close with the lifespan",
+    hints=[
+        "Start and stop the service with warnings shown, then start it while the mail server is down: what is left open?",
+        "`on_event` is deprecated, and its shutdown handlers never run when startup fails half-way. Use one lifespan.",
+        "`@asynccontextmanager async def lifespan(app)` with an `AsyncExitStack`: register each close right after opening; `FastAPI(lifespan=lifespan)`.",
+    ],
+)
+async def lifespan_owns_resources(answer: Any) -> str:
+    path = _service_file(answer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        async with _serving(path) as (client, _):
+            _expect_created(await _order(client), "POST /orders")
+    deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "on_event" in str(w.message)]
+    if deprecated:
+        said = " ".join(str(deprecated[0].message).split())
+        fail(f"the service uses on_event, and FastAPI warned: {said[:140]}", 1)
+    if journal.left_open():
+        fail(f"after a normal shutdown, {', '.join(journal.left_open())} was still open", 2)
+    async with _database() as url:
+        with _scenario(database_url=url, mail_server_down=True):
+            app = _import(path).app
+            started = True
+            try:
+                async with LifespanManager(app, startup_timeout=5, shutdown_timeout=5):
+                    pass
+            except BaseException as exc:
+                started = isinstance(exc, anyio.get_cancelled_exc_class())
+                if started:
+                    raise
+            left = journal.left_open()
+    if started:
+        fail("with the mail server down, the service started anyway", "Let a failed connection fail the startup: do not catch it.")
+    if left:
+        fail(
+            f"with the mail server down, startup failed (as it should) but {', '.join(left)} was left open: "
+            "nothing closed what had been opened before the failure.",
+            2,
+        )
+    return "no deprecation warnings; everything opened was closed after shutdown, and after a startup that failed half-way."
+
+
+# --- 8.5 error handling ---------------------------------------------------------------------------
+
+
+@exercise(
+    "8.5",
+    "A missing order is a 404",
+    hints=[
+        "Ask for an order that does not exist. What status comes back, and what did the log say?",
+        "`except Exception` also catches the HTTPException(404) raised inside the `try`.",
+        "Catch only database errors (`SQLAlchemyError`) around the query, and raise the 404 after the `try`.",
+    ],
+)
+async def missing_is_404(answer: Any) -> str:
+    path = _service_file(answer)
+    with capture_logs("", logging.ERROR) as logs:
+        async with _serving(path) as (client, url):
+            created = _expect_created(await _order(client), "POST /orders")
+            found = await client.get(f"/orders/{created.get('id')}")
+            missing = await client.get("/orders/9999")
+            engine = create_async_engine(url)
+            try:
+                async with engine.begin() as conn:
+                    await conn.execute(text("ALTER TABLE orders RENAME TO orders_moved"))
+                broken = await client.get("/orders/9998")  # not in any session's identity map: the query must run
+            finally:
+                await engine.dispose()
+    if found.status_code != 200 or found.json() != created:
+        fail(f"GET /orders/{created.get('id')} for an existing order answered {found.status_code}: {found.text[:120]}", 2)
+    if missing.status_code != 404:
+        fail(f"GET /orders/9999 for an order that does not exist answered {missing.status_code}: {missing.text[:120]}", 1)
+    if broken.status_code < 500:
+        fail(
+            f"with the orders table gone, GET /orders/9998 answered {broken.status_code}: "
+            "a broken database is the server's fault, not a missing order.",
+            "Answer 500 or 503 when the database fails, and log it.",
+        )
+    leaked = [word for word in ("SELECT", "orders_moved", "no such table", "Traceback") if word in broken.text]
+    if leaked:
+        fail(f"the {broken.status_code} body tells the client about the server's inside ({leaked[0]!r}): {broken.text[:120]}", "Log the details; answer a fixed message.")
+    return f"existing: 200 · missing: 404 · database gone: {broken.status_code}, with {len(logs.records)} error line(s) logged and nothing leaked."
+
+
+# --- 8.6 request isolation ------------------------------------------------------------------------
+
+
+@exercise(
+    "8.6",
+    "Every request has its own session",
+    hints=[
+        f"Place an order with the declined test card ({DECLINED_CARD}), then a good order, then look at the orders table.",
+        "One session shared by every request keeps the declined order's unfinished work, and the next request's commit saves it.",
+        "A `yield` dependency: `async with request.app.state.sessions() as session: yield session`, with a session factory (async_sessionmaker) made in the startup code.",
+    ],
+)
+async def session_per_request(answer: Any) -> str:
+    path = _service_file(answer)
+    async with _serving(path) as (client, url):
+        declined = await _order(client, "declined@example.com", card=DECLINED_CARD)
+        good = _expect_created(await _order(client, "good@example.com"), "POST /orders after a declined one")
+        stored = await _stored(url)
+        if declined.status_code != 402:
+            fail(f"an order with the declined card answered {declined.status_code}, not 402: {declined.text[:120]}", "Keep answering 402 for a declined card.")
+        if [row["email"] for row in stored] != ["good@example.com"]:
+            fail(
+                f"after a declined order and a good one, the orders table holds {[row['email'] for row in stored]}: "
+                "the declined order was saved by the next request's commit.",
+                1,
+            )
+        async with anyio.create_task_group() as tg:
+            answers: list[httpx.Response] = []
+
+            async def place(i: int) -> None:
+                answers.append(await _order(client, f"crowd{i}@example.com"))
+
+            for i in range(5):
+                tg.start_soon(place, i)
+    statuses = sorted(r.status_code for r in answers)
+    if statuses != [201] * 5:
+        fail(f"5 orders placed at the same time answered {statuses}", 1)
+    return f"the declined order left nothing behind (order {good.get('number')} alone was saved); 5 orders at once: 5 × 201."
+
+
+# --- 8.7 multiple workers -------------------------------------------------------------------------
+
+WORKER_TIMEOUT = 40.0  # about 3 s when all is well; the bound only guards a badly loaded machine
+
+
+def _did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
+    fail(f"uvicorn could not start {path.name}: {exc.error}", "Every worker imports your module and runs its startup: fix that error first.")
+
+
+@exercise(
+    "8.7",
+    "Order numbers stay unique across workers",
+    hints=[
+        "Run the service with two workers and place one order on each. Compare the order numbers.",
+        "A counter in a module's memory exists once per worker: both workers count from 1.",
+        "Let the database hand out the number: `await session.flush()` gives `order.id`, then `order.number = f\"ORD-{order.id:05d}\"`.",
+    ],
+    timeout=WORKER_TIMEOUT,
+)
+async def unique_across_workers(answer: Any) -> str:
+    path = _service_file(answer)
+    copy = fresh_copy(path)
+    url = capstone.database_url(copy.parent / "orders.db")
+    await capstone.prepare_database(url)
+    body = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
+    try:
+        async with serve_workers(
+            f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True, env={"ORDERS_DATABASE_URL": url}
+        ) as server:
+            a, b = server.worker_pids
+            answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=body, headers=STAFF)
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    log = server.log()  # read once the server has stopped: every line is written
+    for worker, answer_ in zip((a, b, a), answers, strict=True):
+        if answer_.status != 201:
+            error = last_error(log)
+            fail(
+                f"order {answer_.index + 1}, sent to worker {worker}, answered {answer_.status}"
+                + (f"; the server's log says: {error}" if error else f": {str(answer_.body)[:120]}"),
+                0,
+            )
+    numbers = [a_.body.get("number") if isinstance(a_.body, dict) else None for a_ in answers]
+    if len(set(numbers)) != len(numbers):
+        fail(f"three orders on two workers got the numbers {numbers}", 1)
+    return f"3 orders on 2 workers (pids {a} and {b}) got 3 different numbers: {', '.join(map(str, numbers))}."
+

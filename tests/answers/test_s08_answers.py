@@ -1,0 +1,279 @@
+"""Section 8, the capstone: each check passes on the solution and on other correct fixes, fails on
+the service as handed out, and rejects at least one plausible wrong fix of its own rule.
+
+Every variant is the solution with one part changed, so it tests exactly one rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asynclab import authoring
+from tests.conftest import fails, passes
+
+SOLUTION = authoring.ROOT / "solutions" / "08-capstone" / "orders_service.py"
+IDS = [f"8.{i}" for i in range(1, 8)]
+
+
+def solved_text() -> str:
+    """The solution without its markers and handed-out lines."""
+    lines, skipping = [], False
+    for line in SOLUTION.read_text(encoding="utf-8").splitlines():
+        marker = line.strip()
+        if marker == "# HANDED OUT":
+            skipping = True
+        elif marker == "# END SOLUTION":
+            skipping = False
+        elif marker != "# BEGIN SOLUTION" and not skipping:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def variant(folder: Path, *changes: tuple[str, str]) -> Path:
+    """The solution with each ``old`` replaced by ``new``; every ``old`` must be there."""
+    text = solved_text()
+    for old, new in changes:
+        assert old in text, f"the solution no longer contains {old!r}"
+        text = text.replace(old, new)
+    path = folder / "orders_service.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def handed_out(folder: Path) -> Path:
+    path = folder / "orders_service.py"
+    path.write_text(authoring.stub_source(SOLUTION.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("exercise", IDS)
+def test_the_solution_passes(exercise: str) -> None:
+    passes(exercise, SOLUTION)
+
+
+HANDED_OUT_SAYS = {
+    "8.1": "3 of 3 card charges ran on the event-loop thread",
+    "8.2": "with no token answered 201, not 401",
+    "8.3": "only asyncio said 'Task exception was never retrieved'",
+    "8.4": "the service uses on_event",
+    "8.5": "GET /orders/9999 for an order that does not exist answered 500",
+    "8.6": "the declined order was saved by the next request's commit",
+    "8.7": "order 2, sent to worker",
+}
+
+
+@pytest.mark.parametrize("exercise", IDS)
+def test_the_service_as_handed_out_fails(exercise: str, tmp_path: Path) -> None:
+    fails(exercise, handed_out(tmp_path), saying=HANDED_OUT_SAYS[exercise])
+
+
+def test_a_wrong_path_is_named() -> None:
+    fails("8.1", "orders_service.py", saying="expected the path of your service file")
+
+
+# --- 8.1 ------------------------------------------------------------------------------------------
+
+CHARGE = "order.receipt = await anyio.to_thread.run_sync(charge, order.number, new.amount_cents, new.card)"
+
+
+def test_8_1_run_in_threadpool_passes(tmp_path: Path) -> None:
+    passes(
+        "8.1",
+        variant(
+            tmp_path,
+            (CHARGE, "order.receipt = await run_in_threadpool(charge, order.number, new.amount_cents, new.card)"),
+            ("import anyio\n", "import anyio\nfrom starlette.concurrency import run_in_threadpool\n"),
+        ),
+    )
+
+
+def test_8_1_yielding_first_then_blocking_is_rejected(tmp_path: Path) -> None:
+    wrong = "await anyio.sleep(0)\n        order.receipt = charge(order.number, new.amount_cents, new.card)"
+    fails("8.1", variant(tmp_path, (CHARGE, wrong)), saying="ran on the event-loop thread")
+
+
+def test_8_1_calling_the_sdk_before_offloading_it_is_rejected(tmp_path: Path) -> None:
+    wrong = "order.receipt = await anyio.to_thread.run_sync(charge(order.number, new.amount_cents, new.card))"
+    fails("8.1", variant(tmp_path, (CHARGE, wrong)), saying="raised")
+
+
+# --- 8.2 ------------------------------------------------------------------------------------------
+
+VERIFY = 'name = await tokens.verify(authorization.removeprefix("Bearer "))'
+
+
+def test_8_2_a_forgotten_await_checked_with_is_none_is_rejected(tmp_path: Path) -> None:
+    wrong = 'name = tokens.verify(authorization.removeprefix("Bearer "))'
+    fails("8.2", variant(tmp_path, (VERIFY, wrong)), saying="with no token answered 201")
+
+
+def test_8_2_checking_only_that_a_header_is_there_is_rejected(tmp_path: Path) -> None:
+    wrong = 'name = authorization.removeprefix("Bearer ") or None'
+    fails("8.2", variant(tmp_path, (VERIFY, wrong)), saying="with a forged token answered 201")
+
+
+# --- 8.3 ------------------------------------------------------------------------------------------
+
+BACKGROUND = "background.add_task(send_confirmation, request.app.state.mail, order.number, order.email)"
+TRACKED = """pending = request.app.state.pending
+    task = asyncio.create_task(send_confirmation(request.app.state.mail, order.number, order.email))
+    pending.add(task)
+    task.add_done_callback(pending.discard)"""
+DRAIN = """        app.state.pending = set()
+        yield
+        if app.state.pending:
+            await asyncio.wait(app.state.pending, timeout=3)"""
+
+
+def test_8_3_a_tracked_logged_task_drained_at_shutdown_passes(tmp_path: Path) -> None:
+    service = variant(
+        tmp_path, (BACKGROUND, TRACKED), ("        yield\n", DRAIN + "\n"), ("import logging\n", "import asyncio\nimport logging\n")
+    )
+    passes("8.3", service)
+
+
+def test_8_3_the_guides_set_and_discard_is_rejected(tmp_path: Path) -> None:
+    guide = TRACKED.replace("send_confirmation(request.app.state.mail, order.number, order.email)", "request.app.state.mail.send(order.email)")
+    service = variant(tmp_path, (BACKGROUND, guide), ("        yield\n", DRAIN + "\n"), ("import logging\n", "import asyncio\nimport logging\n"))
+    fails("8.3", service, saying="failed (550 mailbox full)")
+
+
+def test_8_3_a_logged_task_that_nobody_waits_for_at_shutdown_is_rejected(tmp_path: Path) -> None:
+    service = variant(
+        tmp_path,
+        (BACKGROUND, TRACKED),
+        ("        yield\n", "        app.state.pending = set()\n        yield\n"),
+        ("import logging\n", "import asyncio\nimport logging\n"),
+    )
+    fails("8.3", service, saying="was still on its way")
+
+
+def test_8_3_a_background_task_without_logging_is_rejected(tmp_path: Path) -> None:
+    service = variant(tmp_path, (BACKGROUND, "background.add_task(request.app.state.mail.send, order.email)"))
+    fails("8.3", service, saying="nothing was logged")
+
+
+# --- 8.4 ------------------------------------------------------------------------------------------
+
+STACK = """    async with AsyncExitStack() as stack:
+        engine = create_async_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
+        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        app.state.payments = PaymentGateway(settings.payments_key)
+        stack.callback(app.state.payments.close)
+        app.state.mail = await MailClient.connect()
+        stack.push_async_callback(app.state.mail.aclose)
+        yield
+"""
+
+
+def test_8_4_nested_try_finally_passes(tmp_path: Path) -> None:
+    nested = """    engine = create_async_engine(settings.database_url)
+    try:
+        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
+        app.state.payments = PaymentGateway(settings.payments_key)
+        try:
+            app.state.mail = await MailClient.connect()
+            try:
+                yield
+            finally:
+                await app.state.mail.aclose()
+        finally:
+            app.state.payments.close()
+    finally:
+        await engine.dispose()
+"""
+    passes("8.4", variant(tmp_path, (STACK, nested)))
+
+
+def test_8_4_a_lifespan_that_closes_only_after_a_good_start_is_rejected(tmp_path: Path) -> None:
+    naive = """    engine = create_async_engine(settings.database_url)
+    app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
+    app.state.payments = PaymentGateway(settings.payments_key)
+    app.state.mail = await MailClient.connect()
+    yield
+    await app.state.mail.aclose()
+    app.state.payments.close()
+    await engine.dispose()
+"""
+    fails("8.4", variant(tmp_path, (STACK, naive)), saying="startup failed (as it should) but PaymentGateway(open) was left open")
+
+
+def test_8_4_a_lifespan_that_forgets_to_close_is_rejected(tmp_path: Path) -> None:
+    fails("8.4", variant(tmp_path, ("        stack.callback(app.state.payments.close)\n", "")), saying="after a normal shutdown")
+
+
+# --- 8.5 ------------------------------------------------------------------------------------------
+
+UNAVAILABLE = 'raise HTTPException(503, "orders are unavailable, try again shortly") from exc'
+
+
+def test_8_5_a_500_with_a_fixed_message_passes(tmp_path: Path) -> None:
+    passes("8.5", variant(tmp_path, (UNAVAILABLE, 'raise HTTPException(500, "internal error") from exc')))
+
+
+def test_8_5_the_error_text_in_the_body_is_rejected(tmp_path: Path) -> None:
+    fails("8.5", variant(tmp_path, (UNAVAILABLE, "raise HTTPException(503, str(exc)) from exc")), saying="tells the client")
+
+
+def test_8_5_a_broken_database_answered_as_not_found_is_rejected(tmp_path: Path) -> None:
+    fails("8.5", variant(tmp_path, (UNAVAILABLE, "order = None")), saying="a broken database is the server's fault")
+
+
+# --- 8.6 ------------------------------------------------------------------------------------------
+
+PER_REQUEST = """    async with request.app.state.sessions() as session:
+        yield session
+"""
+
+
+def test_8_6_close_in_finally_passes(tmp_path: Path) -> None:
+    manual = """    session = request.app.state.sessions()
+    try:
+        yield session
+    finally:
+        await session.close()
+"""
+    passes("8.6", variant(tmp_path, (PER_REQUEST, manual)))
+
+
+def test_8_6_a_session_that_commits_whatever_happened_is_rejected(tmp_path: Path) -> None:
+    commits = """    async with request.app.state.sessions() as session:
+        try:
+            yield session
+        finally:
+            await session.commit()
+"""
+    fails("8.6", variant(tmp_path, (PER_REQUEST, commits)), saying="the declined order was saved")
+
+
+def test_8_6_one_session_for_the_whole_app_is_rejected(tmp_path: Path) -> None:
+    shared = "    yield request.app.state.shared\n"
+    made = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
+    service = variant(tmp_path, (PER_REQUEST, shared), (made, made + "        app.state.shared = app.state.sessions()\n"))
+    fails("8.6", service, saying="the declined order was saved")
+
+
+# --- 8.7 ------------------------------------------------------------------------------------------
+
+
+def test_8_7_a_counter_started_from_the_rows_at_startup_is_rejected(tmp_path: Path) -> None:
+    flush = '    await session.flush()  # the database hands out the id: unique across every worker\n    order.number = f"ORD-{order.id:05d}"\n'
+    counted = '    order.number = f"ORD-{next(request.app.state.numbers):05d}"\n    await session.flush()\n'
+    made = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
+    start = (
+        made
+        + "        async with app.state.sessions() as session:\n"
+        + "            existing = len((await session.execute(select(Order))).all())\n"
+        + "        app.state.numbers = itertools.count(existing + 1)\n"
+    )
+    service = variant(
+        tmp_path,
+        (flush, counted),
+        (made, start),
+        ("import logging\n", "import itertools\nimport logging\n"),
+        ("from sqlalchemy.exc", "from sqlalchemy import select\nfrom sqlalchemy.exc"),
+    )
+    fails("8.7", service, saying="answered 500")
