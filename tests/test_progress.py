@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from asynclab import __main__ as cli
 from asynclab import authoring, progress
 
 ROOT = authoring.ROOT
@@ -89,20 +91,32 @@ def test_broken_notebooks_are_named_and_the_others_still_run(tmp_path: Path) -> 
     assert f"⚠️  {crash}: cell 2: the kernel died" in text
 
 
-def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(tmp_path: Path) -> None:
+def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     solution = authoring.find_solution("3.2")
     assert authoring.find_solution("03") == authoring.find_solution("3") == solution
     with pytest.raises(LookupError, match="no exercise notebook matches"):
         authoring.find_solution("42")
     mine = tmp_path / solution.name
     mine.write_text("my work", encoding="utf-8")
-    command = [sys.executable, "-m", "asynclab", "reset", "3", "--folder", str(tmp_path)]
-    asked = subprocess.run(command, check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60, cwd=ROOT)
-    assert asked.returncode == 1 and "add --yes" in asked.stderr
+    command = ["reset", "3", "--folder", str(tmp_path)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: nobody to ask
+    assert cli.main(command) == 1 and "add --yes" in capsys.readouterr().err
     assert mine.read_text(encoding="utf-8") == "my work"
-    done = subprocess.run([*command, "--yes"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert done.returncode == 0, done.stderr
+    assert cli.main([*command, "--yes"]) == 0
     assert mine.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.name).read_text(encoding="utf-8")
     assert (tmp_path / f"{solution.name}.bak").read_text(encoding="utf-8") == "my work"
-    again = subprocess.run([*command, "--yes"], check=False, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert "already as handed out" in again.stdout
+    capsys.readouterr()
+    assert cli.main([*command, "--yes"]) == 0 and "already as handed out" in capsys.readouterr().out
+
+
+def test_reset_of_the_capstone_restores_its_service_file_too(tmp_path: Path) -> None:
+    solution = authoring.find_solution("8")
+    (tmp_path / solution.stem).mkdir()
+    service = tmp_path / solution.stem / "orders_service.py"
+    service.write_text("my fixes", encoding="utf-8")
+    written = authoring.reset(solution, tmp_path)
+    assert service in written and (tmp_path / solution.name) in written
+    assert service.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.stem / "orders_service.py").read_text(encoding="utf-8")
+    assert service.with_name("orders_service.py.bak").read_text(encoding="utf-8") == "my fixes"
