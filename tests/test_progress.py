@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from asynclab import __main__ as cli
-from asynclab import authoring, progress
+from asynclab import authoring, checking, progress
 
 ROOT = authoring.ROOT
 EXERCISE_IDS = [r.id for results in progress.expected().values() for r in results]
@@ -30,7 +30,7 @@ def test_a_fresh_clone_has_0_solved_and_every_check_fails_with_a_short_message()
     assert f"0 of {len(EXERCISE_IDS)} solved" in text
     first = survey.results[0]
     assert f"Next: exercise {first.id}" in text and f'hint("{first.id}")' in text
-    assert progress.checking.get(first.id).hints[0] in text
+    assert checking.get(first.id).hints[0] in text
 
 
 def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_over(tmp_path: Path) -> None:

@@ -35,9 +35,10 @@ class MarkerError(ValueError):
     pass
 
 
-def stub_source(source: str) -> str:
-    """Turn a solution cell's source into the handed-out one."""
-    out: list[str] = []
+def split_source(source: str) -> tuple[str, str]:
+    """Split a marked source into (the solution, what is handed out), both without markers."""
+    solution: list[str] = []
+    stub: list[str] = []
     state = "plain"
     for number, line in enumerate(source.splitlines(), 1):
         marker = line.strip()
@@ -54,15 +55,28 @@ def stub_source(source: str) -> str:
                 raise MarkerError(f"line {number}: {END} without {BEGIN}")
             state = "plain"
         elif state == "plain":
-            out.append(line)
-        elif state == "stub":
+            solution.append(line)
+            stub.append(line)
+        elif state == "solution":
+            solution.append(line)
+        else:
             match = re.match(r"^(\s*)# ?(.*)$", line)
             if not match:
                 raise MarkerError(f"line {number}: a handed-out line must be commented out with '# '")
-            out.append(match.group(1) + match.group(2) if match.group(2) else "")
+            stub.append(match.group(1) + match.group(2) if match.group(2) else "")
     if state != "plain":
         raise MarkerError(f"a solution region is not closed with {END}")
-    return "\n".join(out)
+    return "\n".join(solution), "\n".join(stub)
+
+
+def stub_source(source: str) -> str:
+    """Turn a solution cell's source into the handed-out one."""
+    return split_source(source)[1]
+
+
+def solution_source(source: str) -> str:
+    """The solution alone: the source without its markers and handed-out lines."""
+    return split_source(source)[0]
 
 
 def has_markers(source: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -191,13 +191,22 @@ class Mailer:
     """A stand-in e-mail API for background sends.
 
     With ``held=True``, ``send(to)`` first waits until :meth:`open` is called (so a test decides
-    when sending may proceed). A send takes ``latency`` seconds. Addresses in ``full`` fail with :class:`MailboxFull`;
+    when sending may proceed). A send takes ``latency`` seconds, or ``slow[to]`` for the addresses in ``slow``. Addresses in ``full`` fail with :class:`MailboxFull`;
     addresses in ``stuck`` hang until cancelled, like a server that never answers.
     ``outcome[to]`` is ``"sending"``, ``"delivered"``, ``"failed"`` or ``"cancelled"``.
     """
 
-    def __init__(self, *, full: Iterable[str] = (), stuck: Iterable[str] = (), latency: float = 0.05, held: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        full: Iterable[str] = (),
+        stuck: Iterable[str] = (),
+        slow: Mapping[str, float] | None = None,
+        latency: float = 0.05,
+        held: bool = False,
+    ) -> None:
         self.full, self.stuck, self.latency = set(full), set(stuck), latency
+        self.slow = dict(slow or {})
         self.outcome: dict[str, str] = {}
         self._opened = not held
         self._gate: anyio.Event | None = None
@@ -218,7 +227,7 @@ class Mailer:
         self.outcome[to] = "sending"
         try:
             await self._event().wait()
-            await anyio.sleep(self.latency)
+            await anyio.sleep(self.slow.get(to, self.latency))
             if to in self.stuck:
                 await anyio.sleep_forever()
             if to in self.full:

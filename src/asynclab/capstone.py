@@ -12,6 +12,7 @@ workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from asynclab.background import Mailer
 from asynclab.services import CallRecorder
 
+SOLUTION_NOTEBOOK = "08-capstone.ipynb"
 SLOW_MAIL = 1.0
 DECLINED_CARD = "4000 0000 0000 0002"  # the card number every payment provider's test mode declines
 GOOD_CARD = "4242 4242 4242 4242"
@@ -138,7 +140,8 @@ class MailClient(Mailer):
     """An e-mail API client: connect once, ``await send(to)`` per mail, ``await aclose()`` at the end."""
 
     def __init__(self) -> None:
-        super().__init__(full=settings.failing_mailboxes, latency=settings.mail_latency)
+        slow = dict.fromkeys(settings.slow_mailboxes, SLOW_MAIL)
+        super().__init__(full=settings.failing_mailboxes, slow=slow, latency=settings.mail_latency)
         self.closed = False
         with journal._lock:
             journal.mail_clients.append(self)
@@ -152,13 +155,6 @@ class MailClient(Mailer):
     async def send(self, to: str) -> None:
         if self.closed:
             raise RuntimeError("MailClient is closed")
-        if to in settings.slow_mailboxes:
-            self.outcome[to] = "sending"
-            try:
-                await anyio.sleep(SLOW_MAIL)
-            except anyio.get_cancelled_exc_class():
-                self.outcome[to] = "cancelled"
-                raise
         await super().send(to)
 
     async def aclose(self) -> None:
@@ -176,16 +172,18 @@ class StaffTokens:
         return settings.staff_tokens.get(token)
 
 
-def handed_out_service() -> Path:
-    """A fresh copy of the service exactly as handed out (made from the solution), in a temporary folder."""
-    import tempfile
+def handed_out_service(folder: Path | None = None) -> Path:
+    """The service exactly as handed out (made from the solution), written to ``folder``.
 
+    By default the folder is the kernel's workspace, which is removed when the kernel exits.
+    """
     from asynclab import authoring
+    from asynclab.workers import workspace
 
-    source = authoring.ROOT / "solutions" / "08-capstone" / "orders_service.py"
-    folder = Path(tempfile.mkdtemp(prefix="asynclab-capstone-"))
-    target = folder / "orders_service.py"
-    target.write_text(authoring.stub_source(source.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
+    relative = Path(SOLUTION_NOTEBOOK).with_suffix("") / "orders_service.py"
+    text = authoring.handed_out(authoring.ROOT / "solutions" / SOLUTION_NOTEBOOK)[relative]
+    target = (folder or Path(tempfile.mkdtemp(prefix="capstone-", dir=workspace()))) / "orders_service.py"
+    target.write_text(text, encoding="utf-8")
     return target
 
 

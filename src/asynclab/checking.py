@@ -18,6 +18,7 @@ import threading
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 import anyio
@@ -133,6 +134,11 @@ def _where(exc: BaseException) -> str:
     return f"\n   in {frame.name}(): {frame.line}" if frame.line else f" in {frame.name}()"
 
 
+def raised(exc: BaseException) -> str:
+    """"your code raised <type>: <message>" and the learner's line that raised it."""
+    return f"your code raised {_describe(exc)}{_where(exc)}"
+
+
 def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None, BaseException | None, bool]:
     """Run ``func`` in its own thread (with its own event loop), waiting at most ``timeout`` seconds.
 
@@ -179,7 +185,7 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
             raise _failed(ex, leaf.observed, leaf.hint)
         raise _failed(
             ex,
-            f"your code raised {_describe(leaf)}{_where(leaf)}",
+            raised(leaf),
             "Fix that error first: the check calls your code just as a server would.",
         )
     return f"✅ Exercise {ex.id} ({ex.title}) passed: {value}"
@@ -223,6 +229,14 @@ def build_app(factory: Callable[..., Any], *args: Any, name: str = "build_app") 
     if not callable(app):
         fail(f"{name}(...) returned {type(app).__name__}, not an app", f"End {name} with `return app`.")
     return app
+
+
+def module_file(answer: Any, hint: str, *, what: str = "module") -> Path:
+    """The path of the learner's ``.py`` file; fail kindly if ``answer`` is anything else."""
+    path = Path(answer) if isinstance(answer, str | Path) else None
+    if path is None or path.suffix != ".py" or not path.is_file():
+        fail(f"expected the path of your {what} file, got {answer!r}", hint)
+    return path
 
 
 def expect_responses(report: Any, describe: Callable[[int], str], expected: Callable[[int], Any]) -> None:

@@ -174,7 +174,7 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
         troubles.append(first_error)
     for result in plan:
         if not result.solved and not result.seen:
-            result.seen = "its check cell is missing: `python -m asynclab reset` gives the notebook back"
+            result.seen = f"its check cell is missing: `python -m asynclab reset {int(path.name[:2])}` gives the notebook back"
 
 
 async def _survey(folder: Path, plan: dict[str, list[Result]], jobs: int, cell_limit: float, tick: Callable[[str], None]) -> list[Trouble]:

@@ -11,40 +11,21 @@ from pathlib import Path
 import pytest
 
 from asynclab import authoring
+from asynclab.capstone import handed_out_service
 from tests.conftest import fails, passes
 
 SOLUTION = authoring.ROOT / "solutions" / "08-capstone" / "orders_service.py"
 IDS = [f"8.{i}" for i in range(1, 8)]
 
 
-def solved_text() -> str:
-    """The solution without its markers and handed-out lines."""
-    lines, skipping = [], False
-    for line in SOLUTION.read_text(encoding="utf-8").splitlines():
-        marker = line.strip()
-        if marker == "# HANDED OUT":
-            skipping = True
-        elif marker == "# END SOLUTION":
-            skipping = False
-        elif marker != "# BEGIN SOLUTION" and not skipping:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
 def variant(folder: Path, *changes: tuple[str, str]) -> Path:
     """The solution with each ``old`` replaced by ``new``; every ``old`` must be there."""
-    text = solved_text()
+    text = authoring.solution_source(SOLUTION.read_text(encoding="utf-8")) + "\n"
     for old, new in changes:
         assert old in text, f"the solution no longer contains {old!r}"
         text = text.replace(old, new)
     path = folder / "orders_service.py"
     path.write_text(text, encoding="utf-8")
-    return path
-
-
-def handed_out(folder: Path) -> Path:
-    path = folder / "orders_service.py"
-    path.write_text(authoring.stub_source(SOLUTION.read_text(encoding="utf-8")) + "\n", encoding="utf-8")
     return path
 
 
@@ -66,7 +47,7 @@ HANDED_OUT_SAYS = {
 
 @pytest.mark.parametrize("exercise", IDS)
 def test_the_service_as_handed_out_fails(exercise: str, tmp_path: Path) -> None:
-    fails(exercise, handed_out(tmp_path), saying=HANDED_OUT_SAYS[exercise])
+    fails(exercise, handed_out_service(tmp_path), saying=HANDED_OUT_SAYS[exercise])
 
 
 def test_a_wrong_path_is_named() -> None:

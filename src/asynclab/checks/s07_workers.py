@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from asynclab.checking import exercise, fail
+from asynclab.checking import exercise, fail, module_file
 from asynclab.workers import (
     ClientEvents,
     Workers,
@@ -28,13 +28,7 @@ TIMEOUT = 40.0  # a correct answer takes about 2 s; the bound only guards a badl
 
 
 def _module_file(answer: Any, expected: str) -> Path:
-    path = Path(answer) if isinstance(answer, str | Path) else None
-    if path is None or path.suffix != ".py" or not path.is_file():
-        fail(
-            f"expected the path of your module file, got {answer!r}",
-            f"Run the %%writefile cell first, then pass its file: check(..., apps / {expected!r}).",
-        )
-    return path
+    return module_file(answer, f"Run the %%writefile cell first, then pass its file: check(..., apps / {expected!r}).")
 
 
 def _two_workers(module: Path) -> AbstractAsyncContextManager[Workers]:
