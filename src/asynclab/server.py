@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import uvicorn
@@ -27,8 +28,15 @@ async def uvicorn_server(
     log_level: str = "warning",
     startup_timeout: float = 5.0,
     shutdown_timeout: float = 5.0,
+    http: str = "auto",
+    **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 on a free port; yield its base URL.
+
+    ``http`` picks uvicorn's HTTP protocol as ``--http`` does: ``"h11"``, ``"httptools"``, or
+    ``"auto"`` (httptools where it is installed, as with ``uvicorn[standard]``, else h11).
+    Any other keyword is a ``uvicorn.Config`` option, e.g. ``limit_concurrency=4``,
+    ``reset_contextvars=True``, ``timeout_graceful_shutdown=1``.
 
     Unlike an in-process client, this is a real HTTP server: a response reaches the client as
     soon as it is sent, while background tasks are still running. The server is always stopped
@@ -38,8 +46,10 @@ async def uvicorn_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level=log_level, log_config=None, access_log=False, lifespan="auto")
-    server = _QuietServer(config)
+    settings = uvicorn.Config(
+        app, log_level=log_level, log_config=None, access_log=False, lifespan="auto", http=http, **config
+    )
+    server = _QuietServer(settings)
 
     async def serve() -> None:
         try:
