@@ -130,6 +130,30 @@ async def test_load_takes_paths_and_headers_per_request() -> None:
     assert [r.body for r in report.results] == [[0, "0"], [1, "2"], [2, "4"]]
 
 
+async def test_load_gives_up_when_told_and_in_process_the_handlers_are_cancelled() -> None:
+    gauge = InFlight()
+    never = anyio.Event()
+    cancelled = 0
+    app = FastAPI()
+
+    @app.get("/wait")
+    async def wait() -> str:
+        nonlocal cancelled
+        with gauge.inside():
+            try:
+                await never.wait()
+            except anyio.get_cancelled_exc_class():
+                cancelled += 1
+                raise
+        return "never"
+
+    with anyio.fail_after(30):  # a hang guard only: without give_up_when this load would wait for ever
+        async with inprocess_client(app) as client:
+            report = await load(client, "/wait", n=4, in_flight=gauge, give_up_when=lambda: gauge.now == 4)
+    assert report.statuses == {0: 4} and gauge.entered == 4
+    assert cancelled == 4 and gauge.now == 0
+
+
 def test_in_flight_is_thread_safe() -> None:
     gauge = InFlight()
     barrier = threading.Barrier(8)

@@ -3,6 +3,7 @@
 import logging
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
@@ -38,6 +39,21 @@ async def get_user(user_id: int, db: Annotated[AsyncSession, Depends(session)]) 
     except Exception as exc:  # logs the traceback, so BLE001 lets it pass
         log.error("Unexpected error", exc_info=exc, extra={"user_id": user_id})
         raise HTTPException(status_code=500, detail="Internal server error")
+
+
+@app.get("/v1/users/{user_id}")
+async def get_user_first_version(user_id: int, db: Annotated[AsyncSession, Depends(session)]) -> Any:
+    user = await db.execute(select(User).where(User.id == user_id))
+    return user.scalar_one_or_none()  # the guide's section 1: a missing user answers 200 null, not 404
+
+
+def fetch_rates() -> dict[str, float]: ...  # a sync SDK call that can hang
+
+
+@app.get("/rates")
+async def rates() -> dict[str, float]:
+    with anyio.fail_after(2):  # shields the thread: nothing happens at 2 s, and maybe no TimeoutError at all
+        return await anyio.to_thread.run_sync(fetch_rates)
 
 
 @app.delete("/users/{user_id}")

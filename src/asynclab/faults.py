@@ -3,8 +3,9 @@
 - :class:`UserDB`: a real users table in a **temporary SQLite file**, reached through a real
   SQLAlchemy async session on aiosqlite. :meth:`UserDB.outage` takes the table away for a moment,
   so queries fail the way a broken database makes them fail (``OperationalError``).
-- :class:`StockService`: a back end whose call answers quickly, or (``stalled=True``) never.
-  It counts the calls that are still running and the ones that were cancelled.
+- :class:`StockService`: a back end whose call answers quickly, never (``stalled=True``), or once
+  an event is set (``held=event``). It counts the calls that are still running, the ones that
+  finished and the ones that were cancelled.
 """
 
 from __future__ import annotations
@@ -105,15 +106,19 @@ class UserDB:
 class StockService:
     """A warehouse back end: ``await level(sku)`` answers after ``latency`` seconds, or never if ``stalled``.
 
-    ``running`` counts calls that have started and not ended; ``cancelled`` counts calls that were
-    cancelled (by a time-out, for example). A hung call that nobody cancels stays in ``running``.
+    With ``held=event`` a call waits until the event is set, then answers: the caller decides when.
+    ``running`` counts calls that have started and not ended; ``completed`` counts calls that
+    answered; ``cancelled`` counts calls that were cancelled (by a time-out, for example). A hung
+    call that nobody cancels stays in ``running``.
     """
 
-    def __init__(self, latency: float = 0.01, *, stalled: bool = False) -> None:
+    def __init__(self, latency: float = 0.01, *, stalled: bool = False, held: anyio.Event | None = None) -> None:
         self.latency = latency
         self.stalled = stalled
+        self.held = held
         self.calls = 0
         self.running = 0
+        self.completed = 0
         self.cancelled = 0
 
     @staticmethod
@@ -126,7 +131,10 @@ class StockService:
         try:
             if self.stalled:
                 await anyio.sleep_forever()
+            if self.held is not None:
+                await self.held.wait()
             await anyio.sleep(self.latency)
+            self.completed += 1
             return self.level_for(sku)
         except anyio.get_cancelled_exc_class():
             self.cancelled += 1
@@ -135,7 +143,6 @@ class StockService:
             self.running -= 1
 
     def __repr__(self) -> str:
-        state = "stalled" if self.stalled else f"{self.latency:.2f} s"
-        return f"StockService({state}, calls={self.calls}, running={self.running}, cancelled={self.cancelled})"
-
-
+        state = "stalled" if self.stalled else "held" if self.held is not None else f"{self.latency:.2f} s"
+        counts = f"calls={self.calls}, running={self.running}, completed={self.completed}, cancelled={self.cancelled}"
+        return f"StockService({state}, {counts})"

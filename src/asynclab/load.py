@@ -82,6 +82,7 @@ async def load(
     headers: dict[str, str] | None | Callable[[int], dict[str, str] | None] = None,
     json: Any = None,
     give_up_after: float | None = None,
+    give_up_when: Callable[[], bool] | None = None,
 ) -> LoadReport:
     """Send ``n`` requests at the same time and wait for all of them.
 
@@ -89,12 +90,16 @@ async def load(
     Pass the app's :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``;
     it is reset before the burst. With ``give_up_after``, the client stops waiting that many
     seconds after the burst began: an unanswered request is recorded with status ``NO_ANSWER``
-    (0) and body ``None``. In-process, the app runs in the request's own task, so its handler is
-    cancelled too (a real server would keep running it).
+    (0) and body ``None``. With ``give_up_when``, the client stops waiting as soon as that
+    function returns True (it is asked every few milliseconds), e.g. ``lambda: gauge.now == 10``:
+    a clock-free way to leave once every handler is inside. In-process, the app runs in the
+    request's own task, so its handler is cancelled too; a real server keeps running it.
     """
     if in_flight is not None:
         in_flight.reset()
     results: list[RequestResult] = []
+    waits: list[anyio.CancelScope] = []
+    gave_up = anyio.Event()
     t0 = time.perf_counter()
 
     async def one(i: int, sent: float) -> None:
@@ -103,18 +108,33 @@ async def load(
         hdrs = headers(i) if callable(headers) else headers
         verb = method(i) if callable(method) else method
         body = json(i) if callable(json) else json
-        with anyio.move_on_after(math.inf if give_up_after is None else give_up_after - sent):
+        with anyio.move_on_after(math.inf if give_up_after is None else give_up_after - sent) as wait:
+            waits.append(wait)
+            if gave_up.is_set():
+                wait.cancel()
             response = await client.request(verb, url, headers=hdrs, json=body)
             results.append(RequestResult(i, response.status_code, sent, time.perf_counter() - t0, response_body(response)))
             return
         results.append(RequestResult(i, NO_ANSWER, sent, time.perf_counter() - t0, None))
 
+    async def give_up() -> None:
+        assert give_up_when is not None
+        while not give_up_when():
+            await anyio.sleep(0.005)
+        gave_up.set()
+        for wait in waits:
+            wait.cancel()
+
     try:
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                # A request counts from the moment it is issued: if the loop is blocked, its task
-                # waits to run, and that wait is part of what the user would feel.
-                tg.start_soon(one, i, time.perf_counter() - t0)
+        async with anyio.create_task_group() as watching:
+            if give_up_when is not None:
+                watching.start_soon(give_up)
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    # A request counts from the moment it is issued: if the loop is blocked, its task
+                    # waits to run, and that wait is part of what the user would feel.
+                    tg.start_soon(one, i, time.perf_counter() - t0)
+            watching.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # Raise the first error as itself: a notebook does not report an ExceptionGroup as a failed cell.
         raise first_error(group) from None

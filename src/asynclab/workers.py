@@ -138,15 +138,29 @@ class Workers:
             return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def terminate_parent(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the parent alone (what Ctrl-C or ``docker stop`` send); wait until the whole group has exited.
+        """SIGTERM to the parent alone (what ``docker stop`` or ``kill <pid>`` send); wait until the whole group has exited.
 
         The parent passes the signal on to its workers, waits for them, then exits itself.
+        (Ctrl-C in a terminal is different: see :meth:`interrupt_group`.)
         """
         os.kill(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=timeout)
         deadline = time.monotonic() + timeout
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.02)
+
+    def interrupt_group(self, timeout: float = 10.0) -> None:
+        """SIGINT to every process of the group, as Ctrl-C in the server's terminal sends; wait until all have exited.
+
+        A terminal signals its whole foreground process group, so each worker receives SIGINT
+        itself (and shuts down gracefully), whether or not its parent is still alive to pass it on.
+        """
+        _signal_group(self.process.pid, signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
 
     def kill_parent_only(self) -> None:
         """SIGKILL the parent alone and wait for it to die (a demonstration: its workers live on)."""
@@ -359,7 +373,6 @@ def _pid_of(response: httpx.Response, body: Any) -> int:
     if isinstance(body, dict) and "pid" in body:
         return int(body["pid"])
     raise WorkersFailed(f"cannot tell which worker answered: no {PID_HEADER} header and no 'pid' in {body!r}")
-
 
 
 async def fresh_requests(
