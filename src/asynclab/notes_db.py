@@ -10,14 +10,15 @@
 The file lives in a fresh temporary folder that is removed when the block ends, also when it fails.
 Also here: :class:`Rendezvous`, which makes an interleaving of requests certain instead of likely,
 :class:`Moderation` and :class:`AuditLog`, awaitable stand-in services (the caller can hold back
-the first one's answers), and :func:`burst`, which sends a mix of reads and writes at once.
+the first one's answers), :func:`burst`, which sends a mix of reads and writes at once, and
+:func:`until`, which waits for a condition (so many requests inside, so many failed) without a sleep race.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,15 @@ async def burst(client: httpx.AsyncClient, calls: Sequence[Call], *, in_flight: 
         headers=lambda i: calls[i].headers,
         in_flight=in_flight,
     )
+
+
+async def until(condition: Callable[[], bool], *, timeout: float = 5.0) -> bool:
+    """Wait (at most ``timeout`` s) until ``condition()`` is true; say whether it is.
+
+    For a cell that holds requests on an event: wait until they have all reached the point you
+    want to show (so many inside, so many failed), then release them. No sleep decides the outcome.
+    """
+    with anyio.move_on_after(timeout):
+        while not condition():
+            await anyio.sleep(0.005)
+    return condition()
