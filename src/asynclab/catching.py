@@ -1,0 +1,193 @@
+"""Section 9's bench: the vendors' stand-ins of its two sample services, and a way to run a test suite.
+
+- Exercise 9.1's catalog service shows product pages: ``display_price`` (a helper from "the pricing
+  team's package") looks harmless and calls a blocking price SDK; the product descriptions are
+  text files in :data:`DESCRIPTIONS`. The SDK records, for every call, whether the event loop was
+  free while it blocked, asked of the loop itself (see :class:`PriceFeed`).
+- Exercise 9.2's reports service (:data:`reports`) has one route that renders a PDF on the loop,
+  one that waits for a slow upstream without blocking, and a health check.
+- :func:`run_suite` runs a pytest suite in a fresh process, as a developer or CI would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+from fastapi import APIRouter
+
+from asynclab.workers import workspace
+
+SOLUTION_NOTEBOOK = "09-catch-blocking.ipynb"
+SERVICE, SUITE = "catalog_service.py", "catalog_tests.py"
+PRODUCTS = {"kettle": 3490, "teapot": 2450, "mug": 890}
+DESCRIPTIONS = Path(tempfile.mkdtemp(prefix="catalog-", dir=workspace()))  # removed when the process exits
+for _sku in PRODUCTS:
+    (DESCRIPTIONS / f"{_sku}.txt").write_text(f"The {_sku}: a customer favourite.", encoding="utf-8")
+
+
+class PriceFeed:
+    """The pricing team's SDK: ``quote`` blocks the calling thread for ``latency`` seconds.
+
+    While a check watches a loop (``watching(loop)``), every call asks that loop to run a tiny
+    callback at its start, from the call's own thread, and looks at the end whether it ran. A free
+    loop runs it at once; a loop that waits for the call (the call runs on it, or the loop waits
+    for a thread's result) cannot. An order of events, not a clock.
+    """
+
+    def __init__(self, latency: float = 0.05) -> None:
+        self.latency = latency
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.calls = self.loop_held = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def watching(self, loop: asyncio.AbstractEventLoop) -> Iterator[PriceFeed]:
+        with self._lock:
+            self.loop, self.calls, self.loop_held = loop, 0, 0
+        try:
+            yield self
+        finally:
+            self.loop = None
+
+    def quote(self, sku: str) -> int:
+        loop, ran = self.loop, threading.Event()
+        try:
+            on_loop = loop is not None and asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if loop is not None and not on_loop:
+            loop.call_soon_threadsafe(ran.set)
+        time.sleep(self.latency)  # the HTTP round trip of a sync client
+        if loop is not None and not on_loop:
+            ran.wait(0.5)  # a loop that waited for us runs the callback as soon as we return
+        with self._lock:
+            self.calls += 1
+            self.loop_held += loop is not None and not ran.is_set()
+        return PRODUCTS.get(sku, 0)
+
+
+prices = PriceFeed()
+
+
+def display_price(sku: str) -> str:
+    """The price of ``sku`` as shown on the page, e.g. ``'34.90 EUR'``."""
+    cents = prices.quote(sku)
+    return f"{cents // 100}.{cents % 100:02d} EUR"
+
+
+# --- Exercise 9.2: the reports service ------------------------------------------------------------
+
+RENDER_SECONDS = 0.5  # the PDF library holds the thread (and the loop, when called on it)
+UPSTREAM_SECONDS = 0.5  # the exchange-rate provider is slow, but awaited
+reports = APIRouter()
+
+
+def render_pdf(number: int) -> bytes:
+    """A sync PDF library."""
+    time.sleep(RENDER_SECONDS)
+    return b"%PDF-1.7 invoice " + str(number).encode()
+
+
+@reports.get("/invoices/{number}/pdf")
+async def invoice_pdf(number: int) -> dict[str, object]:
+    return {"number": number, "bytes": len(render_pdf(number))}
+
+
+@reports.get("/rates")
+async def rates() -> dict[str, float]:
+    await anyio.sleep(UPSTREAM_SECONDS)
+    return {"EUR": 1.0, "USD": 1.08}
+
+
+@reports.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# --- Running a suite and importing a service ------------------------------------------------------
+
+
+@dataclass
+class SuiteResult:
+    returncode: int
+    output: str
+
+    @property
+    def passed(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def summary(self) -> str:
+        lines = [line.strip("= ") for line in self.output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+        return lines[-1] if lines else f"pytest exited with {self.returncode}"
+
+    def errors(self) -> list[str]:
+        """The distinct ``E   SomeError: ...`` lines of the failures, in order."""
+        found = [m.strip() for m in re.findall(r"^E\s+(?:[\w.]+\.)?(\w+(?:Error|Exception): .*)$", self.output, re.MULTILINE)]
+        return list(dict.fromkeys(found))
+
+
+def run_suite(folder: Path, *args: str, timeout: float = 60) -> SuiteResult:
+    """Run ``pytest`` on the suite in ``folder``, in a fresh process, as a developer or CI would.
+
+    Only the anyio plugin, no configuration from the folders above, and nothing written to disk
+    (no cache, no bytecode), so the folder stays as it was.
+    """
+    folder = Path(folder).resolve()
+    with tempfile.TemporaryDirectory(prefix="suite-") as config:
+        ini = Path(config) / "pytest.ini"
+        ini.write_text("[pytest]\npython_files = test_*.py *_tests.py\n", encoding="utf-8")
+        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        command = [sys.executable, "-m", "pytest", "-q", "-c", str(ini), "--rootdir", str(folder), "--confcutdir", str(folder),
+                   "-p", "anyio.pytest_plugin", "-p", "no:cacheprovider", "--tb=short", "--color=no", *args]
+        done = subprocess.run(command, check=False, cwd=folder, env=env, capture_output=True, text=True, timeout=timeout)
+    return SuiteResult(done.returncode, done.stdout + done.stderr)
+
+
+async def arun_suite(folder: Path, *args: str, timeout: float = 60) -> SuiteResult:
+    """:func:`run_suite` without blocking the event loop."""
+    return await anyio.to_thread.run_sync(lambda: run_suite(folder, *args, timeout=timeout))
+
+
+_imports = itertools.count(1)
+
+
+def import_file(path: Path, stem: str = "service") -> ModuleType:
+    """A fresh copy of the module in ``path``, under a new name (new globals, a new app)."""
+    name = f"{stem}_{next(_imports)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # FastAPI resolves the module's annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def handed_out(name: str = SERVICE) -> str:
+    """Exercise 9.1's file ``name`` exactly as handed out (made from the solution)."""
+    from asynclab import authoring
+
+    return stubbed(authoring.ROOT / "solutions" / Path(SOLUTION_NOTEBOOK).stem / name)
+
+
+def stubbed(path: Path) -> str:
+    """A solution module file as handed out: its ``# HANDED OUT`` lines instead of its solution."""
+    from asynclab import authoring
+
+    text = authoring.stub_source(Path(path).read_text(encoding="utf-8"))
+    return text if text.endswith("\n") else text + "\n"

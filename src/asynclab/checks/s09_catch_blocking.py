@@ -1,0 +1,161 @@
+"""Checks for section 9: a blocking-call detector in a team's tests, and a watchdog that names the route.
+
+9.1 runs the learner's test suite twice, in fresh processes (against the catalog service as
+handed out, where it must fail with a ``BlockingError``, and against the learner's service, where
+it must pass), then loads the learner's service in-process with blockbuster on, asking the loop
+itself whether it stayed free during every price quote. 9.2 builds the learner's reports app,
+sends it slow-but-awaiting requests and two PDF renders that stall the loop, and reads what the
+watchdog logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+from blockbuster import BlockingError, blockbuster_ctx
+
+from asynclab import catching
+from asynclab.catching import RENDER_SECONDS, SERVICE, SUITE, UPSTREAM_SECONDS, SuiteResult, arun_suite, import_file, prices
+from asynclab.checking import build_app, exercise, fail, raised
+from asynclab.inprocess import inprocess_client
+from asynclab.load import first_error, load
+from asynclab.probes import capture_logs
+
+FOLDER = "09-catch-blocking"
+
+
+def _folder(answer: Any) -> Path:
+    folder = Path(answer) if isinstance(answer, str | Path) else None
+    if folder is None or not folder.is_dir():
+        fail(f"expected the folder of your service and its tests, got {answer!r}", f"Pass the folder: check('9.1', {FOLDER!r}).")
+    missing = [name for name in (SERVICE, SUITE) if not (folder / name).is_file()]
+    if missing:
+        fail(f"{folder} has no {' and no '.join(missing)}", f"Pass the folder that holds {SERVICE} and {SUITE}.")
+    return folder
+
+
+def _said(result: SuiteResult) -> str:
+    errors = result.errors()
+    return f"{result.summary}" + (f", with {'; '.join(errors[:2])}" if errors else "")
+
+
+async def _suite_on(tests: str, service: str) -> SuiteResult:
+    with tempfile.TemporaryDirectory(prefix="catalog-suite-") as tmp:
+        folder = Path(tmp)
+        (folder / SUITE).write_text(tests, encoding="utf-8")
+        (folder / SERVICE).write_text(service, encoding="utf-8")
+        return await arun_suite(folder, "-x", SUITE, timeout=40)  # below the check's own limit: no process outlives it
+
+
+@exercise(
+    "9.1",
+    "Let the tests catch the blocking calls",
+    hints=[
+        ("Give the suite a detector first: in the `blockbuster` fixture, `with blockbuster_ctx([\"catalog_service\"]) as "
+        "detector: yield detector`. Scoped to your service, it leaves pytest's and httpx's own file reads alone. "
+        "Then run the suite (the cell above the check) and read each BlockingError."),
+        ("Each BlockingError names the function that blocked: `time.sleep` comes from inside `display_price` (the pricing "
+        "team's SDK makes a sync HTTP call), `os.stat` from `path.is_file()`, `io.TextIOWrapper.read` from `read_text()`."),
+        ("In the service: `price = await anyio.to_thread.run_sync(display_price, sku)`; for the file, `path = "
+        "anyio.Path(DESCRIPTIONS / f\"{sku}.txt\")`, then `await path.is_file()` and `await path.read_text(encoding=\"utf-8\")`."),
+    ],
+    timeout=50,  # two fresh pytest processes; progress gives a check cell 60 s
+)
+async def tests_catch_blocking(answer: Any) -> str:
+    folder = _folder(answer)
+    tests = (folder / SUITE).read_text(encoding="utf-8")
+    service = (folder / SERVICE).read_text(encoding="utf-8")
+    async with anyio.create_task_group() as tg:
+        results: dict[str, SuiteResult] = {}
+
+        async def run(key: str, service_text: str) -> None:
+            results[key] = await _suite_on(tests, service_text)
+
+        tg.start_soon(run, "handed out", catching.handed_out(SERVICE))
+        tg.start_soon(run, "yours", service)
+    handed, yours = results["handed out"], results["yours"]
+    if handed.passed:
+        fail(f"your test suite passed ({handed.summary}) against the catalog service as handed out, which blocks the event loop in both routes")
+    if "BlockingError" not in handed.output:
+        fail(f"against the service as handed out, your suite failed without a BlockingError: {_said(handed)}",
+             "Keep the tests as they were; add the detector in the `blockbuster` fixture.")
+    if not yours.passed:
+        fail(f"your test suite fails on your service: {_said(yours)}", 1)
+
+    module = import_file(folder / SERVICE, "catalog_service_check")
+    skus = list(catching.PRODUCTS) * 3
+    try:
+        with blockbuster_ctx([module]), prices.watching(asyncio.get_running_loop()) as feed:
+            async with inprocess_client(module.app) as client:
+                pages = await load(client, lambda i: f"/products/{skus[i]}", n=len(skus))
+                texts = await load(client, lambda i: f"/products/{skus[i]}/description", n=len(skus))
+                missing = await client.get("/products/spoon/description")
+    except Exception as exc:  # noqa: BLE001 - the learner's error, reported in one line
+        leaf = first_error(exc)
+        if isinstance(leaf, BlockingError):
+            fail(f"under load, with blockbuster on, your service raised {leaf}", 1)
+        fail(raised(leaf), "Fix that error first: the check calls your service just as a server would.")
+    wrong = [r for r in [*pages.results, *texts.results] if r.status != 200] + ([missing] if missing.status_code != 404 else [])
+    if wrong:
+        fail(f"{len(wrong)} of {len(skus) * 2 + 1} requests got a wrong status, e.g. {getattr(wrong[0], 'status', None) or wrong[0].status_code}",
+             "Change how the routes wait, not what they answer: 200 for a product, 404 for an unknown one.")
+    if feed.loop_held:
+        fail(f"{feed.loop_held} of {feed.calls} price quotes held the event loop while they waited for the pricing service "
+             "(the loop could not run a callback until they returned)", 2)
+    return (f"your suite failed on the handed-out service ({', '.join(handed.errors()[:1])}) and passes on yours "
+            f"({yours.summary}); under load, {feed.calls} of {feed.calls} price quotes left the loop free.")
+
+
+PDF, RATES = "GET /invoices/{number}/pdf", "GET /rates"
+
+
+@exercise(
+    "9.2",
+    "Make the watchdog name the route that stalls",
+    hints=[
+        ("The watchdog reports a stall only when the loop has not turned for longer than `threshold`: it must be below the "
+        f"{RENDER_SECONDS} s a PDF render holds the loop, and well above the heartbeat's `interval` (0.01 s)."),
+        ("To name a route, the watchdog must know which task serves which request: `app.add_middleware(watchdog.middleware)`. "
+        "Without it, every report says 'no request'. It starts and stops with the app: `FastAPI(lifespan=watchdog.lifespan)`."),
+        ("`watchdog = Watchdog(threshold=0.2)`, `app = FastAPI(lifespan=watchdog.lifespan)`, "
+        "`app.add_middleware(watchdog.middleware)`, then include the router."),
+    ],
+)
+async def watchdog_names_the_route(factory: Any) -> str:
+    app = build_app(factory)
+    renders = 2
+    with capture_logs("", logging.WARNING) as logs:
+        async with inprocess_client(app) as client, anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(client.get, "/rates")
+            statuses = []
+            for path in [*(f"/invoices/{n}/pdf" for n in range(1, renders + 1)), "/health"]:
+                # In-process, requests are plain calls: without a pause the loop would not turn
+                # between two renders, and they would be one stall.
+                await anyio.sleep(0.05)
+                statuses.append((await client.get(path)).status_code)
+    if statuses != [200] * (renders + 1):
+        fail(f"the reports service answered {statuses}", "Include the reports router unchanged: `app.include_router(reports)`.")
+    said = [r for r in logs.records if hasattr(r, "route")]
+    named = [r.route for r in said]
+    if not said:
+        fail(f"the watchdog logged nothing while {PDF} held the event loop for {RENDER_SECONDS} s, {renders} times")
+    awaiting = [route for route in named if route not in (PDF, "no request")]
+    if awaiting:
+        fail(f"the watchdog named {awaiting[0]}, which waits {UPSTREAM_SECONDS} s but awaits (the loop was free): "
+             f"{len(said)} reports in all", "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it.")
+    if PDF not in named:
+        many = len(said) > renders
+        fail(f"the watchdog logged {len(said)} stall{'s' * (len(said) != 1)} for {renders} PDF renders, naming no route ('no request')"
+             + (": far more reports than stalls" if many else ""),
+             "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it." if many else 1)
+    if named.count(PDF) != renders or len(said) != renders:
+        fail(f"the watchdog logged {len(said)} reports ({', '.join(sorted(set(named)))}) for {renders} stalls by {PDF}: "
+             "expected one report per stall", 0)
+    return (f"{renders} stalls by {PDF} reported once each, with the loop thread's stack; "
+            f"nothing for {RATES} ({UPSTREAM_SECONDS} s, awaited) or /health.")

@@ -1,0 +1,1 @@
+"""A sample service with one planted blocking call: see the README."""

@@ -1,0 +1,176 @@
+"""Section 9: right and wrong answers for each exercise's check.
+
+9.1's answers are folders holding a catalog service and its test suite, made from the solution's
+files with small edits; the check runs each suite in fresh processes (several seconds each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from asynclab import authoring
+from asynclab.catching import reports
+from asynclab.watchdog import Watchdog
+from tests.conftest import fails, passes
+
+SOLVED = authoring.ROOT / "solutions" / "09-catch-blocking"
+HANDED_OUT = authoring.ROOT / "exercises" / "09-catch-blocking"
+FIXTURE = '''    with blockbuster_ctx(["catalog_service"]) as detector:
+        yield detector'''
+OFFLOADED = "price = await anyio.to_thread.run_sync(display_price, sku)"
+
+
+def folder(tmp_path: Path, *, tests: str | None = None, service: str | None = None, edits: dict[str, str] | None = None) -> Path:
+    """A copy of the solved folder; ``edits`` replace text in either file (each must match)."""
+    tests = tests if tests is not None else (SOLVED / "catalog_tests.py").read_text()
+    service = service if service is not None else (SOLVED / "catalog_service.py").read_text()
+    for old, new in (edits or {}).items():
+        assert (old in tests) != (old in service), old
+        tests, service = tests.replace(old, new), service.replace(old, new)
+    (tmp_path / "catalog_tests.py").write_text(tests)
+    (tmp_path / "catalog_service.py").write_text(service)
+    return tmp_path
+
+
+# --- 9.1 -----------------------------------------------------------------------------------------
+
+
+def test_9_1_solution_passes() -> None:
+    assert "passes on yours" in passes("9.1", SOLVED)
+
+
+def test_9_1_def_handlers_and_a_manual_detector_pass(tmp_path: Path) -> None:
+    service = '''
+from fastapi import FastAPI, HTTPException
+
+from asynclab.catching import DESCRIPTIONS, display_price
+
+app = FastAPI()
+
+
+@app.get("/products/{sku}")
+def product(sku: str) -> dict[str, str]:
+    return {"sku": sku, "price": display_price(sku)}
+
+
+@app.get("/products/{sku}/description")
+def description(sku: str) -> dict[str, str]:
+    path = DESCRIPTIONS / f"{sku}.txt"
+    if not path.is_file():
+        raise HTTPException(404, "no such product")
+    return {"sku": sku, "description": path.read_text(encoding="utf-8")}
+'''
+    manual = '''    detector = BlockBuster(scanned_modules=[catalog_service])
+    detector.activate()
+    try:
+        yield detector
+    finally:
+        detector.deactivate()'''
+    assert "passes on yours" in passes("9.1", folder(tmp_path, service=service, edits={FIXTURE: manual}))
+
+
+def test_9_1_as_handed_out_fails() -> None:
+    fails("9.1", HANDED_OUT, saying="your test suite passed (3 passed")
+
+
+def test_9_1_fixed_service_without_a_detector_fails(tmp_path: Path) -> None:
+    fails("9.1", folder(tmp_path, tests=(HANDED_OUT / "catalog_tests.py").read_text()), saying="against the catalog service as handed out")
+
+
+def test_9_1_the_helper_left_on_the_loop_fails(tmp_path: Path) -> None:
+    answer = folder(tmp_path, edits={OFFLOADED: "price = display_price(sku)"})
+    fails("9.1", answer, saying="your test suite fails on your service: 1 failed")
+
+
+def test_9_1_waiting_on_a_thread_pool_fails(tmp_path: Path) -> None:
+    pooled = "price = concurrent.futures.ThreadPoolExecutor(1).submit(display_price, sku).result()"
+    answer = folder(tmp_path, edits={OFFLOADED: pooled, "import anyio": "import concurrent.futures\n\nimport anyio"})
+    fails("9.1", answer, saying="BlockingError: Blocking call to lock.acquire")
+
+
+def test_9_1_allowing_the_block_in_the_route_fails_under_load(tmp_path: Path) -> None:
+    allowed = FIXTURE.replace(
+        "        yield detector",
+        '        detector.functions["time.sleep"].can_block_in("catalog_service.py", "product")\n        yield detector',
+    )
+    answer = folder(tmp_path, edits={FIXTURE: allowed, OFFLOADED: "price = display_price(sku)"})
+    fails("9.1", answer, saying="under load, with blockbuster on, your service raised Blocking call to time.sleep")
+
+
+def test_9_1_not_a_folder_fails() -> None:
+    fails("9.1", "catalog_service.py", saying="expected the folder of your service and its tests")
+
+
+# --- 9.2 -----------------------------------------------------------------------------------------
+
+
+def build(threshold: float, *, middleware: bool = True, lifespan: bool = True):  # type: ignore[no-untyped-def]
+    def build_app() -> FastAPI:
+        watchdog = Watchdog(threshold=threshold)
+        app = FastAPI(lifespan=watchdog.lifespan) if lifespan else FastAPI()
+        if middleware:
+            app.add_middleware(watchdog.middleware)
+        app.include_router(reports)
+        return app
+
+    return build_app
+
+
+def test_9_2_solution_passes() -> None:
+    assert "reported once each" in passes("9.2", build(0.2))
+
+
+def test_9_2_own_lifespan_and_a_lower_threshold_pass() -> None:
+    def build_app() -> FastAPI:
+        watchdog = Watchdog(threshold=0.1, interval=0.02)
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with watchdog.running():
+                await asyncio.sleep(0)
+                yield
+
+        app = FastAPI(lifespan=lifespan)
+        app.include_router(reports)
+        app.add_middleware(watchdog.middleware)
+        return app
+
+    assert "reported once each" in passes("9.2", build_app)
+
+
+def test_9_2_as_handed_out_fails() -> None:
+    fails("9.2", build(1.0, middleware=False), saying="the watchdog logged nothing while GET /invoices/{number}/pdf held")
+
+
+def test_9_2_threshold_above_the_stall_fails() -> None:
+    fails("9.2", build(0.6), saying="the watchdog logged nothing")
+
+
+def test_9_2_without_the_middleware_fails() -> None:
+    fails("9.2", build(0.2, middleware=False), saying="for 2 PDF renders, naming no route ('no request')")
+
+
+def test_9_2_never_started_fails() -> None:
+    fails("9.2", build(0.2, lifespan=False), saying="the watchdog logged nothing")
+
+
+def test_9_2_threshold_below_the_heartbeat_fails() -> None:
+    failed = fails("9.2", build(0.001), saying="the watchdog ")
+    assert "far more reports than stalls" in str(failed) or "expected one report per stall" in str(failed) or "which waits" in str(failed)
+
+
+def test_9_2_returning_the_watchdog_fails() -> None:
+    fails("9.2", lambda: Watchdog(threshold=0.2), saying="expected a function that returns a FastAPI app")
+
+
+@pytest.mark.parametrize("exercise", ["9.1", "9.2"])
+def test_9_hints_are_at_least_two(exercise: str) -> None:
+    from asynclab.checking import get
+
+    assert len(get(exercise).hints) >= 2
