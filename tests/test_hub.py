@@ -1,0 +1,381 @@
+"""The course on a real JupyterHub: three learners, each with their own server, progress run inside each.
+
+The hub runs deploy/jupyterhub/jupyterhub_config.py (the room's configuration) on 127.0.0.1 with
+random free ports, then this test swaps in TEST-ONLY shortcuts, which a room must never use:
+
+- DummyAuthenticator with a test password (a room uses PAM: real accounts and passwords);
+- SimpleLocalProcessSpawner: every learner's server runs under the test's own user ID, with a
+  temporary home folder (a room runs each under the learner's own account);
+- a service API token made up by the test (an instructor would create one on the hub's token page).
+
+Through the Hub's REST API the test lists the learners and starts their servers; through each
+learner's own server (the kernels API and its websocket, the contents API) it runs
+`python -m asynclab progress --report reports/` and fetches the report, and the class view reads
+them all. In one learner's kernel it also starts a section-7 worker group (uvicorn, 2 workers),
+then stops that learner's server and checks that the worker processes are gone.
+
+Needs jupyterhub (pip) and configurable-http-proxy (npm). The proxy is found on PATH, in
+$ASYNCLAB_CHP, or in build/node/node_modules/.bin (where `.ci/run` puts it); without it the test
+is skipped and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from asynclab import authoring, classview
+
+ROOT = authoring.ROOT
+DEPLOY = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
+LEARNERS = ("alice", "bob", "carol")
+TEST_PASSWORD = "test-only-not-a-room-password"  # DummyAuthenticator: any user, this password
+
+
+def _proxy() -> str | None:
+    for candidate in (os.environ.get("ASYNCLAB_CHP"), shutil.which("configurable-http-proxy"),
+                      str(ROOT / "build" / "node" / "node_modules" / ".bin" / "configurable-http-proxy")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHP = _proxy()
+try:
+    import jupyterhub  # noqa: F401
+
+    HUB = True
+except ImportError:
+    HUB = False
+
+pytestmark = pytest.mark.skipif(not HUB, reason="jupyterhub is not installed (pip install jupyterhub==6.1.1)")
+needs_proxy = pytest.mark.skipif(
+    CHP is None,
+    reason="configurable-http-proxy is not installed (npm install --prefix build/node configurable-http-proxy@5.3.0, as .ci/run does)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+TEST_CONFIG = """
+# TEST-ONLY: the room's configuration, then shortcuts a room must never use (see tests/test_hub.py).
+load_subconfig({deploy!r})
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = {password!r}
+c.Authenticator.allowed_users = set({learners!r})
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
+c.Spawner.env_keep = ["PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "ASYNCLAB_TEST_RUN"]  # the suite's leftover guard
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.JupyterHub.services = [{{"name": "room-test", "api_token": {token!r}}}]
+c.JupyterHub.load_roles = [{{"name": "room-test", "services": ["room-test"],
+                            "scopes": ["admin:users", "admin:servers", "access:servers"]}}]
+c.JupyterHub.log_level = "INFO"
+if {root!r}:  # this sandbox and CI run as root; in a room each server runs as its learner, never as root
+    c.Spawner.args = [*c.Spawner.args, "--allow-root"]
+"""
+
+
+class Hub:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(16)
+        self.log = folder / "hub.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.seen: set[int] = set()  # every process of the hub's tree we ever saw, to be sure they all end
+
+    def start(self) -> None:
+        homes = self.folder / "homes"
+        homes.mkdir()
+        config = self.folder / "test_config.py"
+        config.write_text(TEST_CONFIG.format(
+            deploy=str(DEPLOY), password=TEST_PASSWORD, learners=list(LEARNERS), homes=str(homes),
+            hub_port=_free_port(), api_port=_free_port(), chp=CHP, token=self.token, root=os.geteuid() == 0), encoding="utf-8")
+        env = {
+            **os.environ,
+            "JPY_COOKIE_SECRET": secrets.token_hex(32),
+            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
+            "ASYNCLAB_LEARNERS": ",".join(LEARNERS),
+            "ASYNCLAB_HUB_URL": self.url,
+            "ASYNCLAB_STATE": str(self.folder),
+        }
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=self.folder,
+                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def remember(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.seen |= {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)} | {self.process.pid}
+        except psutil.NoSuchProcess:
+            pass
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:]) if self.log.exists() else ""
+
+    def stop(self) -> list[str]:
+        """SIGTERM (the hub stops every server and its proxy), then SIGKILL for anything left; say what had to be killed."""
+        self.remember()
+        killed = []
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                killed.append(f"hub {self.process.pid}")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and alive(self.seen):
+            time.sleep(0.2)
+        for pid in alive(self.seen):
+            try:
+                proc = psutil.Process(pid)
+                killed.append(f"{pid} {' '.join(proc.cmdline()[:3])}")
+                proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+        return killed
+
+
+def alive(pids: set[int] | list[int]) -> list[int]:
+    found = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                found.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(found)
+
+
+async def until(what: str, probe: Any, hub: Hub, seconds: float = 120) -> Any:
+    """Poll ``probe()`` until it returns something truthy; fail with the hub's log after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if hub.process is not None and hub.process.poll() is not None:
+            pytest.fail(f"the hub exited ({hub.process.returncode}) while waiting for {what}:\n{hub.tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {seconds:.0f} s:\n{hub.tail()}")
+        await asyncio.sleep(0.3)
+
+
+async def execute(hub: Hub, user: str, kernel: str, code: str, timeout: float = 240) -> str:
+    """Run ``code`` in a kernel of ``user``'s server, through the proxy and the kernel's websocket; return what it printed."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel}/channels"
+    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {hub.token}"}))
+    try:
+        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
+        ws.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "username": "room-test", "session": session, "msg_type": "execute_request",
+                       "version": "5.3", "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            "parent_header": {}, "metadata": {}, "buffers": [], "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True},
+        }))
+        printed, errors = [], []
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = await asyncio.wait_for(ws.read_message(), timeout=max(1.0, deadline - time.monotonic()))
+            assert raw is not None, "the kernel's websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                printed.append(content["text"])
+            elif kind == "error":
+                errors.append(f"{content['ename']}: {content['evalue']}")
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        assert not errors, f"{user}'s kernel raised {errors}; it printed {''.join(printed)}"
+        return "".join(printed)
+    finally:
+        ws.close()
+
+
+PROGRESS = """
+import shutil, subprocess, sys
+print("python on PATH:", shutil.which("python"))  # a learner's terminal finds the course's Python
+done = subprocess.run([sys.executable, "-m", "asynclab", "progress", "--folder", "exercises", "--report", "reports/"],
+                      capture_output=True, text=True)
+print("exit", done.returncode)
+print(done.stderr[-1500:])
+"""
+
+WORKERS = textwrap.dedent('''
+    import json
+    from asynclab.workers import fresh_requests, serve_workers, workspace
+
+    apps = workspace()
+    (apps / "hello.py").write_text("import os\\nfrom fastapi import FastAPI\\napp = FastAPI()\\n\\n"
+                                   "@app.get('/')\\nasync def root():\\n    return {'pid': os.getpid()}\\n")
+    running = serve_workers("hello:app", app_dir=apps, workers=2)  # left running on purpose: the server stops with it
+    server = await running.__aenter__()
+    answers = await fresh_requests(server, "/")
+    print(json.dumps({"group": server.running(), "workers": server.worker_pids,
+                      "answered": sorted({a.pid for a in answers}), "statuses": sorted({a.status for a in answers})}))
+''')
+
+
+def _homes(hub: Hub) -> None:
+    """alice has solved notebook 01, bob has it as handed out, carol has not started (no notebooks)."""
+    for name in LEARNERS:
+        (hub.folder / "homes" / name / "exercises").mkdir(parents=True)
+    shutil.copy(ROOT / "solutions" / "01-async-handlers.ipynb", hub.folder / "homes" / "alice" / "exercises")
+    shutil.copy(ROOT / "exercises" / "01-async-handlers.ipynb", hub.folder / "homes" / "bob" / "exercises")
+
+
+async def _room(hub: Hub, class_folder: Path) -> dict[str, Any]:
+    api = f"{hub.url}/hub/api"
+    auth = {"Authorization": f"token {hub.token}"}
+    async with httpx.AsyncClient(headers=auth, timeout=60) as http:
+
+        async def hub_up() -> bool:
+            try:
+                return (await http.get(f"{api}/")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await until("the hub to answer", hub_up, hub)
+        listed = await http.get(f"{api}/users")  # the config's allowed users exist from the start
+        assert sorted(u["name"] for u in listed.json()) == sorted(LEARNERS), listed.text
+
+        async def start(name: str) -> None:
+            started = await http.post(f"{api}/users/{name}/server")
+            assert started.status_code in (201, 202), started.text
+
+            async def ready() -> bool:
+                hub.remember()
+                server = (await http.get(f"{api}/users/{name}")).json().get("servers", {}).get("")
+                if server is None:
+                    pytest.fail(f"{name}'s server failed to start:\n{hub.tail()}")
+                return bool(server.get("ready"))
+
+            await until(f"{name}'s server", ready, hub)
+
+        await asyncio.gather(*(start(name) for name in LEARNERS))
+        hub.remember()
+        servers = {name: (await http.get(f"{api}/users/{name}")).json()["servers"][""] for name in LEARNERS}
+
+        kernels = {}
+        for name in LEARNERS:
+            made = await http.post(f"{hub.url}/user/{name}/api/kernels", json={"name": "python3"})
+            assert made.status_code == 201, made.text
+            kernels[name] = made.json()["id"]
+        outputs = await asyncio.gather(*(execute(hub, name, kernels[name], PROGRESS) for name in LEARNERS))
+        for name, printed in zip(LEARNERS, outputs, strict=True):
+            assert f"python on PATH: {Path(sys.executable).parent / 'python'}\nexit 0" in printed, f"{name}: {printed}"
+            assert f"Report for {name} written to reports/{name}.json" in printed, printed  # named by JUPYTERHUB_USER
+            got = await http.get(f"{hub.url}/user/{name}/api/contents/reports/{name}.json", params={"content": 1, "format": "text", "type": "file"})
+            assert got.status_code == 200, got.text
+            (class_folder / f"{name}.json").write_text(got.json()["content"], encoding="utf-8")
+
+        memory = {}  # each learner's JupyterLab server process, for sizing a room (printed, not asserted)
+        for proc in psutil.Process(hub.process.pid).children(recursive=True) if hub.process else []:
+            try:
+                if any("jupyterhub-singleuser" in part for part in proc.cmdline()):
+                    memory[proc.environ().get("JUPYTERHUB_USER", "?")] = f"{proc.memory_info().rss / 2**20:.0f} MB"
+            except psutil.Error:
+                continue
+        print("single-user server memory after progress:", memory)
+
+        workers = json.loads((await execute(hub, "alice", kernels["alice"], WORKERS, timeout=90)).strip().splitlines()[-1])
+        hub.remember()
+        stopped = await http.delete(f"{api}/users/alice/server")
+        assert stopped.status_code in (202, 204), stopped.text
+
+        async def alice_stopped() -> bool:
+            return (await http.get(f"{api}/users/alice")).json().get("servers", {}).get("") is None
+
+        await until("alice's server to stop", alice_stopped, hub)
+        return {"servers": servers, "workers": workers}
+
+
+LOAD_CONFIG = """
+import json, sys
+from traitlets.config.loader import PyFileConfigLoader
+c = PyFileConfigLoader(sys.argv[1]).load_config()
+print(json.dumps({"auth": c.JupyterHub.authenticator_class, "allowed": sorted(c.Authenticator.allowed_users),
+                  "admins": sorted(c.Authenticator.admin_users), "args": c.Spawner.args, "url": c.JupyterHub.bind_url}))
+"""
+
+
+def test_the_room_config_takes_its_secrets_from_the_environment(tmp_path: Path) -> None:
+    bare = {k: v for k, v in os.environ.items() if k not in ("JPY_COOKIE_SECRET", "CONFIGPROXY_AUTH_TOKEN", "ASYNCLAB_LEARNERS")}
+    missing = subprocess.run([sys.executable, "-c", LOAD_CONFIG, str(DEPLOY)], env=bare, capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode != 0 and "set JPY_COOKIE_SECRET in the environment" in missing.stderr, missing.stderr
+    env = {**bare, "JPY_COOKIE_SECRET": "ab" * 32, "CONFIGPROXY_AUTH_TOKEN": "cd" * 32, "ASYNCLAB_LEARNERS": "ana, ben chen",
+           "ASYNCLAB_INSTRUCTORS": "kim", "ASYNCLAB_STATE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", LOAD_CONFIG, str(DEPLOY)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["auth"] == "pam" and seen["allowed"] == ["ana", "ben", "chen", "kim"] and seen["admins"] == ["kim"]
+    assert seen["url"] == "http://127.0.0.1:8000"  # behind a TLS proxy unless told otherwise
+    server_config = Path(seen["args"][0].removeprefix("--config="))
+    assert server_config == DEPLOY.with_name("jupyter_server_config.py") and server_config.is_file()
+
+
+@needs_proxy
+def test_a_room_of_three_on_a_real_jupyterhub(tmp_path: Path) -> None:
+    started = time.perf_counter()
+    hub = Hub(tmp_path)
+    class_folder = tmp_path / "class"
+    class_folder.mkdir()
+    try:
+        hub.start()
+        _homes(hub)
+        seen = asyncio.run(_room(hub, class_folder))
+        workers = seen["workers"]
+        # Section 7 inside a learner's server: two workers both answered...
+        assert len(workers["workers"]) == 2 and workers["answered"] == sorted(workers["workers"]) and workers["statuses"] == [200]
+        # ...and the whole uvicorn group ended with the learner's server (waiting, with a deadline, for it to go).
+        deadline = time.monotonic() + 30
+        while alive(workers["group"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert alive(workers["group"]) == [], "uvicorn processes outlived alice's server"
+    finally:
+        killed = hub.stop()
+        print(f"hub test: {time.perf_counter() - started:.1f} s")
+    assert killed == [], f"had to be killed after the hub stopped: {killed}"
+
+    room = classview.load([class_folder])
+    assert room.warnings == []
+    assert [x.name for x in room.learners] == list(LEARNERS)
+    ones = [e for e in room.exercises if e.startswith("1.")]
+    alice, bob, carol = room.learners
+    assert ones and all(alice.solved[e] for e in ones) and alice.count(room.exercises) == len(ones)
+    assert bob.count(room.exercises) == 0 and all(bob.seen[e] and "is missing:" not in bob.seen[e] for e in ones)  # his check ran and said why
+    assert carol.count(room.exercises) == 0 and all("is missing:" in carol.seen[e] for e in room.exercises)
+    assert [s.exercise for s in room.stuck(1)] == [e for e in room.exercises if not e.startswith("1.")][:1]
