@@ -375,3 +375,41 @@ def test_the_suite_guard_finds_a_process_that_outlived_its_notebook() -> None:
         child.kill()
         child.wait()
     assert survivors(marker) == []
+
+
+def test_a_worker_group_stops_when_the_kernel_that_started_it_is_killed(tmp_path: __import__("pathlib").Path) -> None:
+    """A kernel killed hard runs no clean-up; its uvicorn group must stop anyway (Linux: parent-death signal)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from asynclab.workers import _group_members
+
+    if sys.platform != "linux":
+        pytest.skip("the parent-death signal is Linux's")
+    (tmp_path / "tiny.py").write_text("from fastapi import FastAPI\napp = FastAPI()\n", encoding="utf-8")
+    kernel = (
+        "import anyio, sys\n"
+        "from asynclab.workers import serve_workers\n"
+        "async def main():\n"
+        f"    async with serve_workers('tiny:app', app_dir={str(tmp_path)!r}, workers=2) as server:\n"
+        "        print(server.process.pid, flush=True)\n"
+        "        await anyio.sleep_forever()\n"
+        "anyio.run(main)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", kernel], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        pgid = int(child.stdout.readline())
+        assert len(_group_members(pgid)) >= 3  # uvicorn's parent, its two workers (and a helper process)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    deadline = time.monotonic() + 20  # a hang guard, not a speed claim
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = _group_members(pgid)
+    if left:
+        os.killpg(pgid, signal.SIGKILL)
+    assert left == []

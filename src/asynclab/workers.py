@@ -271,8 +271,26 @@ def _write_pid_tag(target: str, app_dir: Path) -> str:
     return f"{name}:app"
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
+    """Linux: ask the kernel to send this process SIGTERM when the thread that started it dies.
+
+    A Jupyter kernel that is killed (out of memory, a hub stopping a server) runs no clean-up, so
+    without this its uvicorn parent would live on, workers and port included. SIGTERM lets uvicorn
+    stop its workers as a deploy would. Elsewhere this does nothing (the atexit net below remains).
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start the command as the leader of a new process group, every process writing to one log."""
+    """Start the command as the leader of a new process group, every process writing to one log.
+
+    Call it from a thread that outlives the server (the event loop's thread): on Linux the server
+    is told to stop when that thread ends (see :func:`_die_with_parent`).
+    """
     with open(log_path, "ab") as log_file:  # append mode: whole lines from every process
         process = subprocess.Popen(
             command,
@@ -282,6 +300,7 @@ def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str
             cwd=folder,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     _LIVE_GROUPS.add(process.pid)
     return process
