@@ -19,13 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,51 +91,19 @@ async def pipelined(url: str, *requests: Req, timeout: float = 5.0) -> list[Answ
                 await writer.wait_closed()
 
 
-def _launch(source: str, folder: str, options: list[str]) -> tuple[subprocess.Popen[bytes], int, list[str]]:
-    """Write the module, pick a free port, start uvicorn in a process group of its own (quick, so not offloaded)."""
-    with open(os.path.join(folder, "served_app.py"), "w", encoding="utf-8") as module:
-        module.write(source)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    command = [sys.executable, "-m", "uvicorn", "served_app:app", "--app-dir", folder, "--port", str(port)]
-    command += ["--log-level", "warning", *options]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True), port, command
-
-
 @contextlib.asynccontextmanager
 async def uvicorn_process(
     source: str, *, loop: str = "uvloop", http: str = "h11", options: tuple[str, ...] = (), startup_timeout: float = 20.0
 ) -> AsyncIterator[str]:
-    """Serve the module ``source`` (it defines ``app``) with ``python -m uvicorn --loop <loop> --http <http>``.
+    """Serve the module ``source`` (it defines ``app``) with ``python -m uvicorn --loop <loop> --http <http>``; yield its URL.
 
-    The process listens on a free port of 127.0.0.1; the block gets its URL once it accepts
-    connections (uvicorn listens only after the app's startup). ``options`` are more flags, e.g.
-    ``("--reset-contextvars",)``. The process group and its temporary folder are always removed
-    when the block ends, also when it fails.
+    A thin front to :func:`asynclab.lifecycle.uvicorn_process`: a free port of 127.0.0.1, the
+    block starts once the app's startup is complete, and the whole process group is removed when
+    the block ends, also when it fails. ``options`` are more flags, e.g. ``("--reset-contextvars",)``.
     """
-    folder = tempfile.mkdtemp(prefix="asynclab-app-")
-    process, port, command = _launch(source, folder, ["--loop", loop, "--http", http, *options])
-    try:
-        async with asyncio.timeout(startup_timeout):
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"uvicorn exited with status {process.returncode}: {' '.join(command[1:])}")
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                break
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-        shutil.rmtree(folder, ignore_errors=True)
+    from asynclab.lifecycle import uvicorn_process as launch
+
+    async with launch(source, "--loop", loop, "--http", http, *options) as server:
+        if not await server.started(timeout=startup_timeout):
+            raise RuntimeError(f"uvicorn exited with status {server.status}: {server.shell}")
+        yield server.url
