@@ -15,7 +15,7 @@ from packaging.markers import Marker
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "constraints.txt"
-NOT_LOCKED = {"asynclab", "pip", "setuptools", "wheel"}  # the course itself, and the installer's own tools
+NOT_LOCKED = {"asynclab", "pip", "setuptools", "wheel", "uv"}  # the course itself, and the installers (uv refreshes the lock)
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)\s*(?:;\s*([^#]+))?")
 
 

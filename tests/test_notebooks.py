@@ -87,5 +87,33 @@ def test_lesson_has_the_episode_shape(lesson: Path) -> None:
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "| The guide says | We measured" in text
     assert "## Key points" in text and "## Check your understanding" in text
-    assert any(c.metadata.get("jupyter", {}).get("source_hidden") for c in nb.cells), "no hidden answers"
     assert nb.cells[-1].cell_type == "code" and "nothing_left_running()" in nb.cells[-1].source
+
+
+ANSWERS_OPEN = "<details><summary>Answers</summary>\n\n"
+ANSWERS_CLOSE = "\n\n</details>"
+NUMBERED = re.compile(r"^(\d+)\. ", re.MULTILINE)
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
+def test_quiz_answers_stay_hidden_after_run_all(lesson: Path) -> None:
+    """The answers sit in a collapsed markdown `<details>` block right after the questions, one per
+    question, so Run All prints none of them; a code cell (hidden or not) that prints them is refused."""
+    nb = authoring.read(lesson)
+    quiz = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Check your understanding" in c.source]
+    assert len(quiz) == 1, "one '## Check your understanding' cell"
+    questions = NUMBERED.findall(nb.cells[quiz[0]].source.split("## Check your understanding", 1)[1])
+    assert questions, "no numbered questions"
+    answers = nb.cells[quiz[0] + 1]
+    assert answers.cell_type == "markdown", "the answers must be a markdown <details> block, not a code cell"
+    source = answers.source
+    assert source.startswith(ANSWERS_OPEN) and source.endswith(ANSWERS_CLOSE), (
+        "answers must be exactly '<details><summary>Answers</summary>', a blank line, the list, a blank line, '</details>'"
+    )
+    assert source.count("<details") == 1 and " open" not in source.split("\n", 1)[0], "answers start collapsed"
+    assert NUMBERED.findall(source) == questions, "one numbered answer per question, in the same order"
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not cell.metadata.get("jupyter", {}).get("source_hidden"), "old form: a hidden code cell"
+        assert not re.search(r"^\s*(print\(\s*\"\"\"|# Answers)", cell.source, re.MULTILINE), "old form: answers printed by code"

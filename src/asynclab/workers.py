@@ -553,7 +553,7 @@ def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") ->
         ax.plot([1, n], [1, n], "--", color="#888888", linewidth=1, label="requests sent")
         for number, pid in enumerate(pids, 1):
             mine = [(a.index + 1, a.body[key]) for a in answers if a.pid == pid]
-            ax.plot(*zip(*mine, strict=True), "o", markersize=5, label=f"worker {number} (pid {pid})")
+            ax.plot(*zip(*mine, strict=True), "o", markersize=5, label=f"worker {number}")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("request number")
         ax.legend(fontsize=7, loc="upper left", frameon=False)

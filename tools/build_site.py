@@ -1,0 +1,474 @@
+"""Build the course's website from freshly executed lessons: one command, offline.
+
+    python tools/build_site.py                 # -> build/site/html/index.html
+    python tools/build_site.py --jobs 1        # one kernel at a time (default: 2)
+
+What it does, in order:
+
+1. Executes every lesson (notebooks/NN-*.ipynb, the start-here notebook included) top to bottom in
+   a fresh kernel, two at a time, from the lesson's own folder, as a learner's "Run All" would.
+   A cell that raises stops the build: the site never shows a figure the code no longer produces.
+2. Cleans the outputs of anything that describes the building machine (the course folder's
+   absolute path, the home folder, temporary folders, site-packages, the host name).
+3. Stages the pages in build/site/src: the README as the home page (with the syllabus), the
+   executed lessons, the exercises as handed out (not run) with the command that opens them, and
+   every page or file those pages link to. Solutions are never staged: a link to one becomes text.
+4. Renders them with Sphinx + MyST-NB (configuration in site/), warnings treated as errors.
+5. Checks the result: every relative link and anchor resolves, nothing leaks the machine.
+
+Open build/site/html/index.html in a browser; nothing on the site needs the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import html.parser
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "site"
+OUT = ROOT / "build" / "site"
+CELL_TIMEOUT = 180
+PAGE_SUFFIXES = (".md", ".ipynb")
+NEVER_PUBLISHED = ("solutions",)  # top-level folders whose files never reach the site
+LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+# --------------------------------------------------------------------------- 1. execute
+
+
+def lessons(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+def exercises(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "exercises").glob("[0-9][0-9]-*.ipynb"))
+
+
+def execute(path: Path, logs: Path) -> tuple[str, float]:
+    """Run one notebook top to bottom in a fresh kernel; return it (as JSON) and the seconds it took.
+
+    The kernel's own stderr (start-up chatter) goes to logs/<name>.log; cell errors still stop the build."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    start = time.monotonic()
+    with (logs / f"{path.stem}.log").open("w", encoding="utf-8") as log:
+        client.execute(stderr=log)
+    return nbformat.writes(nb), time.monotonic() - start
+
+
+# --------------------------------------------------------------------------- 2. clean the outputs
+
+
+def machine_strings() -> list[tuple[re.Pattern[str], str]]:
+    """What would describe the building machine, most specific first, and what replaces it."""
+    pairs: list[tuple[str, str]] = []
+    for key in ("purelib", "platlib"):
+        pairs.append((sysconfig.get_paths()[key], "<site-packages>"))
+    pairs.append((sysconfig.get_paths()["stdlib"], "<python>"))
+    pairs.append((str(ROOT), "<course>"))
+    helper = importlib.util.find_spec("asynclab")  # the course's package, wherever it is installed from
+    if helper and helper.origin:
+        pairs.append((str(Path(helper.origin).resolve().parents[2]), "<course>"))
+    pairs.append((sys.prefix, "<venv>"))
+    pairs.append((str(Path.home()), "~"))
+    patterns = [(re.compile(re.escape(text)), new) for text, new in dict.fromkeys(pairs) if len(text) > 1]
+    temp = re.escape(tempfile.gettempdir())
+    patterns.append((re.compile(temp + r"/(?:tmp|pytest-of-|asynclab)[\w.-]*"), "<tmp>"))
+    patterns.append((re.compile(temp + r"(?=/)"), "<tmp>"))
+    patterns.append((re.compile(r"/home/[\w.-]+"), "~"))
+    host = socket.gethostname()
+    if len(host) >= 4:
+        patterns.append((re.compile(r"\b" + re.escape(host) + r"\b"), "<host>"))
+    return patterns
+
+
+def sanitize(text: str, patterns: list[tuple[re.Pattern[str], str]]) -> str:
+    for pattern, new in patterns:
+        text = pattern.sub(new, text)
+    return text
+
+
+PID_MENTIONS = re.compile(
+    r"\bpid[=: ]+(\d{3,7})\b|\b(?:worker|parent) (\d{3,7})\b"
+    r"|\b(?:process(?:es)?:|running:) \[?((?:\d{3,7}|PID-\d+)(?:, (?:\d{3,7}|PID-\d+))*)\]?"
+)
+
+
+def pid_labels(nb: nbformat.NotebookNode) -> list[tuple[re.Pattern[str], str]]:
+    """The build machine's process IDs mean nothing to a reader; keep which is which: PID-1, PID-2, …"""
+    seen: dict[str, str] = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+            for match in PID_MENTIONS.finditer(text):
+                for number in re.findall(r"(?<!PID-)\b\d{3,7}\b", " ".join(g for g in match.groups() if g)):
+                    seen.setdefault(number, f"PID-{len(seen) + 1}")
+    return [(re.compile(rf"\b{number}\b"), label) for number, label in seen.items()]
+
+
+def sanitize_outputs(nb: nbformat.NotebookNode) -> int:
+    """Clean every text output in place; return how many outputs changed."""
+    patterns = [(re.compile(r"(?:/[\w.-]+)*/ipykernel_\d+/\d+\.py"), "<cell>"), *machine_strings(), *pid_labels(nb)]
+    changed = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            before = repr(output)
+            if "text" in output:
+                output["text"] = sanitize(output["text"], patterns)
+            for mime, value in output.get("data", {}).items():
+                if isinstance(value, str) and (not mime.startswith("image/") or mime == "image/svg+xml"):
+                    output["data"][mime] = sanitize(value, patterns)
+            if "traceback" in output:
+                output["traceback"] = [sanitize(line, patterns) for line in output["traceback"]]
+                output["evalue"] = sanitize(output.get("evalue", ""), patterns)
+            changed += before != repr(output)
+    return changed
+
+
+# --------------------------------------------------------------------------- 3. stage
+
+
+def versions() -> str:
+    names = ("fastapi", "starlette", "uvicorn", "anyio", "httpx", "sqlalchemy")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join([f"Python {platform.python_version()}", *found])
+
+
+def open_command(relative: str) -> str:
+    return f"python -m jupyterlab --ServerApp.root_dir=. {relative}"
+
+
+def lesson_banner(relative: str, seconds: float) -> str:
+    return (
+        ":::{admonition} Run it yourself\n:class: course-run-it\n\n"
+        f"Every output on this page was produced by running `{relative}` top to bottom "
+        f"({seconds:.0f} s, on a {os.cpu_count()}-core build machine; {versions()}). "
+        "Times vary by machine; the claims are asserted in the cells, so they hold wherever the lesson runs. "
+        "To run it yourself, set up the course ([how](../index.md#set-up-and-open-the-course)), then from the course folder:\n\n"
+        f"```text\n{open_command(relative)}\n```\n:::"
+    )
+
+
+def exercise_banner(relative: str) -> str:
+    return (
+        ":::{admonition} Open this in JupyterLab\n:class: course-run-it\n\n"
+        "This is the exercise notebook as handed out, not run: the checks fail until you solve them. "
+        "Set up the course ([how](../index.md#set-up-and-open-the-course)), then from the course folder:\n\n"
+        f"```text\n{open_command(relative)}\n```\n\n"
+        "Run its cells; each check says whether it passed. `python -m asynclab progress` shows how far "
+        "you are. Worked answers are in the course folder, not on this site.\n:::"
+    )
+
+
+class Stager:
+    """Copies pages into the staging folder, following their links, and rewrites links the site cannot serve."""
+
+    def __init__(self, src: Path, root: Path = ROOT) -> None:
+        self.src, self.root = src, root
+        self.pages: list[str] = []  # staged page paths, relative, in discovery order
+        self.queue: list[Path] = []
+
+    def target(self, page: Path, link: str) -> str | None:
+        """The rewritten link, or None to keep only the link's text."""
+        parts = urlsplit(link)
+        if parts.scheme or parts.netloc or link.startswith(("#", "mailto:")) or not parts.path:
+            return link
+        resolved = (page.parent / unquote(parts.path)).resolve()
+        try:
+            relative = resolved.relative_to(self.root)
+        except ValueError:
+            return None
+        if relative.parts and relative.parts[0] in NEVER_PUBLISHED:
+            return None
+        if resolved.is_dir():
+            if not (resolved / "README.md").is_file():
+                return None
+            resolved = resolved / "README.md"
+            relative = resolved.relative_to(self.root)
+        if not resolved.exists():
+            return link  # left as is: the build and the link check report it
+        staged = Path("index.md") if relative == Path("README.md") else relative
+        if resolved.suffix in PAGE_SUFFIXES:
+            self.queue.append(resolved)
+        else:
+            self.copy_file(resolved, staged)
+        here = Path("index.md") if page.resolve() == (self.root / "README.md") else page.resolve().relative_to(self.root)
+        new = os.path.relpath(staged, here.parent).replace(os.sep, "/")
+        return new + (f"#{parts.fragment}" if parts.fragment else "")
+
+    def rewrite(self, page: Path, text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            bang, label, link = match.groups()
+            new = self.target(page, link)
+            if new is None:
+                return label if not bang else ""
+            return f"{bang}[{label}]({new})"
+
+        # Leave fenced code blocks untouched.
+        pieces = re.split(r"(^```.*?^```)", text, flags=re.DOTALL | re.MULTILINE)
+        return "".join(p if i % 2 else LINK.sub(one, p) for i, p in enumerate(pieces))
+
+    def copy_file(self, source: Path, staged: Path) -> None:
+        destination = self.src / staged
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+
+    def stage_markdown(self, source: Path, staged: Path) -> None:
+        destination = self.src / staged
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(self.rewrite(source, source.read_text(encoding="utf-8")), encoding="utf-8")
+        self.pages.append(staged.as_posix())
+
+    def stage_notebook(self, source: Path, nb: nbformat.NotebookNode, banner: str) -> None:
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = self.rewrite(source, cell.source)
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(banner))
+        for cell in nb.cells:
+            cell.pop("id", None)
+        nb.nbformat_minor = 4
+        relative = source.relative_to(self.root)
+        destination = self.src / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, destination)
+        self.pages.append(relative.as_posix())
+
+    def follow_links(self) -> None:
+        """Stage every page linked from a staged page (the docs, the templates' READMEs), transitively."""
+        while self.queue:
+            page = self.queue.pop(0)
+            relative = page.relative_to(self.root)
+            staged = Path("index.md") if relative == Path("README.md") else relative
+            if staged.as_posix() in self.pages:
+                continue
+            if page.suffix == ".ipynb":
+                raise SystemExit(f"{relative}: a notebook outside notebooks/ and exercises/ is linked; add it to the site")
+            self.stage_markdown(page, staged)
+
+
+def toctree(caption: str, entries: list[str]) -> str:
+    lines = "\n".join(entry.rsplit(".", 1)[0] for entry in entries)
+    return f"\n\n```{{toctree}}\n:caption: {caption}\n:hidden:\n:maxdepth: 1\n\n{lines}\n```\n"
+
+
+def stage(src: Path, executed: dict[Path, tuple[nbformat.NotebookNode, float]], root: Path = ROOT) -> list[str]:
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    stager = Stager(src, root)
+    for path, (nb, seconds) in executed.items():
+        relative = path.relative_to(root).as_posix()
+        stager.stage_notebook(path, nb, lesson_banner(relative, seconds))
+    for path in exercises(root):
+        relative = path.relative_to(root).as_posix()
+        stager.stage_notebook(path, nbformat.read(path, as_version=4), exercise_banner(relative))
+    stager.stage_markdown(root / "README.md", Path("index.md"))
+    stager.follow_links()
+    lesson_pages = [p for p in stager.pages if p.startswith("notebooks/")]
+    exercise_pages = [p for p in stager.pages if p.startswith("exercises/") and p.endswith(".ipynb")]
+    other = [p for p in stager.pages if p not in lesson_pages + exercise_pages + ["index.md"]]
+    with (src / "index.md").open("a", encoding="utf-8") as index:
+        index.write(toctree("Lessons", lesson_pages))
+        index.write(toctree("Exercises", exercise_pages))
+        index.write(toctree("For instructors and teams", other))
+    return stager.pages
+
+
+# --------------------------------------------------------------------------- 5. check the result
+
+
+class _Refs(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("id", "name") and value:
+                self.ids.add(value)
+            if value and ((name == "href" and tag in ("a", "link")) or (name == "src" and tag in ("img", "script"))):
+                self.refs.append(value)
+
+
+def parse(page: Path) -> _Refs:
+    parser = _Refs()
+    parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+def broken_links(html_dir: Path) -> list[str]:
+    """Every relative href/src of every page must name a file of the site, and its #anchor an id there."""
+    pages = {page: parse(page) for page in html_dir.rglob("*.html")}
+    problems = []
+    for page, refs in pages.items():
+        for ref in refs.refs:
+            parts = urlsplit(ref)
+            if parts.scheme or parts.netloc:
+                continue  # external: not followed offline (the site loads nothing from the network, see leaks)
+            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
+            if target.is_dir():
+                target = target / "index.html"
+            where = f"{page.relative_to(html_dir)} -> {ref}"
+            if not target.is_file():
+                problems.append(f"{where}: no such file")
+            elif parts.fragment and target.suffix == ".html":
+                ids = pages[target].ids if target in pages else parse(target).ids
+                if unquote(parts.fragment) not in ids:
+                    problems.append(f"{where}: no such anchor")
+    return problems
+
+
+def leak_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    """What must never appear in the published site."""
+    found = [
+        ("the course folder's absolute path", re.compile(re.escape(str(ROOT)))),
+        ("a home folder", re.compile(r"/root/|/home/\w")),
+        ("a temporary folder", re.compile(re.escape(tempfile.gettempdir()) + "/|/tmp/|/var/tmp/")),
+        ("the build machine's work folder", re.compile(r"/work/")),
+        ("a site-packages path", re.compile(r"/(?:site|dist)-packages/")),
+        ("a token in a URL", re.compile(r"[?&]token=|token=[0-9a-f]{16,}")),
+        (
+            "a process ID",
+            re.compile(r"\bpid[=: ]+\d{3,}|\b(?:worker|parent) \d{3,}|\b(?:process(?:es)?|running): \[?\d{3,}|ipykernel_\d+"),
+        ),
+        ("a solution region", re.compile(r"BEGIN SOLUTION|END SOLUTION")),
+        ("a page of solutions/", re.compile(r"""(?:href|src)=["'][^"']*solutions/""")),
+        ("a resource loaded from the network", re.compile(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']https?://""")),
+    ]
+    host = socket.gethostname()
+    if len(host) >= 4:
+        found.append(("the host name", re.compile(r"\b" + re.escape(host) + r"\b")))
+    user = getpass.getuser()
+    if user not in ("root", "runner", "user", "jovyan") and len(user) >= 3:
+        found.append(("the user name", re.compile(r"\b" + re.escape(user) + r"\b")))
+    return found
+
+
+def leaks(html_dir: Path) -> list[str]:
+    problems = []
+    patterns = leak_patterns()
+    for path in sorted(html_dir.rglob("*")):
+        if not path.is_file() or path.suffix not in (".html", ".js", ".txt", ".json", ".css", ".svg"):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix == ".js" and path.parent.name == "_static" and path.name != "searchindex.js":
+            continue  # the theme's and Sphinx's own scripts
+        for what, pattern in patterns:
+            if what == "a solution region" and path.name == "CONTRIBUTING.html":
+                continue  # it shows authors how to mark a solution, with an example
+            for match in pattern.finditer(text):
+                start = max(0, match.start() - 60)
+                context = text[start : match.end() + 60].replace("\n", " ")
+                problems.append(f"{path.relative_to(html_dir)}: {what}: …{context}…")
+                break
+    return problems
+
+
+def size_of(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run_lessons(out: Path, jobs: int, reuse: bool) -> dict[Path, tuple[nbformat.NotebookNode, float]]:
+    """Execute every lesson (or, with reuse, read the last build's executed copies) and clean the outputs."""
+    paths = lessons()
+    kept = out / "executed"
+    executed: dict[Path, tuple[nbformat.NotebookNode, float]] = {}
+    if reuse:
+        for path in paths:
+            nb = nbformat.read(kept / path.name, as_version=4)
+            sanitize_outputs(nb)
+            executed[path] = (nb, float(nb.metadata.get("course_site", {}).get("seconds", 0)))
+        print(f"reusing the {len(paths)} lessons executed by the last build (--reuse-executed)")
+        return executed
+    kept.mkdir(parents=True, exist_ok=True)
+    logs = out / "kernel-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"executing {len(paths)} lessons, {jobs} at a time …", flush=True)
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {path: pool.submit(execute, path, logs) for path in paths}
+        for path, future in futures.items():
+            try:
+                text, seconds = future.result()
+            except Exception as error:  # noqa: BLE001 - name the notebook, then stop
+                for other in futures.values():
+                    other.cancel()
+                raise SystemExit(
+                    f"{path.relative_to(ROOT)} failed, the site is not built (kernel log: {logs / path.stem}.log):\n{error}"
+                ) from None
+            nb = nbformat.reads(text, as_version=4)
+            cleaned = sanitize_outputs(nb)
+            nb.metadata["course_site"] = {"seconds": round(seconds, 1)}
+            nbformat.write(nb, kept / path.name)
+            executed[path] = (nb, seconds)
+            print(f"  {path.name}: {seconds:5.1f} s" + (f", {cleaned} output(s) cleaned" if cleaned else ""), flush=True)
+    return executed
+
+
+def build(out: Path = OUT, jobs: int = 2, check: bool = True, reuse: bool = False) -> Path:
+    start = time.monotonic()
+    executed = run_lessons(out, jobs, reuse)
+    ran = time.monotonic() - start
+
+    src, html_dir = out / "src", out / "html"
+    pages = stage(src, executed)
+    print(f"staged {len(pages)} pages; rendering with Sphinx …", flush=True)
+    if html_dir.exists():
+        shutil.rmtree(html_dir)
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(CONF_DIR), "-E", "-W", "--keep-going", "-q"]
+    subprocess.run([*command, "-j", str(jobs), str(src), str(html_dir)], check=True, cwd=ROOT)
+    shutil.rmtree(html_dir / ".doctrees", ignore_errors=True)
+    total = time.monotonic() - start
+
+    if check:
+        problems = broken_links(html_dir) + leaks(html_dir)
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            raise SystemExit(f"{len(problems)} problem(s) in the built site")
+    print(
+        f"site built in {total:.0f} s (lessons {ran:.0f} s), {size_of(html_dir) / 1e6:.1f} MB: "
+        f"{html_dir.relative_to(ROOT) if html_dir.is_relative_to(ROOT) else html_dir}/index.html"
+    )
+    return html_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="output folder (default: build/site)")
+    parser.add_argument("--jobs", type=int, default=2, help="kernels at a time (default: 2)")
+    parser.add_argument("--no-check", action="store_true", help="skip the link and leak checks")
+    parser.add_argument("--reuse-executed", action="store_true", help="render the last build's executed lessons again")
+    args = parser.parse_args(argv)
+    build(args.out.resolve(), args.jobs, not args.no_check, args.reuse_executed)
+
+
+if __name__ == "__main__":
+    main()
