@@ -120,3 +120,47 @@ def test_reset_of_the_capstone_restores_its_service_file_too(tmp_path: Path) -> 
     assert service in written and (tmp_path / solution.name) in written
     assert service.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.stem / "orders_service.py").read_text(encoding="utf-8")
     assert service.with_name("orders_service.py.bak").read_text(encoding="utf-8") == "my fixes"
+
+
+def test_an_answer_that_exits_or_leaves_a_thread_running_does_not_end_the_kernel(tmp_path: Path) -> None:
+    """os._exit inside the learner's handler is reported by the check; the kernel lives on to pass the next check."""
+    name = next(n for n, results in progress.expected().items() if [r.id for r in results][:2] == ["1.1", "1.2"])
+    nb = _notebook(
+        "import os, threading\nfrom fastapi import FastAPI\nfrom asynclab import check",
+        "def build_app(weather):\n"
+        "    app = FastAPI()\n"
+        "    threading.Thread(target=threading.Event().wait).start()  # never ends, not a daemon\n"
+        "\n"
+        "    @app.get('/weather/{city}')\n"
+        "    async def forecast(city: str) -> dict:\n"
+        "        os._exit(7)\n"
+        "\n"
+        "    return app",
+        'check("1.1", build_app)',
+        "def build_shop(shop):\n"
+        "    app = FastAPI()\n"
+        "    app.get('/health')(lambda: {'ok': True})\n"
+        "\n"
+        "    @app.get('/products/{pid}')\n"
+        "    async def product(pid: int) -> dict:\n"
+        "        return await shop.product(pid)\n"
+        "\n"
+        "    @app.get('/stock/{pid}')\n"
+        "    async def stock(pid: int) -> dict:\n"
+        "        return {'pid': pid, 'units': await shop.stock(pid)}\n"
+        "\n"
+        "    app.get('/rates')(lambda: shop.exchange_rates())\n"
+        "\n"
+        "    @app.get('/invoices/{order_id}')\n"
+        "    def invoice(order_id: int) -> dict:\n"
+        "        return {'file': shop.render_invoice(order_id)}\n"
+        "\n"
+        "    return app",
+        'check("1.2", build_shop)',
+    )
+    nbformat.write(nb, tmp_path / name)
+    survey = progress.survey(tmp_path)
+    assert [t for t in survey.troubles if t.notebook == name] == []
+    by_id = {r.id: r for r in survey.results}
+    assert by_id["1.1"].check_failed and "your code exited the process (status 7) in forecast()" in by_id["1.1"].seen
+    assert by_id["1.2"].solved

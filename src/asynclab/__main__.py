@@ -2,7 +2,10 @@
 
 - ``python -m asynclab progress``: run your exercise notebooks and show which exercises are solved.
 - ``python -m asynclab reset NN``: give exercise notebook NN back as handed out (asks first; ``--yes`` does not).
+- ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
+- ``python -m asynclab class PATH...``: (instructors) the class view of many learners' reports.
 - ``python -m asynclab build``: clean the notebooks and make the exercises from the solutions (for authors).
+- ``python -m asynclab bench-checks [N ...]``: time each check on its solution and on the handed-out code (for authors).
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ def _build(_: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> int:
     from asynclab import progress
 
+    if args.json or args.report:  # the machine-readable report (asynclab.report)
+        from asynclab import report
+
+        return report.main(
+            Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, name=args.name, as_json=args.json, report_file=args.report
+        )
     return progress.main(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit)
+
+
+def _class(args: argparse.Namespace) -> int:
+    from asynclab import classview
+
+    return classview.main(args.paths, out_dir=Path(args.out), stuck=args.stuck)
 
 
 def _reset(args: argparse.Namespace) -> int:
@@ -54,6 +69,12 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from asynclab import benchchecks
+
+    return benchchecks.main(args.sections or None)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m asynclab", description="Course commands.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +82,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--folder", default="exercises", help="the folder of exercise notebooks (default: exercises)")
     p.add_argument("--jobs", type=int, default=3, help="notebooks run at once (default: 3)")
     p.add_argument("--cell-limit", type=float, default=20.0, help="seconds a cell other than a check may run (default: 20)")
+    p.add_argument("--json", action="store_true", help="print your result as a JSON report (for the class view) instead of the table")
+    p.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a folder: FILE/<name>.json)")
+    p.add_argument("--name", help="your name in the report (default: JUPYTERHUB_USER, then your user name)")
     p.set_defaults(run=_progress)
     r = commands.add_parser("reset", help="give one exercise notebook back as handed out")
     r.add_argument("which", help='the section, e.g. "3" or "03", an exercise such as "3.2", or the notebook name')
@@ -69,6 +93,14 @@ def main(argv: list[str]) -> int:
     r.set_defaults(run=_reset)
     b = commands.add_parser("build", help="(authors) clean notebooks and make exercises from the solutions")
     b.set_defaults(run=_build)
+    c = commands.add_parser("class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="report files, or folders of them")
+    c.add_argument("--out", default=".", help="where to write class-view.png and class-view.html (default: here)")
+    c.add_argument("--stuck", type=int, default=3, help="how many exercises to list under 'where the room is stuck' (default: 3)")
+    c.set_defaults(run=_class)
+    t = commands.add_parser("bench-checks", help="(authors) time each check on its solution and on the handed-out code")
+    t.add_argument("sections", nargs="*", help='only these sections, e.g. "2 8" (default: all)')
+    t.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

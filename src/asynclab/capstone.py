@@ -11,12 +11,14 @@ workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
@@ -24,8 +26,10 @@ from sqlalchemy import String
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.background import Mailer
 from asynclab.services import CallRecorder
+
+if TYPE_CHECKING:
+    from asynclab.loopwatch import LoopWatch
 
 SOLUTION_NOTEBOOK = "08-capstone.ipynb"
 SLOW_MAIL = 1.0
@@ -88,10 +92,12 @@ class Journal:
         self.calls = CallRecorder()
         self.gateways: list[PaymentGateway] = []
         self.mail_clients: list[MailClient] = []
+        self.watch: LoopWatch | None = None  # set by a check: the loop watched during each charge
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.calls.reset()
+        self.watch = None
         with self._lock:
             self.gateways.clear()
             self.mail_clients.clear()
@@ -119,7 +125,8 @@ class PaymentGateway:
         """Charge the card; return the receipt id, or raise :class:`CardDeclined`."""
         if self.closed:
             raise RuntimeError("PaymentGateway is closed")
-        with journal.calls.call("payments.charge", blocking=True):
+        watch = journal.watch
+        with watch.call() if watch is not None else contextlib.nullcontext(), journal.calls.call("payments.charge", blocking=True):
             time.sleep(settings.payments_latency)
         if card.replace(" ", "") == DECLINED_CARD.replace(" ", ""):
             raise CardDeclined(f"card declined for {order_number}")
@@ -136,7 +143,40 @@ class MailServerDown(ConnectionError):
     """The mail server refused the connection."""
 
 
-class MailClient(Mailer):
+class MailboxFull(Exception):
+    """The mail server refused a message (550). Its text does not name the address: that context is yours to log."""
+
+
+class _Mailbox:
+    """What the mail server does with each message: ``outcome[to]`` is sending, delivered, failed or cancelled.
+
+    (The same behaviour as ``asynclab.background.Mailer``, kept here so that a uvicorn worker that
+    imports the service does not import the plotting that module needs.)
+    """
+
+    def __init__(self, *, full: set[str], slow: dict[str, float], latency: float) -> None:
+        self.full, self.slow, self.latency = set(full), dict(slow), latency
+        self.outcome: dict[str, str] = {}
+
+    async def send(self, to: str) -> None:
+        self.outcome[to] = "sending"
+        try:
+            await anyio.sleep(self.slow.get(to, self.latency))
+            if to in self.full:
+                self.outcome[to] = "failed"
+                raise MailboxFull("550 mailbox full")
+            self.outcome[to] = "delivered"
+        except anyio.get_cancelled_exc_class():
+            self.outcome[to] = "cancelled"
+            raise
+
+    def summary(self) -> str:
+        states = ("delivered", "failed", "cancelled", "sending")
+        counts = {state: sum(1 for v in self.outcome.values() if v == state) for state in states}
+        return " · ".join(f"{counts[s]} {s}" for s in states if counts[s]) or "nothing sent"
+
+
+class MailClient(_Mailbox):
     """An e-mail API client: connect once, ``await send(to)`` per mail, ``await aclose()`` at the end."""
 
     def __init__(self) -> None:

@@ -8,15 +8,20 @@ saying what it observed, or calls :func:`fail`.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import concurrent.futures.thread
+import contextlib
 import ctypes
 import gc
 import importlib
+import inspect
 import os
 import pkgutil
 import sys
 import threading
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -51,6 +56,21 @@ class Observed(Exception):
 
 class _CheckTimedOut(BaseException):
     """Injected into a check thread that ran past its time limit."""
+
+
+class LearnerExit(BaseException):
+    """Raised instead of ending the process when the learner's code calls ``os._exit`` during a check."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"os._exit({status})")
+        self.code = status
+
+
+class StartupTimedOut(TimeoutError):
+    """The app's lifespan startup did not finish in time (raised by the bench, reported as observed)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the app's startup did not finish within {seconds:g} s")
 
 
 CheckFunction = Callable[..., Awaitable[str]]
@@ -123,11 +143,7 @@ def _describe(exc: BaseException) -> str:
 
 def _where(exc: BaseException) -> str:
     """Point at the learner's line that raised: the last frame that is neither a library nor the course."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not f.filename.startswith((_PACKAGE_DIR, sys.prefix, sys.base_prefix)) and "site-packages" not in f.filename
-    ]
+    frames = _learner_frames(exc)
     if not frames:
         return ""
     frame = frames[-1]
@@ -137,6 +153,91 @@ def _where(exc: BaseException) -> str:
 def raised(exc: BaseException) -> str:
     """"your code raised <type>: <message>" and the learner's line that raised it."""
     return f"your code raised {_describe(exc)}{_where(exc)}"
+
+
+class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The default executor of a check's loop: each job on its own daemon thread, never waited for.
+
+    ``loop.run_in_executor(None, ...)`` and ``asyncio.to_thread`` use it. A job that never ends
+    (the learner's endless thread) cannot then keep the check, the kernel or a test run alive.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name="asynclab-check-executor", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+def _check_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_DaemonExecutor())
+    return loop
+
+
+class _Guard:
+    """While a check runs: ``os._exit`` raises :class:`LearnerExit`, and every new thread is a daemon.
+
+    The learner's code runs in the kernel's (or the test run's) process: an exit must not end it,
+    and a thread that never ends must not keep it alive at exit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._real_exit = os._exit
+        self._real_start = threading.Thread.start
+        self.started: list[threading.Thread] = []
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[list[threading.Thread]]:
+        guard = self
+        with self._lock:
+            if self._active == 0:
+                real_start = self._real_start
+
+                def exit_guarded(status: int) -> NoReturn:
+                    raise LearnerExit(status)
+
+                def start_as_daemon(thread: threading.Thread) -> None:
+                    if not thread._started.is_set() and not thread.daemon:  # type: ignore[attr-defined]
+                        thread.daemon = True
+                    with guard._lock:
+                        guard.started.append(thread)
+                    real_start(thread)
+
+                os._exit = exit_guarded  # type: ignore[assignment]
+                threading.Thread.start = start_as_daemon  # type: ignore[method-assign]
+            self._active += 1
+        try:
+            yield self.started
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    os._exit = self._real_exit
+                    threading.Thread.start = self._real_start  # type: ignore[method-assign]
+                    leftovers, self.started = [t for t in self.started if t.is_alive()], []
+                    # A thread pool joins its threads when the process exits, daemons included:
+                    # forget the learner's threads that are still running, so the exit does not wait.
+                    for thread in leftovers:
+                        concurrent.futures.thread._threads_queues.pop(thread, None)  # type: ignore[attr-defined]
+
+
+_GUARD = _Guard()
 
 
 def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None, BaseException | None, bool]:
@@ -157,22 +258,49 @@ def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None,
             # while its event loop's thread still exists, not later on a thread it never knew.
             gc.collect()
 
-    thread = threading.Thread(target=target, name="asynclab-check", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        # Ask the thread to stop; this ends a pure-Python endless loop, not a blocking C call.
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(_CheckTimedOut))
-        thread.join(0.5)
-        return None, None, True
+    with _GUARD.active():
+        thread = threading.Thread(target=target, name="asynclab-check", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            # Ask the thread to stop; this ends a pure-Python endless loop, not a blocking C call.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(_CheckTimedOut))
+            thread.join(0.5)
+            return None, None, True
     return outcome.get("value"), outcome.get("error"), False
+
+
+def _learner_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith((_PACKAGE_DIR, sys.prefix, sys.base_prefix, "<frozen "))
+        and "site-packages" not in f.filename
+    ]
+
+
+def exited(exc: SystemExit | LearnerExit) -> str:
+    """"your code exited the process (status N) in <function>"."""
+    code = exc.code
+    status = code if isinstance(code, int) else (0 if code is None else 1)
+    frames = _learner_frames(exc)
+    if not frames:
+        where = ""
+    elif frames[-1].name == "<module>":
+        where = f" while {Path(frames[-1].filename).name} was being imported"
+    else:
+        where = f" in {frames[-1].name}()"
+    said = f" ({code!r})" if isinstance(code, str) else ""
+    return f"your code exited the process (status {status}){said}{where}: the check stopped it, so your kernel lives on"
 
 
 def run(id: str, *answer: Any, timeout: float | None = None) -> str:
     """Check exercise ``id`` against ``answer``: return the line saying what passed, or raise :class:`CheckFailed`."""
     ex = get(id)
     limit = ex.timeout if timeout is None else timeout
-    value, error, timed_out = _run_in_thread(lambda: anyio.run(ex.run, *answer), limit)
+    value, error, timed_out = _run_in_thread(
+        lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": _check_loop}), limit
+    )
     if timed_out:
         raise _failed(
             ex,
@@ -180,15 +308,36 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
             "Look for an endless loop or a blocking call with no end; restart the kernel if the notebook feels stuck.",
         )
     if error is not None:
-        leaf = first_error(error)
+        leaf = _leaf(error)
         if isinstance(leaf, Observed):
             raise _failed(ex, leaf.observed, leaf.hint)
+        if isinstance(leaf, SystemExit | LearnerExit):
+            raise _failed(ex, exited(leaf), "Do not end the process from your code: raise an exception, or return.")
+        if isinstance(leaf, StartupTimedOut):
+            raise _failed(
+                ex,
+                f"{leaf}: something before the lifespan's `yield` waits for ever",
+                "Look at the code before `yield` in your lifespan: every await there must end.",
+            )
         raise _failed(
             ex,
             raised(leaf),
             "Fix that error first: the check calls your code just as a server would.",
         )
     return f"✅ Exercise {ex.id} ({ex.title}) passed: {value}"
+
+
+def _leaf(error: BaseException) -> BaseException:
+    """The exception to report: the first in (nested) groups, or the learner's exit or the bench's verdict it caused."""
+    leaf = first_error(error)
+    seen: set[int] = set()
+    cause: BaseException | None = leaf
+    while cause is not None and id(cause) not in seen:  # e.g. an exit inside a lifespan, re-raised as another error
+        seen.add(id(cause))
+        if isinstance(cause, SystemExit | LearnerExit | StartupTimedOut):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return leaf
 
 
 def check(id: str, *answer: Any, timeout: float | None = None) -> None:
@@ -221,13 +370,57 @@ def hint(id: str) -> None:
 # --- Helpers the section checks share -------------------------------------------------------------
 
 
+def _describe_value(value: Any) -> str:
+    if value is None:
+        return "None"
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return f"the function {value.__name__}()"
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}" if len(text) < 60 else type(value).__name__
+
+
+def is_asgi_app(value: Any) -> bool:
+    """A FastAPI or Starlette app, or an ASGI callable (scope, receive, send); not a route function."""
+    from starlette.applications import Starlette
+
+    if isinstance(value, Starlette):
+        return True
+    if not callable(value):
+        return False
+    target = value if inspect.isfunction(value) or inspect.ismethod(value) else value.__call__
+    if not inspect.iscoroutinefunction(target):
+        return False
+    try:
+        parameters = [
+            p
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(parameters) == 3
+
+
 def build_app(factory: Callable[..., Any], *args: Any, name: str = "build_app") -> Any:
-    """Call the learner's app factory; fail kindly if it does not give back an ASGI app."""
+    """Call the learner's app factory; fail kindly, in one line, if it does not give back an ASGI app."""
+    if is_asgi_app(factory) and not inspect.isfunction(factory):
+        fail(
+            f"expected a function that returns a FastAPI app; got the app itself ({type(factory).__name__})",
+            f"Pass the function, not what it returned: check(..., {name}), not check(..., {name}(...)).",
+        )
     if not callable(factory):
-        fail(f"expected the function {name}, got {type(factory).__name__}", f"Pass the function itself: check(..., {name}).")
+        fail(
+            f"expected a function that returns a FastAPI app; got {_describe_value(factory)}",
+            f"Pass the function itself: check(..., {name}).",
+        )
     app = factory(*args)
-    if not callable(app):
-        fail(f"{name}(...) returned {type(app).__name__}, not an app", f"End {name} with `return app`.")
+    if not is_asgi_app(app):
+        fail(
+            f"expected a function that returns a FastAPI app; {name}(...) returned {_describe_value(app)}",
+            f"End {name} with `return app`, the FastAPI() object, not a route function.",
+        )
     return app
 
 

@@ -133,7 +133,7 @@ def test_1_1_rejects_a_changed_answer_and_a_missing_return() -> None:
         return forecast
 
     fails("1.1", weather_app(changed), saying="expected {'city': 'oslo', 'forecast': 'sunny in Oslo'}")
-    fails("1.1", lambda weather: None, saying="returned NoneType, not an app")
+    fails("1.1", lambda weather: None, saying="build_app(...) returned None")
 
 
 # --- 1.2 -------------------------------------------------------------------------------------------

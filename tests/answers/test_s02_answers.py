@@ -5,7 +5,8 @@ dependencies defined inside functions (strings could not be resolved from the mo
 """
 
 import asyncio
-import time
+import concurrent.futures
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 
@@ -122,9 +123,7 @@ def offloads_without_await(accounts: Accounts) -> Callable[..., Any]:
 
 def test_2_1_accepts_offloading_and_a_def_dependency() -> None:
     for answer in (offload_with_anyio, plain_def_dependency, offload_with_starlette, offload_with_asyncio):
-        start = time.perf_counter()
-        assert "none on the event loop" in passes("2.1", login_app(answer))
-        assert time.perf_counter() - start < 3
+        assert "none on the event loop" in passes("2.1", login_app(answer))  # latency: python -m asynclab bench-checks
 
 
 def test_2_1_rejects_the_handed_out_dependency() -> None:
@@ -237,9 +236,7 @@ def runs_a_new_event_loop(tokens: TokenService) -> Callable[..., Any]:
 
 def test_2_2_accepts_an_await_and_http_bearer() -> None:
     for answer in (awaits_the_verification, uses_http_bearer):
-        start = time.perf_counter()
         assert "401 on both routes" in passes("2.2", reports_app(answer))
-        assert time.perf_counter() - start < 3
 
 
 def test_2_2_rejects_the_handed_out_bypass() -> None:
@@ -373,9 +370,7 @@ def sync_generator_with_finally(db: MemoDatabase) -> Callable[..., Any]:
 
 def test_2_3_accepts_async_with_and_try_finally() -> None:
     for answer in (async_with, try_finally, rollback_and_reraise, sync_generator_with_finally):
-        start = time.perf_counter()
         assert "12 given back" in passes("2.3", memos_app(answer))
-        assert time.perf_counter() - start < 3
 
 
 def test_2_3_rejects_the_handed_out_close_after_yield() -> None:
@@ -395,3 +390,58 @@ def test_2_3_rejects_swallowing_the_error() -> None:
 def test_2_3_rejects_a_session_that_is_never_closed() -> None:
     fails("2.3", memos_app(returns_without_yield), saying="after GET /memos/1 answered 200, the pool still lent 1")
     fails("2.3", memos_app(one_session_for_the_app), saying="after GET /memos/1 answered 200, the pool still lent 1")
+
+
+# Root cause 1: off the loop's thread is not enough; the loop must stay free while the hash runs.
+
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="test-2-1")
+
+
+def waits_for_a_future(accounts: Accounts) -> Callable[..., Any]:
+    """Wrong: the hash runs in a pool thread, and the loop blocks in .result() until it is done."""
+
+    async def current_user(credentials: Credentials) -> str:
+        if not _pool.submit(accounts.check_password, credentials.username, credentials.password).result():
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def joins_a_thread(accounts: Accounts) -> Callable[..., Any]:
+    """Wrong: a new thread per login, joined from the event loop."""
+
+    async def current_user(credentials: Credentials) -> str:
+        answer: list[bool] = []
+        worker = threading.Thread(target=lambda: answer.append(accounts.check_password(credentials.username, credentials.password)))
+        worker.start()
+        worker.join()
+        if not answer[0]:
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def run_in_executor(accounts: Accounts) -> Callable[..., Any]:
+    """New, correct: the loop's own executor, awaited."""
+
+    async def current_user(credentials: Credentials) -> str:
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, accounts.check_password, credentials.username, credentials.password):
+            raise refuse()
+        return credentials.username
+
+    return current_user
+
+
+def test_2_1_accepts_the_loops_executor() -> None:
+    assert "the loop ran other work during every one of them" in passes("2.1", login_app(run_in_executor))
+
+
+def test_2_1_rejects_waiting_for_a_future_on_the_loop() -> None:
+    fails("2.1", login_app(waits_for_a_future), saying="10 of 10 password hashes ran in another thread, but the event loop waited")
+
+
+def test_2_1_rejects_joining_a_thread_on_the_loop() -> None:
+    fails("2.1", login_app(joins_a_thread), saying="password hashes ran in another thread, but the event loop waited for each")

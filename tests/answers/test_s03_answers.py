@@ -44,7 +44,7 @@ def newsletter(make: Callable[[Mailer], tuple[Starter, Lifespan | None]]) -> Cal
 
 
 def tracked_set(
-    *, with_address: bool = True, drain: str = "cancel", safe_callback: bool = True
+    *, with_address: bool = True, drain: str = "cancel", safe_callback: bool = True, level: int = logging.ERROR
 ) -> Callable[[Mailer], tuple[Starter, Lifespan]]:
     """The set-and-done-callback family: the solution and several of its broken variants."""
 
@@ -57,7 +57,7 @@ def tracked_set(
                 return
             if task.exception() is not None:
                 message = f"{task.get_name()} failed" if with_address else "a newsletter send failed"
-                log.error(message, exc_info=task.exception())
+                log.log(level, message, exc_info=task.exception())
 
         def start(mailer: Mailer, to: str) -> None:
             task = asyncio.create_task(mailer.send(to), name=f"newsletter to {to}")
@@ -356,3 +356,14 @@ def test_3_2_rejects_calling_before_offloading() -> None:
 def test_3_2_rejects_one_at_a_time_and_a_lost_result() -> None:
     fails("3.2", reports(one_at_a_time), saying="only 1 of 6 reports were rendering at once")
     fails("3.2", reports(forgets_to_publish), saying="0 of 6 reports were published")
+
+
+# Root cause 5: the text says "logged at ERROR"; the check enforces that level.
+
+
+def test_3_1_accepts_a_failure_logged_above_error() -> None:
+    passes("3.1", newsletter(tracked_set(level=logging.CRITICAL)))
+
+
+def test_3_1_rejects_a_failure_logged_as_a_warning() -> None:
+    fails("3.1", newsletter(tracked_set(level=logging.WARNING)), saying="logged with their address, but at WARNING, not ERROR")

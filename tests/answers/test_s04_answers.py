@@ -284,7 +284,7 @@ async def timeout_around_gather(tasks: set[asyncio.Task[str]], deadline: float) 
     except TimeoutError:
         for task in snapshot:
             if task.cancelled():
-                log.error("gave up on %s at shutdown", task.get_name())
+                log.warning("gave up on %s at shutdown", task.get_name())
 
 
 def with_a_task_group(mailer: Mailer, deadline: float) -> FastAPI:
@@ -349,21 +349,21 @@ async def cancel_without_awaiting(tasks: set[asyncio.Task[str]], deadline: float
 
 
 def test_4_2_accepts_wait_then_cancel_a_timeout_and_a_task_group() -> None:
-    assert "stuck one cancelled at the 0.6 s deadline and logged" in passes("4.2", drained_with(wait_then_cancel))
+    assert "was named in a WARNING" in passes("4.2", drained_with(wait_then_cancel))
     passes("4.2", drained_with(timeout_around_gather))
     passes("4.2", with_a_task_group)
 
 
 def test_4_2_rejects_the_guides_sleep() -> None:
-    fails("4.2", drained_with(guide_sleep), saying="the email to slow@example.com (it takes 0.4 s) was still being sent")
+    fails("4.2", drained_with(guide_sleep), saying="the email to slow@example.com (it takes 0.4 s) was still running")
 
 
 def test_4_2_rejects_cancelling_everything_at_once() -> None:
-    fails("4.2", drained_with(cancel_at_once), saying="(it takes 0.05 s) was cancelled, although the deadline is 0.6 s")
+    fails("4.2", drained_with(cancel_at_once), saying="(it takes 0.05 s) was cancelled before the deadline")
 
 
 def test_4_2_rejects_waiting_without_a_deadline() -> None:
-    failure = fails("4.2", drained_with(wait_for_everything), saying="the shutdown was still waiting 2.1 s after it began")
+    failure = fails("4.2", drained_with(wait_for_everything), saying="the shutdown was still waiting 2.10 s after it began")
     assert "asyncio.wait(tasks, timeout=deadline)" in failure.hint
 
 
@@ -371,16 +371,68 @@ def test_4_2_rejects_a_drain_that_never_cancels_or_does_not_await_the_cancel() -
     fails(
         "4.2",
         drained_with(wait_but_never_cancel),
-        saying="stuck@example.com was still running when the app had finished stopping",
+        saying="stuck@example.com (it takes 60 s) was still running when the app had finished stopping",
     )
     fails(
         "4.2",
         drained_with(cancel_without_awaiting),
-        saying="stuck@example.com was still running when the app had finished stopping",
+        saying="stuck@example.com (it takes 60 s) was still running when the app had finished stopping",
     )
 
 
 def test_4_2_rejects_a_silent_cancel() -> None:
     fails(
-        "4.2", drained_with(cancel_without_a_word), saying="the email to stuck@example.com was cancelled, but no warning named it"
+        "4.2", drained_with(cancel_without_a_word), saying="the email to stuck@example.com was cancelled, but no WARNING named it"
     )
+
+
+# Root cause 3: the deadline is a parameter. The check runs deadline=0.6 (the text's) and 0.25 side by side.
+
+
+async def move_on_after_then_cancel(tasks: set[asyncio.Task[str]], deadline: float) -> None:
+    """New, correct: anyio's scope bounds a wait that polls the tasks; they are cancelled only after it."""
+    snapshot = set(tasks)
+    with anyio.move_on_after(deadline):
+        while not all(t.done() for t in snapshot):
+            await anyio.sleep(0.01)
+    pending = [t for t in snapshot if not t.done()]
+    for task in pending:
+        task.cancel()
+        log.warning("cancelled %s at shutdown", task.get_name())
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+def hard_coded(seconds: float) -> Any:
+    async def drain(tasks: set[asyncio.Task[str]], deadline: float) -> None:
+        await wait_then_cancel(tasks, seconds)  # ignores the deadline it was given
+
+    return drain
+
+
+async def cancel_logged_at_error(tasks: set[asyncio.Task[str]], deadline: float) -> None:
+    _, pending = await asyncio.wait(tasks, timeout=deadline)
+    for task in pending:
+        task.cancel()
+        log.error("cancelled %s", task.get_name())  # the text asks for a warning
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+def test_4_2_accepts_a_shielded_wait_bounded_by_a_cancel_scope() -> None:
+    assert "with deadline=0.25 s the 0.55 s one was cancelled" in passes("4.2", drained_with(move_on_after_then_cancel))
+
+
+def test_4_2_rejects_the_texts_deadline_hard_coded() -> None:
+    failure = fails(
+        "4.2",
+        drained_with(hard_coded(0.6)),
+        saying="with deadline=0.25 s, the email to late@example.com (it takes 0.55 s) was delivered",
+    )
+    assert "`deadline` parameter" in failure.observed
+
+
+def test_4_2_rejects_a_longer_deadline_hard_coded() -> None:
+    fails("4.2", drained_with(hard_coded(1.0)), saying="the email to late@example.com (it takes 0.55 s) was delivered")
+
+
+def test_4_2_rejects_a_cancel_logged_at_another_level() -> None:
+    fails("4.2", drained_with(cancel_logged_at_error), saying="but no WARNING named it (it was logged at ERROR)")

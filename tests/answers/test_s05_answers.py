@@ -5,11 +5,12 @@ as a string and fail to resolve ``db``, a local variable of the app factory (eve
 """
 
 import asyncio
+import itertools
 import logging
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -398,7 +399,7 @@ def test_5_3_accepts_each_kind_of_deadline() -> None:
         stock_app(with_wait_for),
         stock_app(with_move_on_after),
     ):
-        assert "got 503 after the 0.2 s deadline" in passes("5.3", answer)
+        assert "got 503, after the 0.2 s deadline in one app" in passes("5.3", answer)
 
 
 def test_5_3_rejects_no_deadline() -> None:
@@ -414,8 +415,78 @@ def test_5_3_rejects_an_empty_200() -> None:
 
 
 def test_5_3_rejects_a_503_nobody_logs() -> None:
-    fails("5.3", stock_app(silent_503), saying="4 requests timed out and 0 log lines at WARNING or above")
+    fails("5.3", stock_app(silent_503), saying="8 requests timed out and 0 log lines at WARNING or above")
 
 
 def test_5_3_rejects_leaving_the_hung_call_running() -> None:
-    fails("5.3", stock_app(stops_waiting_but_leaves_the_call), saying="4 calls to stock.level() were still running")
+    fails("5.3", stock_app(stops_waiting_but_leaves_the_call), saying="8 calls to stock.level() were still running")
+
+
+# Root cause 3: the deadline is a parameter. The check builds one app with deadline=0.2 (the text's) and one with 0.8.
+
+
+async def with_a_cancel_scope_deadline(stock: StockService, deadline: float, sku: str) -> dict[str, object]:
+    """New, correct: an absolute deadline on anyio's cancel scope."""
+    with anyio.CancelScope(deadline=anyio.current_time() + deadline) as scope:
+        level = await stock.level(sku)
+    if scope.cancelled_caught:
+        logger.warning("stock level for %s: no answer in %s s", sku, deadline)
+        raise HTTPException(status_code=503, detail="stock service unavailable")
+    return {"sku": sku, "level": level}
+
+
+def hard_coded(seconds: float) -> Any:
+    async def handler(stock: StockService, deadline: float, sku: str) -> dict[str, object]:
+        return await with_fail_after(stock, seconds, sku)  # ignores the deadline it was given
+
+    return handler
+
+
+def test_5_3_accepts_a_cancel_scope_deadline() -> None:
+    assert "the 0.8 s deadline in the other" in passes("5.3", stock_app(with_a_cancel_scope_deadline))
+
+
+def test_5_3_rejects_the_texts_deadline_hard_coded() -> None:
+    fails("5.3", stock_app(hard_coded(0.2)), saying="with deadline=0.8 s, GET /stock/sku-0 answered 503 after")
+
+
+def test_5_3_rejects_a_longer_deadline_hard_coded() -> None:
+    fails("5.3", stock_app(hard_coded(1.0)), saying="as late as the other app's 0.8 s deadline")
+
+
+# Root cause 5: "make one up when the header is missing" — a request without X-Request-ID must still be answered and logged.
+
+
+async def needs_the_header(request: Request, exc: Exception) -> JSONResponse:
+    rid = request.headers["x-request-id"]  # KeyError when the client sent none
+    logger.error("unhandled error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error", "request_id": rid})
+
+
+async def logs_only_requests_with_an_id(request: Request, exc: Exception) -> JSONResponse:
+    rid = request.headers.get("x-request-id")
+    if rid is not None:
+        logger.error("unhandled error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error"})
+
+
+async def makes_an_id_from_a_counter(request: Request, exc: Exception) -> JSONResponse:
+    """New, correct: any made-up id will do, here a process-wide counter."""
+    rid = request.headers.get("x-request-id") or f"local-{next(_ids)}"
+    logger.error("unhandled error on %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error", "request_id": rid})
+
+
+_ids = itertools.count(1)
+
+
+def test_5_2_accepts_an_id_made_up_from_a_counter() -> None:
+    assert "a request without X-Request-ID was answered and logged" in passes("5.2", handler_answer(makes_an_id_from_a_counter))
+
+
+def test_5_2_rejects_a_handler_that_needs_the_header() -> None:
+    fails("5.2", handler_answer(needs_the_header), saying="GET /orders/8 without an X-Request-ID header failed, and no ERROR record carries its exception")
+
+
+def test_5_2_rejects_a_handler_that_logs_only_requests_with_an_id() -> None:
+    fails("5.2", handler_answer(logs_only_requests_with_an_id), saying="no ERROR record carries its exception and its path")

@@ -5,7 +5,7 @@
 import gc
 import threading
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Annotated, Any
@@ -266,13 +266,19 @@ def test_61_rejects_an_engine_per_request() -> None:
 
 
 # --- 6.2 · whose request is this? ------------------------------------------------------------------
+#
+# A request without X-User and X-Tenant is anonymous: GET /me answers {"user": None, "tenant": None},
+# the notes routes answer 401. The check also serves the app with real uvicorn (h11) and sends
+# anonymous requests after signed-in ones on one keep-alive connection.
 
 
 class NoteText(BaseModel):
     text: str
 
 
-Who = Callable[[], Awaitable[tuple[str, str]]]
+Pair = tuple[str | None, str | None]
+XUser = Annotated[str | None, Header()]
+XTenant = Annotated[str | None, Header()]
 
 
 def tenant_service(url: str, audit: AuditLog, who: Callable[..., Any], identify: Callable[..., Any] | None = None) -> FastAPI:
@@ -284,11 +290,11 @@ def tenant_service(url: str, audit: AuditLog, who: Callable[..., Any], identify:
             yield session
 
     Session = Annotated[AsyncSession, Depends(get_session)]
-    Caller = Annotated[tuple[str, str], Depends(who)]
+    Caller = Annotated[Any, Depends(who)]
     deps = [Depends(identify)] if identify else []
 
     @app.get("/me", dependencies=deps)
-    async def me(caller: Caller) -> dict[str, str]:
+    async def me(caller: Caller) -> dict[str, str | None]:
         await audit.record("GET /me")
         user, tenant = await caller_now(caller)
         return {"user": user, "tenant": tenant}
@@ -296,14 +302,14 @@ def tenant_service(url: str, audit: AuditLog, who: Callable[..., Any], identify:
     @app.get("/notes", dependencies=deps)
     async def tenant_notes(caller: Caller, session: Session) -> list[dict[str, object]]:
         await audit.record("GET /notes")
-        _, tenant = await caller_now(caller)
+        _, tenant = signed_in(await caller_now(caller))
         rows = await session.scalars(select(Note).where(Note.tenant == tenant).order_by(Note.id))
         return [r.as_dict() for r in rows]
 
     @app.post("/notes", status_code=201, dependencies=deps)
     async def add_note(body: NoteText, caller: Caller, session: Session) -> dict[str, object]:
         await audit.record("POST /notes")
-        user, tenant = await caller_now(caller)
+        user, tenant = signed_in(await caller_now(caller))
         row = Note(tenant=tenant, owner=user, text=body.text)
         session.add(row)
         await session.commit()
@@ -312,53 +318,92 @@ def tenant_service(url: str, audit: AuditLog, who: Callable[..., Any], identify:
     return app
 
 
-async def caller_now(caller: Any) -> tuple[str, str]:
+async def caller_now(caller: Any) -> Pair:
     """A caller is either the (user, tenant) pair itself, or a function that reads it *now* (after the await)."""
     return caller() if callable(caller) else caller
+
+
+def signed_in(pair: Pair) -> tuple[str, str]:
+    user, tenant = pair
+    if user is None or tenant is None:
+        raise HTTPException(401, "sign in first")
+    return user, tenant
 
 
 # Right answers
 
 
 def dependency_returns_the_caller(url: str, audit: AuditLog) -> FastAPI:
-    async def caller(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> tuple[str, str]:
+    async def caller(x_user: XUser = None, x_tenant: XTenant = None) -> Pair:
         return x_user, x_tenant
 
     return tenant_service(url, audit, caller)
 
 
-user_var: ContextVar[str] = ContextVar("user_var")
-tenant_var: ContextVar[str] = ContextVar("tenant_var")
+user_var: ContextVar[str | None] = ContextVar("user_var", default=None)
+tenant_var: ContextVar[str | None] = ContextVar("tenant_var", default=None)
+
+
+async def read_vars() -> Callable[[], Pair]:
+    return lambda: (user_var.get(), tenant_var.get())
 
 
 def contextvars_in_async_dependency(url: str, audit: AuditLog) -> FastAPI:
-    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
-        user_var.set(x_user)
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> None:
+        user_var.set(x_user)  # on every request: None for an anonymous one
         tenant_var.set(x_tenant)
 
-    async def who() -> Callable[[], tuple[str, str]]:
-        return lambda: (user_var.get(), tenant_var.get())
-
-    return tenant_service(url, audit, who, identify)
+    return tenant_service(url, audit, read_vars, identify)
 
 
 def contextvars_in_middleware(url: str, audit: AuditLog) -> FastAPI:
-    async def who() -> Callable[[], tuple[str, str]]:
-        return lambda: (user_var.get(), tenant_var.get())
-
-    app = tenant_service(url, audit, who)
+    app = tenant_service(url, audit, read_vars)
 
     @app.middleware("http")
     async def identify(request: Request, call_next: Any) -> Any:
-        user_var.set(request.headers.get("x-user", ""))
-        tenant_var.set(request.headers.get("x-tenant", ""))
+        user_var.set(request.headers.get("x-user"))
+        tenant_var.set(request.headers.get("x-tenant"))
         return await call_next(request)
 
     return app
 
 
+def contextvars_set_and_reset_with_tokens(url: str, audit: AuditLog) -> FastAPI:
+    """New (root cause 4), wrong: sets only for signed-in requests, and resets with the tokens after `yield`.
+
+    The reset comes too late: a yield dependency's exit code runs after the response was sent, and
+    uvicorn starts the next pipelined request as the response is sent, from the context as it is then.
+    """
+
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> AsyncIterator[None]:
+        if x_user is None or x_tenant is None:
+            yield  # an anonymous request sets nothing, but nothing is left behind either
+            return
+        tokens = user_var.set(x_user), tenant_var.set(x_tenant)
+        try:
+            yield
+        finally:
+            user_var.reset(tokens[0])
+            tenant_var.reset(tokens[1])
+
+    return tenant_service(url, audit, read_vars, identify)
+
+
+def values_on_request_state(url: str, audit: AuditLog) -> FastAPI:
+    """New (root cause 4): request.state is per request on uvicorn; the old in-process bench shared it (89 of 100 "leaked")."""
+
+    async def identify(request: Request, x_user: XUser = None, x_tenant: XTenant = None) -> None:
+        request.state.user, request.state.tenant = x_user, x_tenant
+
+    async def who(request: Request) -> Callable[[], Pair]:
+        return lambda: (request.state.user, request.state.tenant)
+
+    return tenant_service(url, audit, who, identify)
+
+
 def test_62_accepts_a_dependency_that_returns_the_caller() -> None:
-    assert "each saw and wrote only its own data" in passes("6.2", dependency_returns_the_caller)
+    said = passes("6.2", dependency_returns_the_caller)
+    assert "each saw and wrote only its own data" in said and "every anonymous request stayed anonymous" in said
 
 
 def test_62_accepts_contextvars_set_in_an_async_dependency() -> None:
@@ -369,16 +414,20 @@ def test_62_accepts_contextvars_set_in_a_middleware() -> None:
     passes("6.2", contextvars_in_middleware)
 
 
+def test_62_accepts_values_on_request_state() -> None:
+    passes("6.2", values_on_request_state)
+
+
 # Wrong answers
 
-current = {"user": "", "tenant": ""}
+current: dict[str, str | None] = {"user": None, "tenant": None}
 
 
 def globals_as_handed_out(url: str, audit: AuditLog) -> FastAPI:
-    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> None:
         current["user"], current["tenant"] = x_user, x_tenant
 
-    async def who() -> Callable[[], tuple[str, str]]:
+    async def who() -> Callable[[], Pair]:
         return lambda: (current["user"], current["tenant"])
 
     return tenant_service(url, audit, who, identify)
@@ -388,31 +437,31 @@ local = threading.local()
 
 
 def thread_local(url: str, audit: AuditLog) -> FastAPI:
-    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> None:
         local.user, local.tenant = x_user, x_tenant
 
-    async def who() -> Callable[[], tuple[str, str]]:
+    async def who() -> Callable[[], Pair]:
         return lambda: (local.user, local.tenant)
 
     return tenant_service(url, audit, who, identify)
 
 
 def contextvars_in_def_dependency(url: str, audit: AuditLog) -> FastAPI:
-    def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> None:  # runs in a worker thread
+    def identify(x_user: XUser = None, x_tenant: XTenant = None) -> None:  # runs in a worker thread
         user_var.set(x_user)
         tenant_var.set(x_tenant)
 
-    async def who() -> Callable[[], tuple[str, str]]:
-        return lambda: (user_var.get("nobody"), tenant_var.get("none"))
+    async def who() -> Callable[[], Pair]:
+        return lambda: (user_var.get() or "nobody", tenant_var.get() or "none")
 
     return tenant_service(url, audit, who, identify)
 
 
 def only_the_user_fixed(url: str, audit: AuditLog) -> FastAPI:
-    async def identify(x_tenant: Annotated[str, Header()]) -> None:
+    async def identify(x_tenant: XTenant = None) -> None:
         current["tenant"] = x_tenant
 
-    async def who(x_user: Annotated[str, Header()]) -> Callable[[], tuple[str, str]]:
+    async def who(x_user: XUser = None) -> Callable[[], Pair]:
         return lambda: (x_user, current["tenant"])
 
     return tenant_service(url, audit, who, identify)
@@ -422,15 +471,40 @@ def globals_behind_a_lock(url: str, audit: AuditLog) -> FastAPI:
     """The globals, with a lock held for the whole request: no leak, and one request at a time."""
     lock = anyio.Lock()
 
-    async def identify(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> AsyncIterator[None]:
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> AsyncIterator[None]:
         async with lock:
             current["user"], current["tenant"] = x_user, x_tenant
             yield
 
-    async def who() -> Callable[[], tuple[str, str]]:
+    async def who() -> Callable[[], Pair]:
         return lambda: (current["user"], current["tenant"])
 
     return tenant_service(url, audit, who, identify)
+
+
+def contextvars_set_only_when_signed_in(url: str, audit: AuditLog) -> FastAPI:
+    """New (root cause 4): safe in-process, but on uvicorn an anonymous request on a kept-alive connection sees the last caller."""
+
+    async def identify(x_user: XUser = None, x_tenant: XTenant = None) -> None:
+        if x_user is not None and x_tenant is not None:
+            user_var.set(x_user)
+            tenant_var.set(x_tenant)
+
+    return tenant_service(url, audit, read_vars, identify)
+
+
+def middleware_sets_only_when_headers_present(url: str, audit: AuditLog) -> FastAPI:
+    """New (root cause 4): the same leak from a pure ASGI middleware that skips anonymous requests."""
+    inner = tenant_service(url, audit, read_vars)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers") or [])
+        if scope["type"] == "http" and b"x-user" in headers and b"x-tenant" in headers:
+            user_var.set(headers[b"x-user"].decode())
+            tenant_var.set(headers[b"x-tenant"].decode())
+        await inner(scope, receive, send)
+
+    return app  # type: ignore[return-value]
 
 
 def test_62_fails_as_handed_out() -> None:
@@ -452,3 +526,16 @@ def test_62_rejects_a_tenant_still_kept_in_a_global() -> None:
 
 def test_62_rejects_a_lock_that_serialises_requests() -> None:
     fails("6.2", globals_behind_a_lock, saying="were never inside the app at the same time: at most 1 of them")
+
+
+def test_62_rejects_contextvars_left_set_on_a_keep_alive_connection() -> None:
+    failure = fails("6.2", contextvars_set_only_when_signed_in, saying="on real uvicorn, on one keep-alive connection, pipelined")
+    assert "GET /me with no X-User or X-Tenant (anonymous) answered {'user': 'alice', 'tenant': 'acme'}" in failure.observed
+
+
+def test_62_rejects_a_middleware_that_skips_anonymous_requests() -> None:
+    fails("6.2", middleware_sets_only_when_headers_present, saying="the identity of the request before it")
+
+
+def test_62_rejects_a_reset_that_comes_after_the_response() -> None:
+    fails("6.2", contextvars_set_and_reset_with_tokens, saying="answered {'user': 'alice', 'tenant': 'acme'}: the identity of the request before it")

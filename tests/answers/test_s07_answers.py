@@ -159,6 +159,92 @@ ONE_COUNTER_FOR_ALL = CONDITIONAL_UPDATE.replace('{"key": key}', '{"key": "all"}
 DOES_NOT_IMPORT = CONDITIONAL_UPDATE.replace("QUOTA = 5", "QUOTA = FIVE")
 
 
+# Root cause 2: calls at the same moment on both workers, and a restart of both workers.
+
+READ_THEN_WRITE = (
+    QUOTA_HEAD
+    + """
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    engine = request.app.state.engine
+    async with engine.connect() as conn:  # read ...
+        row = (await conn.execute(text("SELECT used FROM usage WHERE key = :key"), {"key": key})).first()
+    used = row[0] if row else 0
+    if used >= QUOTA:
+        raise HTTPException(429, "quota used up")
+    async with engine.begin() as conn:  # ... then write: another call may have read the same count meanwhile
+        await conn.execute(
+            text("INSERT INTO usage VALUES (:key, :n) ON CONFLICT (key) DO UPDATE SET used = :n"), {"key": key, "n": used + 1}
+        )
+    return {"key": key, "used": used + 1, "left": QUOTA - used - 1}
+"""
+)
+
+ORM_READ_MODIFY_WRITE = (
+    ORM_SESSION[: ORM_SESSION.index('@app.get("/ask/{key}")')]
+    + """@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.sessions() as session:
+        usage = await session.get(Usage, key)  # read ...
+        if usage is None:
+            usage = Usage(key=key, used=0)
+            session.add(usage)
+        if usage.used >= QUOTA:
+            raise HTTPException(429, "quota used up")
+        usage.used += 1  # ... modify in Python, write at commit: another call read the same row meanwhile
+        n = usage.used
+        await session.commit()
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+)
+
+RESET_AT_STARTUP = CONDITIONAL_UPDATE.replace(
+    "    app.state.engine = engine\n",
+    '        await conn.execute(text("DELETE FROM usage"))  # a clean slate at every start\n    app.state.engine = engine\n',
+)
+
+UPSERT_WHERE = (
+    QUOTA_HEAD
+    + """
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.engine.begin() as conn:  # one statement: insert, or count only below the quota
+        n = (
+            await conn.execute(
+                text(
+                    "INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = used + 1 "
+                    "WHERE used < :quota RETURNING used"
+                ),
+                {"key": key, "quota": QUOTA},
+            )
+        ).scalar_one_or_none()
+    if n is None:
+        raise HTTPException(429, "quota used up")
+    return {"key": key, "used": n, "left": QUOTA - n}
+"""
+)
+
+
+def test_7_1_accepts_one_upsert_with_a_condition(tmp_path: Path) -> None:
+    said = passes("7.1", module(tmp_path, "quota.py", UPSERT_WHERE))
+    assert "at the same moment" in said and "after a restart the used-up quotas still held" in said
+
+
+@pytest.mark.parametrize(
+    ("source", "saying"),
+    [
+        (READ_THEN_WRITE, "8 calls for carol sent at the same moment on"),
+        (ORM_READ_MODIFY_WRITE, "8 calls for carol sent at the same moment on"),
+        (RESET_AT_STARTUP, "after a restart of both workers, alice's next call answered 200"),
+    ],
+    ids=["read-then-write", "orm-read-modify-write", "reset-at-startup"],
+)
+def test_7_1_rejects_races_and_resets(tmp_path: Path, source: str, saying: str) -> None:
+    fails("7.1", module(tmp_path, "quota.py", source), saying=saying)
+
+
 @pytest.mark.parametrize(
     "source", [CONDITIONAL_UPDATE, UPSERT_THEN_COMPARE, ORM_SESSION], ids=["conditional-update", "upsert", "orm"]
 )

@@ -258,3 +258,108 @@ def test_8_7_a_counter_started_from_the_rows_at_startup_is_rejected(tmp_path: Pa
         ("from sqlalchemy.exc", "from sqlalchemy import select\nfrom sqlalchemy.exc"),
     )
     fails("8.7", service, saying="answered 500")
+
+
+# --- Root cause 1 (8.1): the loop must stay free while the charge runs, not only the charge be off its thread.
+
+
+def test_8_1_asyncio_to_thread_passes(tmp_path: Path) -> None:
+    right = "order.receipt = await asyncio.to_thread(charge, order.number, new.amount_cents, new.card)"
+    service = variant(tmp_path, (CHARGE, right), ("import anyio\n", "import asyncio\n\nimport anyio\n"))
+    assert "the event loop ran other work during every one of them" in passes("8.1", service)
+
+
+def test_8_1_waiting_on_a_thread_pool_future_is_rejected(tmp_path: Path) -> None:
+    wrong = (
+        "with ThreadPoolExecutor(1) as pool:\n"
+        "            order.receipt = pool.submit(charge, order.number, new.amount_cents, new.card).result()"
+    )
+    service = variant(tmp_path, (CHARGE, wrong), ("import anyio\n", "import anyio\nfrom concurrent.futures import ThreadPoolExecutor\n"))
+    fails("8.1", service, saying="3 of 3 card charges ran in another thread, but the event loop waited")
+
+
+def test_8_1_joining_a_thread_is_rejected(tmp_path: Path) -> None:
+    wrong = (
+        "receipts = []\n"
+        "        worker = threading.Thread(target=lambda: receipts.append(charge(order.number, new.amount_cents, new.card)))\n"
+        "        worker.start()\n"
+        "        worker.join()\n"
+        "        order.receipt = receipts[0]"
+    )
+    service = variant(tmp_path, (CHARGE, wrong), ("import anyio\n", "import threading\n\nimport anyio\n"))
+    fails("8.1", service, saying="card charges ran in another thread, but the event loop waited")
+
+
+# --- Root cause 2 (8.7): concurrent orders on both workers, and a restart of both workers.
+
+FLUSH = '    await session.flush()  # the database hands out the id: unique across every worker\n    order.number = f"ORD-{order.id:05d}"\n'
+
+
+def test_8_7_counting_the_rows_is_rejected_under_concurrency(tmp_path: Path) -> None:
+    """Sequential orders get 1, 2, 3; two orders at the same moment count the same rows."""
+    made = "    order = Order(email=new.email, amount_cents=new.amount_cents)\n    session.add(order)\n" + FLUSH
+    counted = (
+        "    taken = await session.scalar(select(func.count()).select_from(Order))  # before this order is added\n"
+        '    order = Order(number=f"ORD-{taken + 1:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "    session.add(order)\n"
+        "    await session.flush()\n"
+    )
+    service = variant(tmp_path, (made, counted), ("from sqlalchemy.exc", "from sqlalchemy import func, select\nfrom sqlalchemy.exc"))
+    fails("8.7", service, saying="orders placed at the same time on")
+
+
+def test_8_7_a_database_sequence_reset_at_startup_is_rejected_after_a_restart(tmp_path: Path) -> None:
+    """Unique while the workers run (the counter is in the database), but every start resets it."""
+    numbered = (
+        "    await session.flush()\n"
+        '    n = (await session.execute(text("UPDATE numbers SET n = n + 1 RETURNING n"))).scalar_one()\n'
+        '    order.number = f"ORD-{n:05d}"\n'
+    )
+    made = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
+    reset = (
+        made
+        + "        async with engine.begin() as conn:  # a fresh sequence at every start\n"
+        + '            await conn.execute(text("CREATE TABLE IF NOT EXISTS numbers (n INTEGER NOT NULL)"))\n'
+        + '            await conn.execute(text("DELETE FROM numbers"))\n'
+        + '            await conn.execute(text("INSERT INTO numbers VALUES (0)"))\n'
+    )
+    service = variant(tmp_path, (FLUSH, numbered), (made, reset), ("from sqlalchemy.exc", "from sqlalchemy import text\nfrom sqlalchemy.exc"))
+    fails("8.7", service, saying="after a restart of both workers")
+
+
+def test_8_7_a_random_number_per_order_passes(tmp_path: Path) -> None:
+    """New, correct: a random 128-bit token never repeats in practice, across workers and restarts."""
+    token = '    order.number = f"ORD-{uuid.uuid4().hex[:16]}"\n    await session.flush()\n'
+    service = variant(tmp_path, (FLUSH, token), ("import logging\n", "import logging\nimport uuid\n"))
+    assert "different numbers" in passes("8.7", service)
+
+
+# --- Root cause 6 (8.4): every resource, the engine included.
+
+
+def test_8_4_an_engine_dispose_that_is_never_awaited_is_rejected(tmp_path: Path) -> None:
+    wrong = "        stack.callback(engine.dispose)  # a coroutine, created and never awaited\n"
+    service = variant(tmp_path, ("        stack.push_async_callback(engine.dispose)\n", wrong))
+    fails("8.4", service, saying="database connection(s) the service opened were still open: the engine was never disposed")
+
+
+def test_8_4_an_engine_never_disposed_is_rejected(tmp_path: Path) -> None:
+    service = variant(tmp_path, ("        stack.push_async_callback(engine.dispose)\n", ""))
+    fails("8.4", service, saying="the engine was never disposed")
+
+
+def test_8_4_an_engine_disposed_in_a_finally_passes(tmp_path: Path) -> None:
+    """New, correct: the engine outside the stack, disposed in a finally around it."""
+    outer = """    engine = create_async_engine(settings.database_url)
+    try:
+        async with AsyncExitStack() as stack:
+            app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)
+            app.state.payments = PaymentGateway(settings.payments_key)
+            stack.callback(app.state.payments.close)
+            app.state.mail = await MailClient.connect()
+            stack.push_async_callback(app.state.mail.aclose)
+            yield
+    finally:
+        await engine.dispose()
+"""
+    assert "the engine disposed" in passes("8.4", variant(tmp_path, (STACK, outer)))

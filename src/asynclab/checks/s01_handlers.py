@@ -8,9 +8,41 @@ from typing import Any
 from asynclab.checking import build_app, exercise, expect_responses, fail
 from asynclab.inprocess import inprocess_client
 from asynclab.load import load
+from asynclab.loopwatch import LoopWatch
 from asynclab.services import ShopBackend, WeatherService
 
 CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
+
+WAITED = (
+    "ran in another thread, but the event loop waited for {it} (it could run nothing else meanwhile): "
+    "blocking on a thread's result (`future.result()`, `thread.join()`) blocks the loop just the same"
+)
+
+
+class _WatchedWeather(WeatherService):
+    """The weather SDK, with the check's event loop watched during every blocking call."""
+
+    def __init__(self, watch: LoopWatch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def fetch(self, city: str) -> str:
+        with self.watch.call():
+            return super().fetch(city)
+
+
+class _WatchedShop(ShopBackend):
+    def __init__(self, watch: LoopWatch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def exchange_rates(self) -> dict[str, float]:
+        with self.watch.call():
+            return super().exchange_rates()
+
+    def render_invoice(self, order_id: int) -> str:
+        with self.watch.call():
+            return super().render_invoice(order_id)
 
 
 @exercise(
@@ -23,7 +55,8 @@ CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
     ],
 )
 async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
-    weather = WeatherService()
+    watch = LoopWatch()
+    weather = _WatchedWeather(watch)
     app = build_app(factory, weather)
     n = len(CITIES)
     async with inprocess_client(app) as client:
@@ -42,10 +75,13 @@ async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
             "so the requests took turns: at most 1 in flight.",
             0,
         )
+    if watch.loop_waited:
+        fail(f"{watch.loop_waited} of {blocking.calls} calls to weather.fetch() " + WAITED.format(it="each"), 1)
     peak = max(blocking.peak, awaitable.peak)
     if peak < n // 2:
         fail(f"only {peak} of {n} requests were inside the weather service at once", 1)
-    return f"{n} concurrent requests, {peak} inside the weather service at once, none on the event-loop thread."
+    free = f", and the event loop ran other work during each of the {watch.calls} blocking calls" if watch.calls else ""
+    return f"{n} concurrent requests, {peak} inside the weather service at once, none on the event-loop thread{free}."
 
 
 SHOP_ROUTES: dict[str, tuple[Callable[[int], str], Callable[[int], Any]]] = {
@@ -66,7 +102,8 @@ SHOP_ROUTES: dict[str, tuple[Callable[[int], str], Callable[[int], Any]]] = {
     ],
 )
 async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
-    shop = ShopBackend()
+    watch = LoopWatch()
+    shop = _WatchedShop(watch)
     app = build_app(factory, shop)
     n = 6
     async with inprocess_client(app) as client:
@@ -75,6 +112,7 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
             fail(f"GET /health answered {health.status_code}", "Keep the /health route as it was.")
         for operation, (path, body) in SHOP_ROUTES.items():
             shop.record.reset()
+            waited_before = watch.loop_waited
             report = await load(client, path, n=n)
             expect_responses(report, lambda i, path=path: f"GET {path(i)}", body)
             stats = shop.record.of(operation)
@@ -85,6 +123,11 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
                     f"GET {path(0)}: {stats.on_loop} of {n} calls to shop.{operation}() blocked the event-loop thread.",
                     2 if operation == "exchange_rates" else "That route was fine as handed out: a `def` handler already runs in a worker thread.",
                 )
+            if watch.loop_waited > waited_before:
+                fail(f"GET {path(0)}: {watch.loop_waited - waited_before} of {n} calls to shop.{operation}() " + WAITED.format(it="them"), 2)
             if stats.peak < n // 2:
                 fail(f"GET {path(0)}: only {stats.peak} of {n} requests were inside shop.{operation}() at once", 1)
-    return f"all {len(SHOP_ROUTES)} routes served {n} concurrent requests each, and no route blocked the event loop."
+    return (
+        f"all {len(SHOP_ROUTES)} routes served {n} concurrent requests each, and no route blocked the event loop: no call "
+        f"ran on its thread, and it ran other work during each of the {watch.calls} blocking calls."
+    )

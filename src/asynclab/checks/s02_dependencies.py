@@ -16,6 +16,7 @@ from asynclab.checking import build_app, exercise, fail
 from asynclab.depbench import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
 from asynclab.inprocess import inprocess_client
 from asynclab.load import load
+from asynclab.loopwatch import LoopWatch
 
 
 class NeverAwaited:
@@ -55,6 +56,18 @@ def describe(response: httpx.Response) -> str:
 USERS = sorted(PASSWORDS)
 
 
+class _WatchedAccounts(Accounts):
+    """The user directory, with the check's event loop watched during every password hash."""
+
+    def __init__(self, watch: LoopWatch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def check_password(self, username: str, password: str) -> bool:
+        with self.watch.call():
+            return super().check_password(username, password)
+
+
 def basic_auth(username: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
 
@@ -69,7 +82,8 @@ def basic_auth(username: str, password: str) -> dict[str, str]:
     ],
 )
 async def login_dependency(factory: Callable[[Accounts], Any]) -> str:
-    accounts = Accounts()
+    watch = LoopWatch()
+    accounts = _WatchedAccounts(watch)
     app = build_app(factory, accounts)
     n = len(USERS)
     with unawaited_coroutines() as never_awaited:
@@ -99,7 +113,22 @@ async def login_dependency(factory: Callable[[Accounts], Any]) -> str:
             f"{checks.on_loop} of {checks.calls} password hashes ran on the event-loop thread: logins took turns, and so did everybody else.",
             0,
         )
-    return f"{n} concurrent logins and 2 refused ones; {checks.calls} hashes, none on the event loop ({checks.peak} at once)."
+    if watch.loop_waited:
+        fail(
+            f"{watch.loop_waited} of {checks.calls} password hashes ran in another thread, but the event loop waited for "
+            "each of them (it could run nothing else meanwhile): blocking on a thread's result (`future.result()`, "
+            "`thread.join()`) blocks the loop just the same.",
+            "Await the offloaded call (`await anyio.to_thread.run_sync(...)`), or make the dependency a plain `def`.",
+        )
+    if checks.peak < 2:
+        fail(
+            f"{n} concurrent logins took turns: at most {checks.peak} password hash ran at once",
+            "Let the hashes run in worker threads at the same time: await the offloaded call.",
+        )
+    return (
+        f"{n} concurrent logins and 2 refused ones; {checks.calls} hashes, none on the event loop, up to {checks.peak} at once, "
+        f"and the loop ran other work during every one of them."
+    )
 
 
 # --- 2.2 --------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asynclab.background import MailboxFull, Mailer, ReportRenderer, wait_until
-from asynclab.checking import build_app, exercise, fail
-from asynclab.inprocess import BASE_URL, inprocess_client
+from asynclab.checking import StartupTimedOut, build_app, exercise, fail
+from asynclab.inprocess import BASE_URL, inprocess_client, state_per_request
 from asynclab.load import load
+from asynclab.loopwatch import LoopWatch
 from asynclab.probes import capture_logs
 
 # --- 3.1 -------------------------------------------------------------------------------------------
@@ -66,8 +67,13 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
     loop.set_exception_handler(lambda _loop, context: loop_reports.append(context))
 
     with capture_logs("", logging.WARNING) as logs:
-        manager = LifespanManager(app, startup_timeout=GRACE_LIMIT, shutdown_timeout=GRACE_LIMIT)
-        await manager.__aenter__()
+        manager = LifespanManager(state_per_request(app), startup_timeout=GRACE_LIMIT, shutdown_timeout=GRACE_LIMIT)
+        try:
+            await manager.__aenter__()
+        except TimeoutError as exc:
+            if exc.args:  # the app's own TimeoutError, not asgi-lifespan's bare one
+                raise
+            raise StartupTimedOut(GRACE_LIMIT) from None
         try:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
@@ -154,6 +160,16 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
             f"the sends to {', '.join(unlogged)} failed with MailboxFull, and no log line says so (with the address and the error).",
             "Log each failure at ERROR, with exc_info=the exception and the address in the message.",
         )
+    below_error = [
+        r for to in sorted(FULL) for r in app_records if to in r.getMessage() and _names_error(r) and r.levelno < logging.ERROR
+    ]
+    at_error = [to for to in sorted(FULL) if any(to in r.getMessage() and _names_error(r) and r.levelno >= logging.ERROR for r in app_records)]
+    if len(at_error) < len(FULL):
+        fail(
+            f"the failed sends were logged with their address, but at {below_error[0].levelname}, not ERROR: "
+            f"{below_error[0].getMessage()[:80]!r}",
+            "A send that failed is an error: log it with log.error(..., exc_info=exc) (or log.exception).",
+        )
     if still_running:
         fail(
             f"after the app shut down, {_plural(len(still_running), 'send')} ({', '.join(still_running)}) were still running: "
@@ -180,6 +196,18 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
 # --- 3.2 -------------------------------------------------------------------------------------------
 
 REPORTS = 6
+
+
+class _WatchedRenderer(ReportRenderer):
+    """The renderer, with the check's event loop watched during every blocking render."""
+
+    def __init__(self, watch: LoopWatch) -> None:
+        super().__init__()
+        self.watch = watch
+
+    def render(self, n: int) -> str:
+        with self.watch.call():
+            return super().render(n)
 _REPORT_PATH = re.compile(r"^/reports/(\d+)$")
 
 
@@ -232,7 +260,8 @@ class _Watched:
     ],
 )
 async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
-    renderer = ReportRenderer()
+    watch = LoopWatch()
+    renderer = _WatchedRenderer(watch)
     app = _Watched(build_app(factory, renderer, name="build_report_app"), renderer)
     posts_done = anyio.Event()
     async with inprocess_client(app) as client:
@@ -282,6 +311,12 @@ async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
             f"{blocking.on_loop} of {REPORTS} renders ran on the event-loop thread: at most {blocking.peak} report rendered at once, "
             f"and {app.probes_during_render} of {app.probes} health probes were answered while a report was rendering.",
             0,
+        )
+    if watch.loop_waited:
+        fail(
+            f"{watch.loop_waited} of {blocking.calls} renders ran in another thread, but the event loop waited for each "
+            "of them (it could run nothing else meanwhile): blocking on a thread's result blocks the loop just the same.",
+            1,
         )
     peak = max(blocking.peak, awaitable.peak)
     if peak < REPORTS // 2:

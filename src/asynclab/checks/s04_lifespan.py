@@ -7,10 +7,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
-from asgi_lifespan import LifespanManager
 
 from asynclab.checking import build_app, exercise, fail
+from asynclab.inprocess import lifespan_started
 from asynclab.lifecycle import Mailer, Resources, run_as_process
 from asynclab.probes import capture_logs
 
@@ -64,7 +65,7 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
         fail(f"building the app emitted a DeprecationWarning: {first}", 0)
 
     # 2. One clean run: each resource opened once at startup, used by the handler, closed once at shutdown.
-    async with LifespanManager(app) as manager:
+    async with lifespan_started(app) as started_app:
         started = sorted(resources.opened)
         if started != sorted(NEEDED):
             if not started:
@@ -73,7 +74,7 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
                     0,
                 )
             fail(f"startup opened {', '.join(started)}; expected db and payments, once each", 0)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://check") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=started_app), base_url="http://check") as client:
             body = await _get_order(client, 7, "after startup")
     if body != _order_body(1, 7):
         fail(f"GET /orders/7 answered {body!r}, expected {_order_body(1, 7)!r}", "Keep what the handler returns as it was.")
@@ -87,8 +88,8 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
     # 3. The same app object started twice at once (two test clients): each run must use its own resources.
     resources = Resources()
     app = _build_quietly(factory, resources)
-    async with LifespanManager(app) as first, LifespanManager(app) as second:
-        transport_1, transport_2 = httpx.ASGITransport(app=first.app), httpx.ASGITransport(app=second.app)
+    async with lifespan_started(app) as first, lifespan_started(app) as second:
+        transport_1, transport_2 = httpx.ASGITransport(app=first), httpx.ASGITransport(app=second)
         async with (
             httpx.AsyncClient(transport=transport_1, base_url="http://check") as client_1,
             httpx.AsyncClient(transport=transport_2, base_url="http://check") as client_2,
@@ -108,7 +109,7 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
     resources = Resources(fail_on="payments")
     app = _build_quietly(factory, resources)
     try:
-        async with LifespanManager(app):
+        async with lifespan_started(app):
             pass
     except ConnectionError:
         pass
@@ -124,7 +125,10 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
 
 
 EMAILS = {"fast@example.com": 0.05, "slow@example.com": 0.4, "stuck@example.com": 60.0}
-DEADLINE = 0.6
+DEADLINE = 0.6  # the deadline the exercise's text names
+#: A second run with a shorter deadline: an answer that ignores `deadline` (and waits 0.6 s) delivers the late email.
+SHORT_DEADLINE = 0.25
+SHORT_EMAILS = {"quick@example.com": 0.05, "late@example.com": 0.55, "hung@example.com": 60.0}
 GRACE = 1.5  # how much longer than the deadline the check waits for the shutdown to end
 
 
@@ -144,57 +148,84 @@ GRACE = 1.5  # how much longer than the deadline the check waits for the shutdow
     ],
 )
 async def drain_at_shutdown(factory: Callable[[Mailer, float], Any]) -> str:
-    mailer = Mailer(EMAILS)
-    app = build_app(factory, mailer, DEADLINE, name="build_mail_app")
-    answers: dict[str, int] = {}
+    runs: dict[float, tuple[Mailer, Any, dict[str, int]]] = {}
 
-    async def queue_emails(client: httpx.AsyncClient) -> None:
-        for to in EMAILS:
-            answers[to] = (await client.post(f"/emails/{to}")).status_code
+    async def one_run(deadline: float, emails: dict[str, float]) -> None:
+        mailer = Mailer(emails)
+        app = build_app(factory, mailer, deadline, name="build_mail_app")
+        answers: dict[str, int] = {}
+
+        async def queue_emails(client: httpx.AsyncClient) -> None:
+            for to in emails:
+                answers[to] = (await client.post(f"/emails/{to}")).status_code
+
+        run = await run_as_process(app, queue_emails, on_stopped=mailer.snapshot, shutdown_timeout=deadline + GRACE)
+        runs[deadline] = (mailer, run, answers)
 
     with capture_logs("", logging.WARNING) as logs:
-        run = await run_as_process(app, queue_emails, on_stopped=mailer.snapshot, shutdown_timeout=DEADLINE + GRACE)
+        async with anyio.create_task_group() as tg:  # the two runs, each in its own thread and loop, side by side
+            tg.start_soon(one_run, DEADLINE, EMAILS)
+            tg.start_soon(one_run, SHORT_DEADLINE, SHORT_EMAILS)
 
+    named: list[logging.LogRecord] = []
+    for deadline, emails in ((DEADLINE, EMAILS), (SHORT_DEADLINE, SHORT_EMAILS)):
+        mailer, run, answers = runs[deadline]
+        named += _judge_drain(deadline, emails, mailer, run, answers, logs.records)
+    return (
+        f"with deadline={DEADLINE} s the 0.05 s and 0.4 s emails were delivered, and with deadline={SHORT_DEADLINE} s the "
+        f"0.55 s one was cancelled; each email still running at the deadline was cancelled, had stopped before the app "
+        f"had, and was named in a WARNING ({named[0].getMessage()[:70]!r})."
+    )
+
+
+def _judge_drain(
+    deadline: float, emails: dict[str, float], mailer: Mailer, run: Any, answers: dict[str, int], records: list[logging.LogRecord]
+) -> list[logging.LogRecord]:
+    """Fail on what one run with ``deadline`` did wrong; return the warnings that named a cancelled email."""
+    with_deadline = f"with deadline={deadline} s"
     if not run.started:
         fail(f"the app did not start: {type(run.error).__name__}: {run.error}", "Keep the app starting as before.")
     failed = {to: status for to, status in answers.items() if not 200 <= status < 300}
-    if failed or len(answers) < len(EMAILS):
+    if failed or len(answers) < len(emails):
         fail(f"POST /emails/... answered {failed or answers}", "Keep the route queuing the email as it was.")
     if not run.stopped:
         fail(
-            f"the shutdown was still waiting {DEADLINE + GRACE:.1f} s after it began (the deadline is {DEADLINE} s): "
-            "stuck@example.com never finishes, so waiting for everything means waiting for ever",
+            f"{with_deadline}, the shutdown was still waiting {deadline + GRACE:.2f} s after it began: "
+            "one email never finishes, so waiting for everything means waiting for ever",
             1,
         )
     at_stop = mailer.at_shutdown or {}
-    for to, seconds in EMAILS.items():
+    cancelled: list[str] = []
+    for to, seconds in emails.items():
         state = at_stop.get(to)
         if state is None:
             fail(f"the email to {to} was never sent", "Keep the route creating one task per email.")
-        if to == "stuck@example.com":
-            continue
         if state == "running":
             fail(
-                f"the email to {to} (it takes {seconds} s) was still being sent when the app had finished stopping: "
-                "the process would lose it",
-                0,
+                f"{with_deadline}, the email to {to} (it takes {seconds:g} s) was still running when the app had finished "
+                "stopping: the process would lose it"
+                + (" (cancel what is left after the deadline, and wait until it has stopped)" if seconds > deadline else ""),
+                2 if seconds > deadline else 0,
+            )
+        if seconds < deadline and state == "cancelled":
+            fail(f"{with_deadline}, the email to {to} (it takes {seconds:g} s) was cancelled before the deadline", 1)
+        if seconds > deadline and state == "delivered":
+            fail(
+                f"{with_deadline}, the email to {to} (it takes {seconds:g} s) was delivered: the shutdown waited past the "
+                "deadline. Does your code use the `deadline` parameter, or a number of its own?",
+                "Wait `deadline` seconds, the parameter build_mail_app receives: `asyncio.wait(tasks, timeout=deadline)`.",
             )
         if state == "cancelled":
-            fail(f"the email to {to} (it takes {seconds} s) was cancelled, although the deadline is {DEADLINE} s", 1)
-    if at_stop["stuck@example.com"] == "running":
-        fail(
-            "the email to stuck@example.com was still running when the app had finished stopping: the process would "
-            "lose it (cancel what is left after the deadline, and await it)",
-            2,
-        )
-    named = [r for r in logs.records if "stuck@example.com" in r.getMessage()]
-    if not named:
-        fail(
-            "the email to stuck@example.com was cancelled, but no warning named it: "
-            f"the log got {len(logs)} record(s) at WARNING or above",
-            2,
-        )
-    return (
-        f"fast and slow emails delivered, the stuck one cancelled at the {DEADLINE} s deadline and logged "
-        f"({named[0].levelname}: {named[0].getMessage()[:80]}), nothing left running when the app stopped."
-    )
+            cancelled.append(to)
+    named: list[logging.LogRecord] = []
+    for to in cancelled:
+        about = [r for r in records if to in r.getMessage()]
+        warned = [r for r in about if r.levelno == logging.WARNING]
+        if not warned:
+            fail(
+                f"{with_deadline}, the email to {to} was cancelled, but no WARNING named it"
+                + (f" (it was logged at {about[0].levelname})" if about else f": the log got {len(records)} record(s) at WARNING or above"),
+                2,
+            )
+        named += warned
+    return named

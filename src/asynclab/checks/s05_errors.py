@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, HTTPException
 
 from asynclab.checking import build_app, exercise, fail
@@ -158,6 +159,7 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
             health_response = await client.get("/health")
             missing = await client.get("/orders/404")
             failed = await client.get("/orders/7", headers={"X-Request-ID": request_id})
+            bare = await client.get("/orders/8")  # no X-Request-ID: the handler must make one up, not fail
     if health_response.status_code != 200:
         fail(f"GET /health answered {health_response.status_code}, expected 200", "Leave the working routes alone.")
     if missing.status_code != 404 or "no order 404" not in missing.text:
@@ -192,13 +194,26 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
             f"(we sent X-Request-ID: {request_id}); it says {carrying[0].getMessage()[:80]!r}",
             2,
         )
+    if bare.status_code != 500 or _leaks(bare.text, SECRET_PARTS):
+        fail(
+            f"GET /orders/8 without an X-Request-ID header answered {bare.status_code} {bare.text[:80]!r}",
+            "When the header is missing, make a request id up (e.g. uuid.uuid4().hex): do not fail, and still answer the fixed 500.",
+        )
+    logged_bare = [r for r in logs.records if r.levelno >= logging.ERROR and _carries(r, raised[1:])]
+    if not logged_bare or not any("/orders/8" in _record_text(r) for r in logged_bare):
+        fail(
+            "GET /orders/8 without an X-Request-ID header failed, and no ERROR record carries its exception and its path",
+            "When the header is missing, make a request id up (e.g. uuid.uuid4().hex) and log as for any other request.",
+        )
     return (
         f"the client got 500 {failed.text[:60]!r}; the log has the exception, method, path and request id; "
-        "the 404 and the working route were left alone."
+        "a request without X-Request-ID was answered and logged the same way; the 404 and the working route were left alone."
     )
 
 
-DEADLINE = 0.2
+DEADLINE = 0.2  # the deadline the exercise's text names
+#: A second app, side by side, with a longer deadline: an answer that ignores `deadline` cannot meet both.
+LONG_DEADLINE = 0.8
 GIVE_UP_AFTER = 2.0
 STALLED = 4
 
@@ -222,42 +237,64 @@ STALLED = 4
 async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
     stock = StockService()
     app = build_app(factory, stock, DEADLINE)
+    long_stock = StockService()
+    long_app = build_app(factory, long_stock, LONG_DEADLINE)
+    reports: dict[float, Any] = {}
     with capture_logs() as logs:
-        async with inprocess_client(app, raise_app_exceptions=False) as client:
+        async with (
+            inprocess_client(app, raise_app_exceptions=False) as client,
+            inprocess_client(long_app, raise_app_exceptions=False) as long_client,
+        ):
             quick = await client.get("/stock/tea")
             if quick.status_code != 200 or quick.json() != {"sku": "tea", "level": StockService.level_for("tea")}:
                 fail(
                     f"with a back end that answers at once, GET /stock/tea answered {quick.status_code} {quick.text[:80]}",
                     "Keep the normal answer as it was: {'sku': ..., 'level': ...}.",
                 )
-            stock.stalled = True
-            calls_before = stock.calls
-            report = await load(client, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
-            still_running = stock.running
-    unanswered = [r for r in report.results if r.status == NO_ANSWER]
-    if unanswered:
+            stock.stalled = long_stock.stalled = True
+            calls_before = stock.calls + long_stock.calls
+
+            async def stalled(deadline: float, c: Any) -> None:
+                reports[deadline] = await load(c, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
+
+            async with anyio.create_task_group() as tg:  # both apps at once: the two deadlines run side by side
+                tg.start_soon(stalled, DEADLINE, client)
+                tg.start_soon(stalled, LONG_DEADLINE, long_client)
+            still_running = stock.running + long_stock.running
+    for deadline, report in ((DEADLINE, reports[DEADLINE]), (LONG_DEADLINE, reports[LONG_DEADLINE])):
+        unanswered = [r for r in report.results if r.status == NO_ANSWER]
+        if unanswered:
+            fail(
+                f"the back end never answers, and {len(unanswered)} of {STALLED} requests still had no answer after "
+                f"{GIVE_UP_AFTER:.0f} s (the deadline was {deadline} s)",
+                0,
+            )
+    if stock.calls + long_stock.calls - calls_before < 2 * STALLED:
         fail(
-            f"the back end never answers, and {len(unanswered)} of {STALLED} requests still had no answer after "
-            f"{GIVE_UP_AFTER:.0f} s (the deadline was {DEADLINE} s)",
-            0,
-        )
-    if stock.calls - calls_before < STALLED:
-        fail(
-            f"{STALLED} requests made only {stock.calls - calls_before} calls to stock.level()",
+            f"{2 * STALLED} requests made only {stock.calls + long_stock.calls - calls_before} calls to stock.level()",
             "Every request must still ask the back end.",
         )
-    wrong = [r for r in report.results if r.status != 503]
-    if wrong:
+    for deadline, report in ((DEADLINE, reports[DEADLINE]), (LONG_DEADLINE, reports[LONG_DEADLINE])):
+        wrong = [r for r in report.results if r.status != 503]
+        if wrong:
+            fail(
+                f"with deadline={deadline} s, when the back end did not answer in time, GET /stock/sku-{wrong[0].index} "
+                f"answered {wrong[0].status} {str(wrong[0].body)[:80]}, expected 503",
+                "Catch the TimeoutError and raise HTTPException(status_code=503, ...).",
+            )
+        early = [r for r in report.results if r.end - r.start < deadline]
+        if early:
+            fail(
+                f"with deadline={deadline} s, GET /stock/sku-{early[0].index} answered 503 after "
+                f"{early[0].end - early[0].start:.2f} s, before the deadline. Does your code use the `deadline` parameter?",
+                "Wait for the back end for `deadline` seconds (the parameter build_stock_app receives) before giving up.",
+            )
+    late = [r for r in reports[DEADLINE].results if r.end - r.start >= LONG_DEADLINE]
+    if late:
         fail(
-            f"when the back end did not answer in time, GET /stock/sku-{wrong[0].index} answered {wrong[0].status} "
-            f"{str(wrong[0].body)[:80]}, expected 503",
-            "Catch the TimeoutError and raise HTTPException(status_code=503, ...).",
-        )
-    early = [r for r in report.results if r.end - r.start < DEADLINE]
-    if early:
-        fail(
-            f"GET /stock/sku-{early[0].index} answered 503 after {early[0].end - early[0].start:.2f} s, before the {DEADLINE} s deadline",
-            "Wait for the back end for `deadline` seconds before giving up.",
+            f"with deadline={DEADLINE} s, GET /stock/sku-{late[0].index} answered 503 only after {late[0].end - late[0].start:.2f} s, "
+            f"as late as the other app's {LONG_DEADLINE} s deadline. Does your code use the `deadline` parameter?",
+            "Wait for the back end for `deadline` seconds (the parameter build_stock_app receives), not a number of your own.",
         )
     if still_running:
         fail(
@@ -265,6 +302,9 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
             "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only stops waiting.",
         )
     warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
-    if len(warnings) < STALLED:
-        fail(f"{STALLED} requests timed out and {len(warnings)} log lines at WARNING or above were written", 1)
-    return f"{STALLED} requests to a back end that never answers got 503 after the {DEADLINE} s deadline, each logged; no call left running."
+    if len(warnings) < 2 * STALLED:
+        fail(f"{2 * STALLED} requests timed out and {len(warnings)} log lines at WARNING or above were written", 1)
+    return (
+        f"{2 * STALLED} requests to a back end that never answers got 503, after the {DEADLINE} s deadline in one app and the "
+        f"{LONG_DEADLINE} s deadline in the other, each logged; no call left running."
+    )

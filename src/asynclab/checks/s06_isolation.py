@@ -31,6 +31,8 @@ from asynclab.notes_db import (
     burst,
     temporary_database,
 )
+from asynclab.rawhttp import Connection, RawRequest, RawResponse
+from asynclab.server import uvicorn_server
 
 P = ParamSpec("P")
 
@@ -492,7 +494,11 @@ def _leak(i: int, call: Call, body: Any, new_texts: dict[str, str]) -> tuple[str
             "Every request writes the same current_user and current_tenant, and reads them back after an await, when another "
             "request may have overwritten them. One value per process (or per thread: all async def handlers share one) is not one per request."
         ),
-        "Let the dependency return the user and tenant and take them as a handler parameter, or keep them in ContextVars set in an `async def` dependency.",
+        (
+            "Let the dependency return the user and tenant and take them as a handler parameter, or keep them in ContextVars "
+            "set in an `async def` dependency on every request, anonymous ones too (set None): on a keep-alive connection, "
+            "uvicorn starts a request from the context the previous one left."
+        ),
         (
             "`async def caller(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> tuple[str, str]: "
             "return x_user, x_tenant`, then `who: Annotated[tuple[str, str], Depends(caller)]` in each handler, "
@@ -568,4 +574,92 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
             f"{saved} notes were answered 201, and the database holds {len(stored) - len(SEED_62)} new ones",
             "Commit each new note in its handler.",
         )
-    return f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and wrote only its own data."
+    served = await _keep_alive_62(factory)
+    return (
+        f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and "
+        f"wrote only its own data; on real uvicorn (h11), {served} signed-in and anonymous requests on one keep-alive "
+        "connection (pipelined, and after a large POST): every anonymous request stayed anonymous."
+    )
+
+
+ANONYMOUS = {"user": None, "tenant": None}
+BIG_TEXT = "a long note " * 9000  # about 100 kB: uvicorn pauses reading while the handler takes the body
+
+
+def _as(user: str, tenant: str) -> dict[str, str]:
+    return {"X-User": user, "X-Tenant": tenant}
+
+
+async def _keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
+    """Serve the app with real uvicorn (h11) and send signed-in and anonymous requests on one keep-alive connection.
+
+    uvicorn starts a request on a kept-alive connection from the context the request before it left
+    (pipelined requests; and any request after one whose large body paused reading): a ContextVar
+    that is set only when the headers are there keeps the previous caller's value.
+    """
+    errors: list[str] = []
+    me = RawRequest("GET", "/me")
+    pipelined = [
+        RawRequest("GET", "/me", _as("alice", "acme")),
+        me,
+        RawRequest("GET", "/notes"),
+        RawRequest("POST", "/notes", _as("bob", "globex"), {"text": "bob's pipelined note"}),
+        RawRequest("POST", "/notes", json={"text": "an anonymous note"}),
+        me,
+    ]
+    after_big = [RawRequest("POST", "/notes", _as("carol", "initech"), {"text": BIG_TEXT}), me, RawRequest("GET", "/notes")]
+    expected: list[tuple[int, Any]] = [
+        (200, {"user": "alice", "tenant": "acme"}),
+        (200, ANONYMOUS),
+        (401, None),
+        (201, ("bob", "globex")),
+        (401, None),
+        (200, ANONYMOUS),
+        (201, ("carol", "initech")),
+        (200, ANONYMOUS),
+        (401, None),
+    ]
+    async with temporary_database(SEED_62) as db:
+        with counting_connections() as connections:
+            try:
+                app = build_app(factory, db.url, AuditLog(), name="build_service")
+                async with uvicorn_server(recording_errors(app, errors), http="h11") as url, Connection(url) as conn:
+                    answers = await conn.send(*pipelined)
+                    for request in after_big:  # one after the other, each once the previous one has answered
+                        answers += await conn.send(request)
+            finally:
+                await connections.close_leftovers()
+    sent = pipelined + after_big
+    for k, (request, answer, (status, body)) in enumerate(zip(sent, answers, expected, strict=True)):
+        who = request.headers.get("X-User")
+        how = f"on one keep-alive connection, {'pipelined' if k < len(pipelined) else 'after a large POST'}"
+        what = f"{request} {'as ' + who if who else 'with no X-User or X-Tenant (anonymous)'}"
+        _judge_kept_alive(what, how, answer, status, body, errors)
+    return len(sent)
+
+
+def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, body: Any, errors: list[str]) -> None:
+    shown = str(answer.body)[:100]
+    if answer.status == 500:
+        fail(f"on real uvicorn, {what} answered 500{_first_error(errors)}", "Fix that error first: every route must still answer.")
+    if status == 401 and answer.status in (200, 201):
+        fail(
+            f"on real uvicorn, {how}, {what} answered {answer.status} {shown}: it was served as the caller before it. "
+            "uvicorn starts a request on a kept-alive connection from the context the previous request left.",
+            "Set your per-request values on every request, anonymous ones too, or pass them through the dependency's return value.",
+        )
+    if answer.status != status:
+        fail(
+            f"on real uvicorn, {what} answered {answer.status} {shown}, expected {status}",
+            "A request without the headers is anonymous: GET /me answers {'user': None, 'tenant': None}, the notes routes 401.",
+        )
+    if body == ANONYMOUS and answer.body != ANONYMOUS:
+        fail(
+            f"on real uvicorn, {how}, {what} answered {shown}: the identity of the request before it. "
+            "uvicorn starts a request on a kept-alive connection from the context the previous request left.",
+            "Set the ContextVars on every request, anonymous ones too (to None), or pass the values through the dependency's return value.",
+        )
+    if isinstance(body, tuple) and (not isinstance(answer.body, dict) or (answer.body.get("owner"), answer.body.get("tenant")) != body):
+        fail(f"on real uvicorn, {what} saved {shown}, expected a note of {body[0]} of {body[1]}", 1)
+    if isinstance(body, dict) and answer.body != body:
+        fail(f"on real uvicorn, {what} answered {shown}, expected {body}", 0)

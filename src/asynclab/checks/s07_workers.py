@@ -9,11 +9,13 @@ judges by the answers and by the server's log.
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, NoReturn
 
 from asynclab.checking import exercise, fail, module_file
+from asynclab.crowd import at_once
 from asynclab.workers import (
     ClientEvents,
     Workers,
@@ -31,9 +33,12 @@ def _module_file(answer: Any, expected: str) -> Path:
     return module_file(answer, f"Run the %%writefile cell first, then pass its file: check(..., apps / {expected!r}).")
 
 
-def _two_workers(module: Path) -> AbstractAsyncContextManager[Workers]:
-    """Serve a fresh copy of ``module`` (an empty folder: a new database) with two workers."""
-    copy = fresh_copy(module)
+def _two_workers(module: Path, *, copy: Path | None = None) -> AbstractAsyncContextManager[Workers]:
+    """Serve a fresh copy of ``module`` (an empty folder: a new database) with two workers.
+
+    With ``copy``, serve that copy again instead (its folder and database as the last run left them).
+    """
+    copy = copy or fresh_copy(module)
     return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True)
 
 
@@ -75,12 +80,14 @@ QUOTA = 5
 )
 async def quota(module: Any) -> str:
     path = _module_file(module, "quota.py")
+    copy = fresh_copy(path)
     try:
-        async with _two_workers(path) as server:
+        async with _two_workers(path, copy=copy) as server:
             a, b = server.worker_pids
             plan = [(a, "/ask/alice")] * QUOTA + [(b, "/ask/alice")] * 3 + [(a, "/ask/alice")] * 2
             plan += [(b, "/ask/bob"), (a, "/ask/bob")]
             answers = await send_to_workers(server, plan)
+            crowd = await at_once(server, "/ask/carol", CROWD, hold=copy.with_name("quota.db"))
     except WorkersFailed as exc:
         _did_not_run(path, exc)
     for (_, route), answer in zip(plan, answers, strict=True):
@@ -119,10 +126,45 @@ async def quota(module: Any) -> str:
             f"bob's first two calls answered {bob}, after alice had used up her quota",
             "Count per key: alice's calls must not use up bob's quota.",
         )
+    by_worker = Counter(x.pid for x in crowd)
+    on = f"on {len(by_worker)} worker{'s' if len(by_worker) > 1 else ''}"
+    odd = [x for x in crowd if x.status not in (200, 429)]
+    if odd:
+        fail(
+            f"{len(odd)} of {CROWD} calls for carol sent at the same moment {on} answered {odd[0].status}: "
+            f"{str(odd[0].body)[:100]}{_log_error(server)}",
+            "Concurrent calls must not fail: do the check and the count in one statement (UPDATE ... WHERE used < quota).",
+        )
+    allowed = [x for x in crowd if x.status == 200]
+    used = sorted(x.body.get("used") for x in allowed if isinstance(x.body, dict))
+    if len(allowed) != QUOTA or used != list(range(1, QUOTA + 1)):
+        fail(
+            f"{CROWD} calls for carol sent at the same moment {on} were allowed {len(allowed)} times "
+            f"(quota {QUOTA}), with used = {used}: two calls read the same count before either wrote it.",
+            "Read-then-write races: do the check and the count in one statement, `UPDATE usage SET used = used + 1 "
+            "WHERE key = :key AND used < :quota RETURNING used`.",
+        )
+    try:
+        async with _two_workers(path, copy=copy) as restarted:  # a deploy: new workers, the same database
+            c, d = restarted.worker_pids
+            after = await send_to_workers(restarted, [(c, "/ask/alice"), (d, "/ask/carol"), (c, "/ask/dave")])
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    if [x.status for x in after] != [429, 429, 200]:
+        fail(
+            f"after a restart of both workers, alice's next call answered {after[0].status}, carol's {after[1].status} "
+            f"and a new key's {after[2].status}; expected 429, 429 and 200: the quota is 5 calls in total, a deploy does not reset it",
+            "Keep the counts in the database only, and never reset them when a worker starts.",
+        )
+    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
     return (
         f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
-        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both. The quota holds across workers."
+        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; {CROWD} calls for carol at the same "
+        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota holds across workers and restarts."
     )
+
+
+CROWD = 8
 
 
 # --- 7.2 ------------------------------------------------------------------------------------------

@@ -17,24 +17,35 @@ import logging
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NoReturn
 
 import anyio
 import httpx
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from asynclab import capstone
 from asynclab.capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
-from asynclab.checking import exercise, fail, module_file, raised
-from asynclab.inprocess import BASE_URL
+from asynclab.checking import _describe_value, exercise, fail, is_asgi_app, module_file, raised
+from asynclab.checks.s06_isolation import counting_connections
+from asynclab.crowd import at_once
+from asynclab.inprocess import BASE_URL, lifespan_started
+from asynclab.loopwatch import LoopWatch
 from asynclab.probes import capture_logs
-from asynclab.workers import WorkersFailed, fresh_copy, last_error, send_to_workers, serve_workers
+from asynclab.workers import (
+    Answer,
+    Workers,
+    WorkersFailed,
+    fresh_copy,
+    last_error,
+    send_to_workers,
+    serve_workers,
+)
 
 STAFF = {"Authorization": "Bearer tok-ada"}
 SERVICE = "08-capstone/orders_service.py"
@@ -53,8 +64,13 @@ def _import(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # kept: pydantic and FastAPI resolve the module's annotations through it
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "app", None)):
+    if not hasattr(module, "app"):
         fail(f"{path.name} has no `app`", "Keep the FastAPI app in a module-level variable called `app`.")
+    if not is_asgi_app(module.app):
+        fail(
+            f"expected `app` in {path.name} to be a FastAPI app; got {_describe_value(module.app)}",
+            "Keep `app = FastAPI(...)` at module level; do not reuse the name for a function.",
+        )
     return module
 
 
@@ -102,8 +118,9 @@ async def _serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.Asyn
         with _scenario(database_url=url, **changes):
             app = _import(path).app
             _app_errors.clear()
-            async with LifespanManager(app, startup_timeout=5, shutdown_timeout=5) as manager:
-                transport = httpx.ASGITransport(app=_recording(manager.app), raise_app_exceptions=False)
+            journal.watch = LoopWatch()
+            async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5) as started:
+                transport = httpx.ASGITransport(app=_recording(started), raise_app_exceptions=False)
                 async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
                     yield client, url
             gc.collect()
@@ -152,6 +169,7 @@ async def loop_stays_free(answer: Any) -> str:
     async with _serving(path) as (client, _):
         for i in range(3):
             _expect_created(await _order(client, f"buyer{i}@example.com"), f"POST /orders #{i + 1}")
+        watch = journal.watch
     charges = journal.calls.of("payments.charge")
     if charges.calls < 3:
         fail(f"3 orders made {charges.calls} charges", "Every order must still be charged.")
@@ -161,7 +179,16 @@ async def loop_stays_free(answer: Any) -> str:
             "provider answers, every other request to this worker waits.",
             0,
         )
-    return f"{charges.calls} of {charges.calls} card charges ran in worker threads; the event loop stayed free."
+    if watch is not None and watch.loop_waited:
+        fail(
+            f"{watch.loop_waited} of {charges.calls} card charges ran in another thread, but the event loop waited for "
+            "each of them (it could run nothing else meanwhile): blocking on a thread's result blocks the loop just the same.",
+            2,
+        )
+    return (
+        f"{charges.calls} of {charges.calls} card charges ran in worker threads, and the event loop ran other work "
+        "during every one of them."
+    )
 
 
 # --- 8.2 async dependencies -----------------------------------------------------------------------
@@ -264,22 +291,33 @@ async def mail_is_tracked(answer: Any) -> str:
 )
 async def lifespan_owns_resources(answer: Any) -> str:
     path = _service_file(answer)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, counting_connections() as connections:
         warnings.simplefilter("always", DeprecationWarning)
-        async with _serving(path) as (client, _):
-            _expect_created(await _order(client), "POST /orders")
+        try:
+            async with _serving(path) as (client, _):
+                _expect_created(await _order(client), "POST /orders")
+                used = connections.opened
+        finally:
+            still_open = connections.still_open
+            await connections.close_leftovers()
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "on_event" in str(w.message)]
     if deprecated:
         said = " ".join(str(deprecated[0].message).split())
         fail(f"the service uses on_event, and FastAPI warned: {said[:140]}", 1)
     if journal.left_open():
         fail(f"after a normal shutdown, {', '.join(journal.left_open())} was still open", 2)
+    if still_open:
+        fail(
+            f"after a normal shutdown, {still_open} of the {used} database connection(s) the service opened were still "
+            "open: the engine was never disposed (is `engine.dispose()` awaited?)",
+            "Register `stack.push_async_callback(engine.dispose)` (an async callback, awaited at exit) right after creating the engine.",
+        )
     async with _database() as url:
         with _scenario(database_url=url, mail_server_down=True):
             app = _import(path).app
             started = True
             try:
-                async with LifespanManager(app, startup_timeout=5, shutdown_timeout=5):
+                async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5):
                     pass
             except Exception:  # noqa: BLE001 - whatever failed the startup, this part expects it
                 started = False
@@ -292,7 +330,10 @@ async def lifespan_owns_resources(answer: Any) -> str:
             "nothing closed what had been opened before the failure.",
             2,
         )
-    return "no deprecation warnings; everything opened was closed after shutdown, and after a startup that failed half-way."
+    return (
+        f"no deprecation warnings; the payment and mail clients were closed and the engine disposed ({used} database "
+        "connection(s) opened, all closed) after shutdown, and everything opened was closed after a startup that failed half-way."
+    )
 
 
 # --- 8.5 error handling ---------------------------------------------------------------------------
@@ -402,25 +443,73 @@ async def unique_across_workers(answer: Any) -> str:
     url = capstone.database_url(copy.parent / "orders.db")
     await capstone.prepare_database(url)
     body = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
+    logs: list[str] = []
     try:
-        async with serve_workers(
-            f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True, env={"ORDERS_DATABASE_URL": url}
-        ) as server:
+        async with _orders_workers(copy, url) as server:
             a, b = server.worker_pids
             answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=body, headers=STAFF)
+            crowd = await at_once(server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=body, headers=STAFF)
+        logs.append(server.log())  # read once the server has stopped: every line is written
     except WorkersFailed as exc:
         _did_not_run(path, exc)
-    log = server.log()  # read once the server has stopped: every line is written
     for worker, answer_ in zip((a, b, a), answers, strict=True):
         if answer_.status != 201:
-            error = last_error(log)
+            error = last_error(logs[0])
             fail(
                 f"order {answer_.index + 1}, sent to worker {worker}, answered {answer_.status}"
                 + (f"; the server's log says: {error}" if error else f": {str(answer_.body)[:120]}"),
                 0,
             )
-    numbers = [a_.body.get("number") if isinstance(a_.body, dict) else None for a_ in answers]
+    numbers = [_number(a_) for a_ in answers]
     if len(set(numbers)) != len(numbers):
         fail(f"three orders on two workers got the numbers {numbers}", 1)
-    return f"3 orders on 2 workers (pids {a} and {b}) got 3 different numbers: {', '.join(map(str, numbers))}."
+    by_worker = Counter(a_.pid for a_ in crowd)
+    failed = [a_ for a_ in crowd if a_.status != 201]
+    if failed:
+        error = last_error(logs[0])
+        fail(
+            f"{len(failed)} of {BURST} orders placed at the same time on {len(by_worker)} workers answered "
+            f"{failed[0].status}" + (f"; the server's log says: {error}" if error else f": {str(failed[0].body)[:120]}"),
+            "Two requests at the same moment must not compute the same number: let the database hand it out (the row's id).",
+        )
+    crowd_numbers = [_number(a_) for a_ in crowd]
+    repeated = sorted(n for n, k in Counter(numbers + crowd_numbers).items() if k > 1)
+    if repeated:
+        fail(f"{BURST} orders placed at the same time on {len(by_worker)} workers repeated the numbers {repeated}", 1)
+    try:
+        async with _orders_workers(copy, url) as restarted:  # a deploy: new workers, the same database
+            c, d = restarted.worker_pids
+            after = await send_to_workers(restarted, [(c, "/orders"), (d, "/orders")], method="POST", json=body, headers=STAFF)
+        logs.append(restarted.log())
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    for worker, answer_ in zip((c, d), after, strict=True):
+        if answer_.status != 201:
+            error = last_error(logs[1])
+            fail(
+                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}"
+                + (f"; the server's log says: {error}" if error else f": {str(answer_.body)[:120]}"),
+                "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
+            )
+    again = sorted({_number(a_) for a_ in after} & set(numbers + crowd_numbers))
+    if again:
+        fail(
+            f"after a restart of both workers, new orders got the numbers {again}, which orders placed before the restart already have",
+            "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
+        )
+    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
+    return (
+        f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "
+        f"of both workers: {3 + BURST + 2} orders, {3 + BURST + 2} different numbers."
+    )
 
+
+BURST = 8
+
+
+def _number(answer: Answer) -> Any:
+    return answer.body.get("number") if isinstance(answer.body, dict) else None
+
+
+def _orders_workers(copy: Path, url: str) -> AbstractAsyncContextManager[Workers]:
+    return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True, env={"ORDERS_DATABASE_URL": url})

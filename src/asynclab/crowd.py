@@ -1,0 +1,71 @@
+"""Requests sent at the same moment to a real multi-worker server, each on its own new connection."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from asynclab.workers import PID_HEADER, Answer, Workers
+
+
+@contextlib.contextmanager
+def writes_held(database: Path) -> Iterator[None]:
+    """Hold the write lock of a SQLite file: others may read it, and each write waits until the block ends.
+
+    Requests that arrive meanwhile all read the same rows before any of them can write: a
+    read-then-write that is not one statement (or one locked transaction) then loses updates every
+    time, not only when the timing happens to be bad. A correct answer only waits a little longer.
+    """
+    connection = sqlite3.connect(database, timeout=5, isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+        connection.close()
+
+
+async def at_once(
+    server: Workers, path: str, n: int, *, method: str = "GET", hold: Path | None = None, **request: Any
+) -> list[Answer]:
+    """Send ``n`` requests at the same moment, each on its own new connection (so both workers take some).
+
+    With ``hold`` (a SQLite file), its writes are held for the first 0.2 s of the burst (see :func:`writes_held`).
+    """
+    if hold is not None:
+        results: list[list[Answer]] = []
+
+        async def burst() -> None:
+            results.append(await at_once(server, path, n, method=method, **request))
+
+        with contextlib.ExitStack() as lock:
+            lock.enter_context(writes_held(hold))
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(burst)
+                await anyio.sleep(0.2)
+                lock.close()  # let the writes go: the burst goes on
+        return results[0]
+    answers: list[Answer] = []
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Connection": "close"}) as client:
+
+        async def one(i: int) -> None:
+            response = await client.request(method, server.url + path, **request)
+            try:
+                body = response.json()
+            except ValueError:
+                body = response.text
+            pid = int(response.headers.get(PID_HEADER, 0))
+            answers.append(Answer(i, pid, response.status_code, body))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(n):
+                tg.start_soon(one, i)
+    return sorted(answers, key=lambda a: a.index)
