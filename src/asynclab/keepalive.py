@@ -16,15 +16,13 @@ process, for the options only a process of its own can take (``--loop uvloop``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+
+from asynclab.rawhttp import Connection, RawRequest, RawResponse
 
 _SSL: list[Any] = []
 
@@ -41,54 +39,13 @@ def local_client(url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=url, verify=_SSL[0])
 
 
-@dataclass(frozen=True)
-class Req:
-    """One HTTP/1.1 request: method, path, extra headers and raw body."""
-
-    method: str
-    path: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def encode(self, host: str) -> bytes:
-        lines = [f"{self.method} {self.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(self.body)}"]
-        lines += [f"{name}: {value}" for name, value in self.headers.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+Req = RawRequest  # the lesson's short name: Req(method, path, headers, json)
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One response read off the connection: its status and its body (JSON decoded when it is JSON)."""
-
-    status: int
-    body: Any
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> Answer:
-    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:] if line)}
-    raw = await reader.readexactly(int(headers.get("content-length", "0")))
-    try:
-        body: Any = json.loads(raw)
-    except ValueError:
-        body = raw.decode("utf-8", "replace")
-    return Answer(int(head[0].split()[1]), body)
-
-
-async def pipelined(url: str, *requests: Req, timeout: float = 5.0) -> list[Answer]:
+async def pipelined(url: str, *requests: RawRequest, timeout: float = 5.0) -> list[RawResponse]:
     """Write all ``requests`` on one new connection in a single write, then read the answers in order."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
-            writer.write(b"".join(r.encode(f"{host}:{port}") for r in requests))
-            await writer.drain()
-            return [await _read_answer(reader) for _ in requests]
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+    async with Connection(url, timeout=timeout) as connection:
+        return await connection.send(*requests)
 
 
 @contextlib.asynccontextmanager
