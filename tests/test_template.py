@@ -46,6 +46,7 @@ def test_its_suite_fails_on_the_planted_block_and_passes_once_fixed(tmp_path: Pa
 
 
 def test_its_watchdog_is_the_course_watchdog() -> None:
+    """`python -m asynclab build` writes the template's copy from src/asynclab/watchdog.py."""
     assert (TEMPLATE / "watchdog.py").read_text() == (ROOT / "src" / "asynclab" / "watchdog.py").read_text()
 
 

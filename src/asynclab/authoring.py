@@ -155,9 +155,15 @@ def _write_if_changed(target: Path, text: str, changed: list[Path]) -> None:
         changed.append(target)
 
 
+# Files a team copies that are the course's own modules: written from them, never edited by hand.
+COPIED = {Path("templates/keep-the-rules/watchdog.py"): Path("src/asynclab/watchdog.py")}
+
+
 def build(root: Path = ROOT) -> list[Path]:
-    """Clean every notebook and regenerate ``exercises/`` from ``solutions/``; return the files changed."""
+    """Clean every notebook, regenerate ``exercises/`` from ``solutions/`` and the template's copies; return the files changed."""
     changed: list[Path] = []
+    for target, source in COPIED.items():
+        _write_if_changed(root / target, (root / source).read_text(encoding="utf-8"), changed)
     for path in notebooks(root):
         if path.parent.name != "exercises":
             _write_if_changed(path, dumps(clean(read(path))), changed)
