@@ -271,18 +271,25 @@ def _write_pid_tag(target: str, app_dir: Path) -> str:
     return f"{name}:app"
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
-    """Linux: ask the kernel to send this process SIGTERM when the thread that started it dies.
+def _die_with_parent() -> Callable[[], object] | None:
+    """Linux: a call for the child that asks the kernel to send it SIGTERM when the thread that started it dies.
 
     A Jupyter kernel that is killed (out of memory, a hub stopping a server) runs no clean-up, so
     without this its uvicorn parent would live on, workers and port included. SIGTERM lets uvicorn
-    stop its workers as a deploy would. Elsewhere this does nothing (the atexit net below remains).
+    stop its workers as a deploy would. Elsewhere: None (the atexit net below remains).
+    The C function is looked up here, in the parent, so the child runs one system call and no Python import.
     """
+    if sys.platform != "linux":
+        return None
     import ctypes
+    import functools
 
     pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return functools.partial(prctl, pr_set_pdeathsig, int(signal.SIGTERM))
 
 
 def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -300,7 +307,7 @@ def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str
             cwd=folder,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - one system call, no lock or import in the child
         )
     _LIVE_GROUPS.add(process.pid)
     return process
