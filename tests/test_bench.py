@@ -115,7 +115,7 @@ async def test_load_counts_in_flight_inside_the_app_and_matches_spans_to_request
     assert blocked.wall >= 5 * 0.05
     for report in (blocked, awaited, threaded):  # the context variable reaches def handlers too
         assert sorted(s.request for s in report.handler_spans) == [0, 1, 2, 3, 4]
-    assert "5 requests (5 × 200) · at most 1 in flight" in blocked.summary()
+    assert "5 requests (5 × HTTP 200) · at most 1 in flight" in blocked.summary()
 
 
 async def test_load_takes_paths_and_headers_per_request() -> None:

@@ -182,7 +182,7 @@ def test_lesson_page_shows_every_figure_key_points_and_hidden_answers(site: Path
 def test_exercise_page_is_as_handed_out_with_the_command_to_open_it(site: Path, exercise: Path) -> None:
     page = site / "exercises" / f"{exercise.stem}.html"
     text = text_of(page)
-    assert "Open this in JupyterLab" in text and f"python -m jupyterlab --ServerApp.root_dir=. exercises/{exercise.name}" in text
+    assert "Open this in JupyterLab" in text and f"python tools/open_course.py exercises/{exercise.name}" in text
     assert 'class="cell_output' not in page.read_text(encoding="utf-8"), "exercises are shown as handed out, not run"
     handed_out = "\n".join(cell.source for cell in authoring.read(exercise).cells)
     flat = re.sub(r"\s+", " ", text)

@@ -160,7 +160,7 @@ def versions() -> str:
 
 
 def open_command(relative: str) -> str:
-    return f"python -m jupyterlab --ServerApp.root_dir=. {relative}"
+    return f"python tools/open_course.py {relative}"
 
 
 def lesson_banner(relative: str, seconds: float) -> str:

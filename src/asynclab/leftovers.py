@@ -36,10 +36,11 @@ def leftovers() -> list[str]:
     return found
 
 
-def nothing_left_running() -> str:
-    """Assert that no server, worker process or open port outlives the notebook; say so in one line."""
+def nothing_left_running() -> None:
+    """Assert that no server, worker process or open port outlives the notebook; say so in one line.
+
+    It prints the line and returns nothing, so a notebook's last cell shows it once, not twice.
+    """
     found = leftovers()
     assert not found, "still running: " + "; ".join(found)
-    line = "✅ nothing left running: no server, no worker process, no open port."
-    print(line)
-    return line
+    print("✅ nothing left running: no server, no worker process, no open port.")

@@ -56,7 +56,11 @@ class LoadReport:
         return all(200 <= r.status < 300 for r in self.results)
 
     def summary(self) -> str:
-        codes = ", ".join(f"{count} × {code}" for code, count in sorted(self.statuses.items()))
+        # "10 × HTTP 200", so the count never reads as milliseconds next to a 0.2 s wait
+        codes = ", ".join(
+            f"{count} × no answer" if code == NO_ANSWER else f"{count} × HTTP {code}"
+            for code, count in sorted(self.statuses.items())
+        )
         in_flight = "" if self.max_in_flight is None else f" · at most {self.max_in_flight} in flight"
         return f"{self.n} requests ({codes}){in_flight} · {self.wall:.2f} s"
 
