@@ -15,7 +15,6 @@ test fails. Screenshots go to build/test-artefacts/jupyterlab/ (ignored by git).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -36,32 +35,17 @@ import nbformat
 import psutil
 import pytest
 
+from tests.browser import chromium, load_tool
+from tests.browser import unavailable as skip_or_fail
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = ROOT / "build" / "test-artefacts" / "jupyterlab"
-REQUIRED = os.environ.get("ASYNCLAB_BROWSER_REQUIRED") == "1"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+REQUIRED = "ASYNCLAB_BROWSER_REQUIRED"  # CI sets it to 1
 TOKEN = "asynclab-browser-test-only"  # fixed on purpose: this server listens on 127.0.0.1 for this test alone
 NEWS = "Would you like to get notified about official Jupyter news?"
 
 
-def _load(name: str, path: Path):  # tools/ is not a package
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-open_course = _load("open_course", ROOT / "tools" / "open_course.py")
+open_course = load_tool("open_course")
 
 
 # --------------------------------------------------------------------------- the open command
@@ -105,7 +89,8 @@ def test_pip_runs_only_when_the_requirements_changed(tmp_path: Path, monkeypatch
 
 def test_an_environment_installed_offline_needs_no_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After docs/instructors.md's offline install every pin is in place: the script must not ask the network."""
-    pins = {**open_course._pins("constraints.txt"), **open_course._pins("requirements.txt")}
+    pinned = {**open_course._pins("constraints.txt"), **open_course._pins("requirements.txt")}
+    pins = {name: sorted(versions)[0] for name, versions in pinned.items()}  # one of each package's locked versions
     monkeypatch.setattr(open_course, "stamp_path", lambda: tmp_path / "stamp")
     monkeypatch.setattr(open_course, "_installed", pins.get)
     assert open_course.up_to_date() and (tmp_path / "stamp").is_file()
@@ -136,9 +121,7 @@ def test_course_settings_turn_off_the_news_and_the_update_check() -> None:
 
 
 def unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{reason} (ASYNCLAB_BROWSER_REQUIRED=1)")
-    pytest.skip(reason)
+    skip_or_fail(reason, REQUIRED)
 
 
 def free_port() -> int:
@@ -299,98 +282,78 @@ def _no_news(page) -> None:
 
 
 def test_a_learner_runs_start_here_and_lesson_1_in_jupyterlab(lab: Lab) -> None:
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -r requirements-site.txt)")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})  # a common laptop screen
-            page.goto(f"{lab.url}/?token={TOKEN}")  # what the open command's browser tab does
-            page.wait_for_url(re.compile(r"/lab/tree/notebooks/00-start-here\.ipynb"))
-            _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
-            # the browser first follows the notebook into notebooks/, then goes to the course root
-            root_listing = page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^solutions$"))
-            root_listing.wait_for(timeout=20_000)
-            listing = page.locator(".jp-DirListing-itemName").all_inner_texts()
-            for entry in ("notebooks", "exercises", "solutions", "README.md"):
-                assert entry in listing, f"the file browser does not show the course root: {listing}"
-            page.screenshot(path=ARTEFACTS / "01-start-here-opened.png")
+    with chromium(REQUIRED) as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})  # a common laptop screen
+        page.goto(f"{lab.url}/?token={TOKEN}")  # what the open command's browser tab does
+        page.wait_for_url(re.compile(r"/lab/tree/notebooks/00-start-here\.ipynb"))
+        _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
+        # the browser first follows the notebook into notebooks/, then goes to the course root
+        root_listing = page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^solutions$"))
+        root_listing.wait_for(timeout=20_000)
+        listing = page.locator(".jp-DirListing-itemName").all_inner_texts()
+        for entry in ("notebooks", "exercises", "solutions", "README.md"):
+            assert entry in listing, f"the file browser does not show the course root: {listing}"
+        page.screenshot(path=ARTEFACTS / "01-start-here-opened.png")
 
-            cells = _run_all(page, "start here")
-            intended = _meant_to_fail(lab.root / "notebooks" / "00-start-here.ipynb")
-            page.screenshot(path=ARTEFACTS / "02-start-here-run.png")
-            assert _never_ran(cells) == [] and len(intended) == 1, [(c["prompt"], c["text"][:200]) for c in cells]
-            assert _errors(cells) == intended, f"errors shown in code cells {_errors(cells)}; meant to fail: {intended}"
-            failing = intended
-            assert cells[-1]["text"].count("nothing left running") == 1
-            _notebook(page).locator(".jp-CodeCell").nth(failing[0]).locator(".jp-OutputArea").scroll_into_view_if_needed()
-            page.screenshot(path=ARTEFACTS / "02-start-here-failed-check.png")
-            _notebook(page).locator(".jp-CodeCell").last.scroll_into_view_if_needed()
-            page.screenshot(path=ARTEFACTS / "03-start-here-end.png")
-            _no_news(page)
+        cells = _run_all(page, "start here")
+        intended = _meant_to_fail(lab.root / "notebooks" / "00-start-here.ipynb")
+        page.screenshot(path=ARTEFACTS / "02-start-here-run.png")
+        assert _never_ran(cells) == [] and len(intended) == 1, [(c["prompt"], c["text"][:200]) for c in cells]
+        assert _errors(cells) == intended, f"errors shown in code cells {_errors(cells)}; meant to fail: {intended}"
+        failing = intended
+        assert cells[-1]["text"].count("nothing left running") == 1
+        _notebook(page).locator(".jp-CodeCell").nth(failing[0]).locator(".jp-OutputArea").scroll_into_view_if_needed()
+        page.screenshot(path=ARTEFACTS / "02-start-here-failed-check.png")
+        _notebook(page).locator(".jp-CodeCell").last.scroll_into_view_if_needed()
+        page.screenshot(path=ARTEFACTS / "03-start-here-end.png")
+        _no_news(page)
 
-            # Lesson 1, opened from the file browser as a learner would
-            page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^notebooks$")).dblclick()
-            page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^01-async-handlers\.ipynb$")).dblclick()
-            page.wait_for_url(re.compile(r"01-async-handlers\.ipynb"))
-            _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
-            cells = _run_all(page, "lesson 1")
-            assert _never_ran(cells) == []
-            assert _errors(cells) == [], [cells[i] for i in _errors(cells)]
-            assert cells[-1]["text"].count("nothing left running") == 1
-            figures = _figures(page, "04-lesson-1")
-            assert len(figures) == sum("image/png" in c["mimes"] for c in cells) >= 2
-            for natural_width, natural_height, shown_width in figures:
-                assert shown_width == natural_width, f"a figure was shrunk to fit: {natural_width} px shown {shown_width} px wide"
-                assert natural_height <= 450
+        # Lesson 1, opened from the file browser as a learner would
+        page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^notebooks$")).dblclick()
+        page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^01-async-handlers\.ipynb$")).dblclick()
+        page.wait_for_url(re.compile(r"01-async-handlers\.ipynb"))
+        _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
+        cells = _run_all(page, "lesson 1")
+        assert _never_ran(cells) == []
+        assert _errors(cells) == [], [cells[i] for i in _errors(cells)]
+        assert cells[-1]["text"].count("nothing left running") == 1
+        figures = _figures(page, "04-lesson-1")
+        assert len(figures) == sum("image/png" in c["mimes"] for c in cells) >= 2
+        for natural_width, natural_height, shown_width in figures:
+            assert shown_width == natural_width, f"a figure was shrunk to fit: {natural_width} px shown {shown_width} px wide"
+            assert natural_height <= 450
 
-            answers = _notebook(page).locator("details", has=page.locator("summary", has_text="Answers"))
-            assert answers.count() == 1
-            answers.scroll_into_view_if_needed()
-            first_answer = answers.locator("li").first
-            assert answers.evaluate("d => d.open") is False and not first_answer.is_visible()
-            page.screenshot(path=ARTEFACTS / "05-lesson-1-answers-hidden.png")
-            answers.locator("summary").click()
-            assert answers.evaluate("d => d.open") is True and first_answer.is_visible()
-            page.screenshot(path=ARTEFACTS / "06-lesson-1-answers-open.png")
-            _no_news(page)
-        finally:
-            browser.close()
+        answers = _notebook(page).locator("details", has=page.locator("summary", has_text="Answers"))
+        assert answers.count() == 1
+        answers.scroll_into_view_if_needed()
+        first_answer = answers.locator("li").first
+        assert answers.evaluate("d => d.open") is False and not first_answer.is_visible()
+        page.screenshot(path=ARTEFACTS / "05-lesson-1-answers-hidden.png")
+        answers.locator("summary").click()
+        assert answers.evaluate("d => d.open") is True and first_answer.is_visible()
+        page.screenshot(path=ARTEFACTS / "06-lesson-1-answers-open.png")
+        _no_news(page)
     print(f"browser test: {time.monotonic() - began:.0f} s with JupyterLab already started")
 
 
 def test_run_all_in_exercise_1_shows_every_exercise_status(lab: Lab) -> None:
     """Issue 13 item 5: a failing check must not stop Run All (its cell is tagged raises-exception)."""
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -r requirements-site.txt)")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium(REQUIRED) as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(f"{lab.url}/lab/tree/exercises/01-async-handlers.ipynb?token={TOKEN}")
+        _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            page.goto(f"{lab.url}/lab/tree/exercises/01-async-handlers.ipynb?token={TOKEN}")
-            _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
-            try:
-                cells = _run_all(page, "exercise 1")
-            finally:
-                with contextlib.suppress(Exception):  # the last check's status, in view
-                    _notebook(page).locator(".jp-CodeCell").last.locator(".jp-OutputArea").scroll_into_view_if_needed(
-                        timeout=5_000
-                    )
-                page.screenshot(path=ARTEFACTS / "07-exercise-1-run-all.png")
-            checks = [i for i, c in enumerate(cells) if re.search(r"\bcheck\(", c["source"])]
-            assert checks and not set(checks) & set(_never_ran(cells)), (
-                f"checks never run: {sorted(set(checks) & set(_never_ran(cells)))}"
-            )
+            cells = _run_all(page, "exercise 1")
         finally:
-            browser.close()
+            with contextlib.suppress(Exception):  # the last check's status, in view
+                _notebook(page).locator(".jp-CodeCell").last.locator(".jp-OutputArea").scroll_into_view_if_needed(
+                    timeout=5_000
+                )
+            page.screenshot(path=ARTEFACTS / "07-exercise-1-run-all.png")
+        checks = [i for i, c in enumerate(cells) if re.search(r"\bcheck\(", c["source"])]
+        assert checks and not set(checks) & set(_never_ran(cells)), (
+            f"checks never run: {sorted(set(checks) & set(_never_ran(cells)))}"
+        )

@@ -11,12 +11,8 @@ from __future__ import annotations
 import functools
 import html.parser
 import http.server
-import importlib.util
-import os
 import re
-import shutil
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,42 +21,23 @@ import nbformat
 import pytest
 
 from asynclab import authoring
+from tests.browser import chromium, load_tool
+from tests.browser import unavailable as skip_or_fail
 
 ROOT = authoring.ROOT
 OUT = ROOT / "build" / "site"
 SITE = OUT / "html"
 ARTEFACTS = ROOT / "build" / "test-artefacts" / "site"
-REQUIRED = os.environ.get("ASYNCLAB_SITE_REQUIRED") == "1"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
+REQUIRED = "ASYNCLAB_SITE_REQUIRED"  # CI sets it to 1
 
 
-def _load_build_site():  # tools/ is not a package: load the build script as a module
-    spec = importlib.util.spec_from_file_location("build_site", ROOT / "tools" / "build_site.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_site", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_site = _load_build_site()
+build_site = load_tool("build_site")
 LESSONS = build_site.lessons()
 EXERCISES = build_site.exercises()
 
 
 def unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{reason} (ASYNCLAB_SITE_REQUIRED=1: CI must build and test the site)")
-    pytest.skip(reason)
+    skip_or_fail(reason, REQUIRED)
 
 
 @pytest.fixture(scope="module")
@@ -228,48 +205,38 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def test_site_in_headless_chromium(served: str) -> None:
     """Home page, lesson 1's figures loaded, its answers hidden until clicked, then on to lesson 2."""
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"no chromium at {CHROMIUM} (Debian: apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -r requirements-site.txt)")
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     first = LESSONS[1].stem  # lesson 1 (LESSONS[0] is the start-here notebook)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            failed: list[str] = []
-            page.on("requestfailed", lambda request: failed.append(request.url))
-            page.goto(f"{served}/index.html")
-            assert "FastAPI under concurrency" in page.title()
-            page.screenshot(path=ARTEFACTS / "home.png")
+    with chromium(REQUIRED) as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        failed: list[str] = []
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.goto(f"{served}/index.html")
+        assert "FastAPI under concurrency" in page.title()
+        page.screenshot(path=ARTEFACTS / "home.png")
 
-            page.locator("article").get_by_role("link", name=re.compile("Async route handlers")).first.click()
-            page.wait_for_url(f"**/notebooks/{first}.html")
-            page.wait_for_load_state("load")
-            images = page.locator("article img")
-            assert images.count() >= 1
-            sizes = images.evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
-            assert all(done and width > 0 for done, width in sizes), f"a figure did not load: {sizes}"
-            images.first.scroll_into_view_if_needed()
-            page.screenshot(path=ARTEFACTS / "lesson-1-figure.png")
+        page.locator("article").get_by_role("link", name=re.compile("Async route handlers")).first.click()
+        page.wait_for_url(f"**/notebooks/{first}.html")
+        page.wait_for_load_state("load")
+        images = page.locator("article img")
+        assert images.count() >= 1
+        sizes = images.evaluate_all("imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+        assert all(done and width > 0 for done, width in sizes), f"a figure did not load: {sizes}"
+        images.first.scroll_into_view_if_needed()
+        page.screenshot(path=ARTEFACTS / "lesson-1-figure.png")
 
-            answers = page.locator("details", has=page.locator("summary", has_text="Answers"))
-            assert answers.count() == 1
-            first_answer = answers.locator("li").first
-            assert answers.evaluate("d => d.open") is False and not first_answer.is_visible()
-            answers.scroll_into_view_if_needed()
-            page.screenshot(path=ARTEFACTS / "lesson-1-answers-hidden.png")
-            answers.locator("summary").click()
-            assert answers.evaluate("d => d.open") is True and first_answer.is_visible()
-            page.screenshot(path=ARTEFACTS / "lesson-1-answers-open.png")
+        answers = page.locator("details", has=page.locator("summary", has_text="Answers"))
+        assert answers.count() == 1
+        first_answer = answers.locator("li").first
+        assert answers.evaluate("d => d.open") is False and not first_answer.is_visible()
+        answers.scroll_into_view_if_needed()
+        page.screenshot(path=ARTEFACTS / "lesson-1-answers-hidden.png")
+        answers.locator("summary").click()
+        assert answers.evaluate("d => d.open") is True and first_answer.is_visible()
+        page.screenshot(path=ARTEFACTS / "lesson-1-answers-open.png")
 
-            page.locator("a.next-page").click()
-            page.wait_for_url(f"**/notebooks/{LESSONS[2].stem}.html")
-            assert page.locator("article h1").first.inner_text().startswith("2")
-            page.screenshot(path=ARTEFACTS / "lesson-2.png")
-            assert failed == [], f"requests failed: {failed}"
-        finally:
-            browser.close()
+        page.locator("a.next-page").click()
+        page.wait_for_url(f"**/notebooks/{LESSONS[2].stem}.html")
+        assert page.locator("article h1").first.inner_text().startswith("2")
+        page.screenshot(path=ARTEFACTS / "lesson-2.png")
+        assert failed == [], f"requests failed: {failed}"
