@@ -264,11 +264,11 @@ def test_check_passes_in_one_line_and_fails_with_a_short_message(capsys: pytest.
 
     check("0.1", good)
     out = capsys.readouterr().out
-    assert out.startswith("✅ Exercise 0.1 (Say hello) passed") and out.count("\n") == 1
+    assert out.startswith("✅ passed · Exercise 0.1 (Say hello): ") and out.count("\n") == 1
     with pytest.raises(CheckFailed) as info:
         check("0.1", FastAPI)
     message = str(info.value)
-    assert message.startswith("❌ Exercise 0.1 (Say hello): GET /hello answered 404")
+    assert message.startswith("❌ not yet · Exercise 0.1 (Say hello): GET /hello answered 404")
     assert "Hint:" in message and "hint('0.1')" in message
     assert info.value._render_traceback_() == [message]
 

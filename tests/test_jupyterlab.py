@@ -90,7 +90,7 @@ def test_pip_runs_only_when_the_requirements_changed(tmp_path: Path, monkeypatch
 def test_an_environment_installed_offline_needs_no_pip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After docs/instructors.md's offline install every pin is in place: the script must not ask the network."""
     pinned = {**open_course._pins("constraints.txt"), **open_course._pins("requirements.txt")}
-    pins = {name: sorted(versions)[0] for name, versions in pinned.items()}  # one of each package's locked versions
+    pins = {name: min(versions) for name, versions in pinned.items()}  # one of each package's locked versions
     monkeypatch.setattr(open_course, "stamp_path", lambda: tmp_path / "stamp")
     monkeypatch.setattr(open_course, "_installed", pins.get)
     assert open_course.up_to_date() and (tmp_path / "stamp").is_file()

@@ -14,7 +14,7 @@ from asynclab import authoring, checking
 ROOT = authoring.ROOT
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 EXERCISES = sorted((ROOT / "exercises").glob("*.ipynb"))
-CHECK_CELL = re.compile(r'^check\("(\d+\.\d+)"', re.MULTILINE)
+CHECK_CELL = authoring.CHECK_CELL
 
 
 def check_ids(nb: nbformat.NotebookNode) -> list[str]:

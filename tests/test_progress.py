@@ -31,6 +31,10 @@ def test_a_fresh_clone_has_0_solved_and_every_check_fails_with_a_short_message()
     first = survey.results[0]
     assert f"Next: exercise {first.id}" in text and f'hint("{first.id}")' in text
     assert checking.get(first.id).hints[0] in text
+    assert text.count("❌ not yet") == len(EXERCISE_IDS) and "✅" not in text  # a word beside every mark
+    seen = {r.id: r.seen for r in survey.results}
+    assert "/rates" not in seen["1.2"] and "exchange_rates" not in seen["1.2"]  # "find it": the symptom, not the place
+    assert "coroutine" not in seen["2.2"] and "await" not in seen["2.2"]
 
 
 def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_over(tmp_path: Path) -> None:
@@ -47,6 +51,7 @@ def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_
     assert done.returncode == 0, done.stderr
     assert f"{len(EXERCISE_IDS)} of {len(EXERCISE_IDS)} solved" in done.stdout, done.stdout
     assert "❌" not in done.stdout and "did not run cleanly" not in done.stdout
+    assert done.stdout.count("✅ passed") == len(EXERCISE_IDS)
     assert f"{len(progress.expected())}/{len(progress.expected())}" in done.stderr  # the progress bar reached the end
 
 
@@ -88,7 +93,7 @@ def test_broken_notebooks_are_named_and_the_others_still_run(tmp_path: Path) -> 
     assert not by_id[first_check[endless]].solved
     assert all(r.solved for r in survey.results if r.notebook == good)
     text = progress.report(survey)
-    assert f"⚠️  {crash}: cell 2: the kernel died" in text
+    assert f"⚠️ trouble: {crash}: cell 2: the kernel died" in text
 
 
 def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(

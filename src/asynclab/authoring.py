@@ -27,6 +27,11 @@ import nbformat
 
 BEGIN, HANDED_OUT, END = "# BEGIN SOLUTION", "# HANDED OUT", "# END SOLUTION"
 SOLUTION_ONLY = "solution-only"
+# A check cell: ``check("N.M", ...)`` at the start of a line. The one parser of it (progress and the tests use it).
+CHECK_CELL = re.compile(r'^check\(\s*"(\d+\.\d+)"', re.MULTILINE)
+# JupyterLab's Run All goes on past a cell with this tag: in a handed-out notebook every check fails,
+# and the learner must still see every exercise's status. Solutions never carry it, so nbval stays strict there.
+RUN_ALL_GOES_ON = "raises-exception"
 ROOT = Path(__file__).resolve().parents[2]
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 
@@ -112,6 +117,9 @@ def make_exercise(solution: Any) -> Any:
             continue
         if cell.cell_type == "code" and has_markers(cell.source):
             cell.source = stub_source(cell.source)
+        if cell.cell_type == "code" and CHECK_CELL.search(cell.source):
+            tags = [t for t in cell.metadata.get("tags", []) if t != RUN_ALL_GOES_ON]
+            cell.metadata["tags"] = [*tags, RUN_ALL_GOES_ON]
         cells.append(cell)
     nb.cells = cells
     return nb

@@ -237,6 +237,6 @@ def symptoms(service: Path, ids: list[str]) -> list[tuple[str, str, str]]:
             try:
                 line = checking.run(ex.id, service)
             except checking.CheckFailed as failed:
-                line = f"❌ {failed.observed}"
+                line = f"❌ failing · {failed.observed}"
             said.append((ex.id, ex.title, line))
     return said

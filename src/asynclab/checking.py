@@ -30,6 +30,8 @@ import anyio
 
 from asynclab.load import first_error
 
+#: Every mark carries a word: without an emoji font the marks render as empty boxes.
+PASSED, NOT_YET = "✅ passed", "❌ not yet"
 DEFAULT_TIMEOUT = 10.0  # only hanging code gets near it: correct answers finish in well under 3 s
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -37,9 +39,11 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 class CheckFailed(AssertionError):
     """An exercise's check saw behaviour that is not yet right. Its message is meant for the learner."""
 
-    def __init__(self, exercise: str, title: str, observed: str, hint: str) -> None:
+    def __init__(self, exercise: str, title: str, observed: str, hint: str, hint_label: str = "Hint") -> None:
         self.exercise, self.title, self.observed, self.hint = exercise, title, observed, hint
-        super().__init__(f"❌ Exercise {exercise} ({title}): {observed}\nHint: {hint}\nMore help: hint({exercise!r})")
+        super().__init__(
+            f"{NOT_YET} · Exercise {exercise} ({title}): {observed}\n💡 {hint_label}: {hint}\nMore help: hint({exercise!r})"
+        )
 
     def _render_traceback_(self) -> list[str]:
         """IPython and Jupyter show this instead of a traceback: the learner sees the message only."""
@@ -84,6 +88,7 @@ class Exercise:
     run: CheckFunction
     timeout: float = DEFAULT_TIMEOUT
     hints_given: int = field(default=0, compare=False)
+    last_observed: str | None = field(default=None, compare=False)  # what this kernel's previous failed check saw
 
 
 REGISTRY: dict[str, Exercise] = {}
@@ -324,7 +329,8 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
             raised(leaf),
             "Fix that error first: the check calls your code just as a server would.",
         )
-    return f"✅ Exercise {ex.id} ({ex.title}) passed: {value}"
+    ex.last_observed = None
+    return f"{PASSED} · Exercise {ex.id} ({ex.title}): {value}"
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -349,13 +355,26 @@ def check(id: str, *answer: Any, timeout: float | None = None) -> None:
     print(run(id, *answer, timeout=timeout))
 
 
+SAME_AS_BEFORE = " (The same as your previous check: the app still behaves as it did then.)"
+
+
 def _failed(ex: Exercise, observed: str, hint: int | str) -> CheckFailed:
-    text = ex.hints[hint] if isinstance(hint, int) else hint
-    return CheckFailed(ex.id, ex.title, observed, text)
+    """The learner's failure message; a hint from the list counts as given, so ``hint()`` goes on from the next one."""
+    said = observed + SAME_AS_BEFORE if observed == ex.last_observed else observed
+    ex.last_observed = observed
+    if isinstance(hint, str):
+        return CheckFailed(ex.id, ex.title, said, hint)
+    if hint == ex.hints_given:
+        ex.hints_given += 1
+    return CheckFailed(ex.id, ex.title, said, ex.hints[hint], f"Hint {hint + 1} of {len(ex.hints)}")
 
 
 def next_hint(id: str) -> str:
-    """The next hint for exercise ``id`` (the last one repeats)."""
+    """The next hint for exercise ``id`` (the last one repeats).
+
+    A failed check that showed a hint from the list counts it as given: the next ``hint()`` adds
+    something the message did not say.
+    """
     ex = get(id)
     number = min(ex.hints_given, len(ex.hints) - 1)
     ex.hints_given += 1

@@ -49,7 +49,7 @@ def report(path: Path = REQUIREMENTS) -> list[Package]:
     print(f"Python {platform.python_version()} on {platform.system()} · kernel: {Path(sys.executable).name} in {'a virtual environment' if sys.prefix != sys.base_prefix else 'the system Python'}")
     wrong = []
     for p in packages(path):
-        mark = "✅" if p.ok else "❌"
+        mark = "✅ ok     " if p.ok else "❌ differs"
         print(f"{mark} {p.name:<15} pinned {p.pinned:<9} installed {p.installed or 'missing'}")
         if not p.ok:
             wrong.append(p)

@@ -1,8 +1,8 @@
 """``python -m asynclab progress``: run every exercise notebook headless and say which checks pass.
 
 Each notebook in the learner's ``exercises/`` folder runs top to bottom in its own kernel, as
-"Restart and run all" would, and is never written back. A check cell that printed its ✅ line
-counts as solved. A notebook that cannot run (a syntax error, a kernel that dies, a cell that
+"Restart and run all" would, and is never written back. A check cell that printed its "✅ passed"
+line counts as solved. A notebook that cannot run (a syntax error, a kernel that dies, a cell that
 never ends) is reported with the cell and what happened, and the other notebooks still run.
 """
 
@@ -25,8 +25,8 @@ from nbclient.exceptions import DeadKernelError
 
 from asynclab import authoring, checking
 
-CHECK_CELL = re.compile(r'^check\(\s*"(\d+\.\d+)"', re.MULTILINE)
-PASSED = re.compile(r"✅ Exercise (\d+\.\d+)")
+CHECK_CELL = authoring.CHECK_CELL
+PASSED = re.compile(re.escape(checking.PASSED) + r" · Exercise (\d+\.\d+)")
 CELL_LIMIT = 20.0  # a lesson cell takes about 2 s; only a cell that never ends gets near this
 CHECK_CELL_LIMIT = 60.0  # a check stops itself first (10 s, or 40 s for a real two-worker server)
 TIMED_OUT = "CellTimedOut"
@@ -44,8 +44,8 @@ class Result:
     section: str
     notebook: str
     solved: bool = False
-    seen: str = ""  # what the check saw (its ❌ line), or why it could not run
-    check_failed: bool = False  # the check ran and said ❌ (rather than the notebook breaking first)
+    seen: str = ""  # what the check saw (its "❌ not yet" line), or why it could not run
+    check_failed: bool = False  # the check ran and said "❌ not yet" (rather than the notebook breaking first)
     short: bool = True  # the notebook showed the learner one short message, not a traceback
 
 
@@ -107,10 +107,10 @@ def _error_line(output: Any) -> str:
 
 
 def _check_message(output: Any) -> str:
-    """The ❌ line of a failed check, without its hint lines (those are shown for the next exercise only)."""
+    """The "❌ not yet" line of a failed check, without its hint lines (those are shown for the next exercise only)."""
     text = "\n".join(output.get("traceback") or [output.get("evalue", "")])
     first = text.strip().splitlines()[0] if text.strip() else ""
-    return re.sub(r"^❌ Exercise \S+ \([^)]*\): ", "", first)
+    return re.sub("^" + re.escape(checking.NOT_YET) + r" · Exercise \S+ \([^)]*\): ", "", first)
 
 
 async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble], cell_limit: float) -> None:
@@ -263,23 +263,23 @@ def report(result: Survey, root: Path = authoring.ROOT) -> str:
         if r.section != section:
             section = r.section
             lines.append(f"  {section}")
-        lines.append(f"    {'✅' if r.solved else '❌'}  {r.id:<4} {r.title}")
+        lines.append(f"    {checking.PASSED if r.solved else checking.NOT_YET:<11} {r.id:<4} {r.title}")
     lines += ["", f"{bar(result.solved, result.total)}  {result.solved} of {result.total} solved", ""]
     nxt = result.next_up()
     if nxt is None:
-        lines.append("🎉 Every exercise passes its check. Well done!")
+        lines.append("🎉 Done: every exercise passes its check. Well done!")
     else:
         lines += [
             f"Next: exercise {nxt.id} ({nxt.title}) in {where}/{nxt.notebook}",
             f"  The check saw: {nxt.seen}",
-            f"  Hint: {checking.get(nxt.id).hints[0]}",
+            f"  💡 Hint: {checking.get(nxt.id).hints[0]}",
             f'  More hints in the notebook: hint("{nxt.id}")',
         ]
     if result.troubles:
         lines += ["", "Notebooks that did not run cleanly:"]
         for t in result.troubles:
             at = f"cell {t.cell}: " if t.cell else ""
-            lines.append(f"  ⚠️  {t.notebook}: {at}{t.what}")
+            lines.append(f"  ⚠️ trouble: {t.notebook}: {at}{t.what}")
         lines.append("  Open it, fix that cell (or start over with `python -m asynclab reset NN`), then run this again.")
     lines += ["", f"(checked in {result.seconds:.0f} s)"]
     return "\n".join(lines)

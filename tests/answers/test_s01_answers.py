@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 
 import anyio
@@ -10,6 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from asynclab import checking
 from asynclab.services import ShopBackend, WeatherService
 from tests.conftest import fails, passes
 
@@ -195,8 +197,28 @@ def test_1_2_accepts_a_def_route_and_an_offloaded_call() -> None:
     passes("1.2", shop(rates="offloaded"))
 
 
-def test_1_2_rejects_the_handed_out_shop() -> None:
-    fails("1.2", shop(), saying="GET /rates: 6 of 6 calls to shop.exchange_rates() blocked the event-loop thread")
+def test_1_2_rejects_the_handed_out_shop_by_its_symptom_without_naming_the_route() -> None:
+    """A "find it" exercise: the message says what is wrong, the hints say where, the last one names the route."""
+    checking.get("1.2").hints_given = 0
+    failure = fails("1.2", shop(), saying="one of the shop's 5 routes blocks the event loop: 6 concurrent requests to it went through one at a time")
+    assert "/rates" not in str(failure) and "exchange_rates" not in str(failure)
+    assert "/rates" not in checking.next_hint("1.2")  # the first hint() after the message: how to find it
+    assert "It is GET /rates" in checking.next_hint("1.2")  # the next one: where it is
+
+
+def test_1_2_a_wrong_fix_of_the_right_route_is_named_by_what_changed() -> None:
+    def waits_for_a_thread(backend: ShopBackend) -> FastAPI:
+        app = shop(rates="deleted")(backend)
+
+        @app.get("/rates")
+        async def rates() -> dict[str, float]:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(backend.exchange_rates).result()
+
+        return app
+
+    failure = fails("1.2", waits_for_a_thread, saying="GET /rates: 6 of 6 calls to shop.exchange_rates() ran in another thread, but the event loop waited")
+    assert "Await the offloaded call" in failure.hint
 
 
 def test_1_2_rejects_fixing_the_wrong_route() -> None:

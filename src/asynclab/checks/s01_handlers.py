@@ -92,13 +92,24 @@ SHOP_ROUTES: dict[str, tuple[Callable[[int], str], Callable[[int], Any]]] = {
 }
 
 
+#: 1.2 is a "find it" exercise: the failure says what a learner can observe; only the last hint names the route.
+FIND_IT = "exchange_rates"
+
+
 @exercise(
     "1.2",
     "Find and fix the blocking route",
     hints=[
         "Look only at the `async def` handlers: in each, is every slow call awaited?",
-        "A call that is not awaited inside `async def` runs on the event-loop thread; if it is slow, everything waits.",
-        "One route calls a blocking SDK method inside `async def`: make that route a plain `def`, or offload the call with anyio.to_thread.run_sync.",
+        (
+            "To find the route, measure each one as the check does: `print(await load(client, path, n=6))` for every path "
+            "(e.g. /products/1), and look for the one whose 6 requests take as long as 6 in a row. "
+            "A `def` handler runs in a worker thread, so it is not the one."
+        ),
+        (
+            "It is GET /rates: shop.exchange_rates() is a blocking SDK call inside `async def`. Make that route a plain `def`, "
+            "or offload the call with `await anyio.to_thread.run_sync(shop.exchange_rates)`."
+        ),
     ],
 )
 async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
@@ -118,15 +129,28 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
             stats = shop.record.of(operation)
             if stats.calls < n:
                 fail(f"GET {path(0)}: {n} requests made {stats.calls} calls to shop.{operation}()", "Keep every route calling the same back end.")
+            if stats.on_loop and operation == FIND_IT:
+                fail(
+                    f"one of the shop's {len(SHOP_ROUTES) + 1} routes blocks the event loop: {n} concurrent requests to it "
+                    f"went through one at a time (at most {stats.peak} in the shop's back end at once), and the event "
+                    "loop could run nothing else while each one was being answered.",
+                    0,
+                )
             if stats.on_loop:
                 fail(
                     f"GET {path(0)}: {stats.on_loop} of {n} calls to shop.{operation}() blocked the event-loop thread.",
-                    2 if operation == "exchange_rates" else "That route was fine as handed out: a `def` handler already runs in a worker thread.",
+                    "That route was fine as handed out: a `def` handler already runs in a worker thread.",
                 )
             if watch.loop_waited > waited_before:
-                fail(f"GET {path(0)}: {watch.loop_waited - waited_before} of {n} calls to shop.{operation}() " + WAITED.format(it="them"), 2)
+                fail(
+                    f"GET {path(0)}: {watch.loop_waited - waited_before} of {n} calls to shop.{operation}() " + WAITED.format(it="them"),
+                    "Await the offloaded call (`await anyio.to_thread.run_sync(...)`) instead of waiting for its result, or make the handler a plain `def`.",
+                )
             if stats.peak < n // 2:
-                fail(f"GET {path(0)}: only {stats.peak} of {n} requests were inside shop.{operation}() at once", 1)
+                fail(
+                    f"GET {path(0)}: only {stats.peak} of {n} requests were inside shop.{operation}() at once",
+                    "Let the calls overlap: no lock and no single worker thread around them.",
+                )
     return (
         f"all {len(SHOP_ROUTES)} routes served {n} concurrent requests each, and no route blocked the event loop: no call "
         f"ran on its thread, and it ran other work during each of the {watch.calls} blocking calls."

@@ -112,6 +112,7 @@ async def tests_catch_blocking(answer: Any) -> str:
 
 
 PDF, RATES = "GET /invoices/{number}/pdf", "GET /rates"
+NOISE = 2  # stall reports a loaded machine may cause by itself during the check
 
 
 @exercise(
@@ -145,17 +146,20 @@ async def watchdog_names_the_route(factory: Any) -> str:
     named = [r.route for r in said]
     if not said:
         fail(f"the watchdog logged nothing while {PDF} held the event loop for {RENDER_SECONDS} s, {renders} times")
-    awaiting = [route for route in named if route not in (PDF, "no request")]
-    if awaiting:
+    # A busy machine can leave the loop late now and then by itself: up to NOISE such reports are the
+    # machine's, not the app's. A threshold that reports ordinary loop turns makes far more.
+    others = [route for route in named if route != PDF]
+    awaiting = [route for route in others if route != "no request"]
+    if len(others) > NOISE and awaiting:
         fail(f"the watchdog named {awaiting[0]}, which waits {UPSTREAM_SECONDS} s but awaits (the loop was free): "
              f"{len(said)} reports in all", "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it.")
     if PDF not in named:
-        many = len(said) > renders
+        many = len(said) > renders + NOISE
         fail(f"the watchdog logged {len(said)} stall{'s' * (len(said) != 1)} for {renders} PDF renders, naming no route ('no request')"
              + (": far more reports than stalls" if many else ""),
              "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it." if many else 1)
-    if named.count(PDF) != renders or len(said) != renders:
+    if named.count(PDF) != renders or len(others) > NOISE:
         fail(f"the watchdog logged {len(said)} reports ({', '.join(sorted(set(named)))}) for {renders} stalls by {PDF}: "
              "expected one report per stall", 0)
     return (f"{renders} stalls by {PDF} reported once each, with the loop thread's stack; "
-            f"nothing for {RATES} ({UPSTREAM_SECONDS} s, awaited) or /health.")
+            f"{len(others)} other report(s), at most {NOISE} allowed for a busy machine, while {RATES} waited {UPSTREAM_SECONDS} s, awaited.")
