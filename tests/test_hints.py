@@ -16,9 +16,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from fastapi import FastAPI
-from nbclient import NotebookClient
 
 from asynclab import authoring, checking, progress
+from asynclab.notebook import kernel_client
 
 ROOT = authoring.ROOT
 EXERCISE_NOTEBOOKS = sorted((ROOT / "exercises").glob("*.ipynb"))
@@ -112,10 +112,8 @@ def test_run_all_shows_every_exercise_and_the_first_hint_is_new(path: Path) -> N
         if found:
             cells.append(nbformat.v4.new_code_cell(f'hint("{found[1]}")'))
     nb.cells = cells
-    client = NotebookClient(
-        nb, timeout=90, allow_errors=False, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    client.execute()  # raises CellExecutionError at the first failing cell that is not tagged
+    with kernel_client(nb, path.parent, timeout=90, allow_errors=False) as client:
+        client.execute()  # raises CellExecutionError at the first failing cell that is not tagged
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code), "every cell ran"
     for check_cell, hint_cell in itertools.pairwise(code):

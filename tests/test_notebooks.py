@@ -7,9 +7,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from asynclab import authoring, checking
+from asynclab.notebook import kernel_client
 
 ROOT = authoring.ROOT
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
@@ -70,8 +70,8 @@ def test_an_exception_group_fails_a_notebook_cell() -> None:
             "async with anyio.create_task_group() as tg:\n    tg.start_soon(anyio.sleep, 0.01)\n    assert False, 'a claim'"
         ),
     ]
-    with pytest.raises(CellExecutionError, match="a claim"):
-        NotebookClient(nb, timeout=30, kernel_name="python3").execute()
+    with pytest.raises(CellExecutionError, match="a claim"), kernel_client(nb, ROOT, timeout=30) as client:
+        client.execute()
 
 
 LESSONS = sorted((ROOT / "notebooks").glob("0[1-9]-*.ipynb"))

@@ -66,12 +66,11 @@ def execute(path: Path, logs: Path) -> tuple[str, float]:
     """Run one notebook top to bottom in a fresh kernel; return it (as JSON) and the seconds it took.
 
     The kernel's own stderr (start-up chatter) goes to logs/<name>.log; cell errors still stop the build."""
-    from nbclient import NotebookClient
+    from asynclab.notebook import kernel_client
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     start = time.monotonic()
-    with (logs / f"{path.stem}.log").open("w", encoding="utf-8") as log:
+    with kernel_client(nb, path.parent, timeout=CELL_TIMEOUT) as client, (logs / f"{path.stem}.log").open("w", encoding="utf-8") as log:
         client.execute(stderr=log)
     return nbformat.writes(nb), time.monotonic() - start
 

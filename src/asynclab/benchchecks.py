@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from nbclient import NotebookClient
-
 from asynclab import authoring, checking
+from asynclab.notebook import kernel_client
 
 TIMED = re.compile(r"^BENCH (\d+\.\d+) (\S+) (\S+) (.*)$", re.MULTILINE)
 REAL_WORKERS = {"7.1", "7.2", "8.7"}  # the checks that start `uvicorn --workers 2`
@@ -66,13 +65,11 @@ async def _run(path: Path) -> dict[str, tuple[float, float, str]]:
     for cell in nb.cells:
         if cell.cell_type == "code" and (found := re.match(r'^check\(\s*"(\d+\.\d+)"', cell.source)):
             cell.source = f"_CHECK_ID = {found.group(1)!r}\n" + _timed(cell.source)
-    client = NotebookClient(
-        nb, timeout=120, allow_errors=True, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
-    async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code":
-                await client.async_execute_cell(cell, index)
+    with kernel_client(nb, path.parent, timeout=120, allow_errors=True) as client:
+        async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type == "code":
+                    await client.async_execute_cell(cell, index)
     found: dict[str, tuple[float, float, str]] = {}
     for cell in nb.cells:
         for output in cell.get("outputs", []):

@@ -1,4 +1,6 @@
-"""Make a notebook report every failure: IPython 9 does not report an escaping ExceptionGroup as an error.
+"""Notebook plumbing: report every failure in a cell, and run notebooks headless without port races.
+
+IPython 9 does not report an escaping ExceptionGroup as an error.
 
 Without this, a cell whose ``assert`` fails inside a task group prints a traceback to stderr and
 still counts as passed, for the learner and for nbval alike.
@@ -6,9 +8,18 @@ still counts as passed, for the learner and for nbval alike.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # nbclient is imported on use: `import asynclab` stays light for uvicorn workers
+    from nbclient import NotebookClient
 
 
 def _show_group(
@@ -28,3 +39,29 @@ def report_exception_groups() -> None:
     shell = get_ipython()
     if shell is not None and BaseExceptionGroup not in shell.custom_exceptions:
         shell.set_custom_exc((BaseExceptionGroup,), _show_group)
+
+
+@contextmanager
+def kernel_client(nb: Any, folder: Path, **options: Any) -> Iterator[NotebookClient]:
+    """An nbclient ``NotebookClient`` for ``nb``, run with ``folder`` as its working directory.
+
+    On Linux and macOS its kernel talks over Unix sockets in a private temporary folder instead of
+    TCP ports: a kernel picks its five ports before it binds them, and a server starting at the same
+    moment (the course starts many) can take one first ("Address already in use": the kernel dies).
+    The folder is removed when the block ends.
+    """
+    from nbclient import NotebookClient
+
+    options.setdefault("kernel_name", "python3")
+    options.setdefault("resources", {"metadata": {"path": str(folder)}})
+    if os.name != "posix":
+        yield NotebookClient(nb, **options)
+        return
+    from jupyter_client.manager import AsyncKernelManager
+
+    sockets = tempfile.mkdtemp(prefix="asynclab-kernel-")
+    try:
+        manager = AsyncKernelManager(kernel_name=options["kernel_name"], transport="ipc", ip=os.path.join(sockets, "k"))
+        yield NotebookClient(nb, km=manager, **options)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)

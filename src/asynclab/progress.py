@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import nbformat
-from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
 from asynclab import authoring, checking
+from asynclab.notebook import kernel_client
 
 CHECK_CELL = authoring.CHECK_CELL
 PASSED = re.compile(re.escape(checking.PASSED) + r" · Exercise (\d+\.\d+)")
@@ -117,52 +117,50 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
     """Run one notebook in a fresh kernel and fill in ``plan``."""
     by_id = {r.id: r for r in plan}
     nb = authoring.read(path)
-    client = NotebookClient(
-        nb,
-        timeout=int(cell_limit),
-        allow_errors=True,
-        interrupt_on_timeout=True,
-        error_on_timeout={"ename": TIMED_OUT, "evalue": "", "traceback": []},
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-        log=_QUIET,
-    )
+    options: dict[str, Any] = {
+        "timeout": int(cell_limit),
+        "allow_errors": True,
+        "interrupt_on_timeout": True,
+        "error_on_timeout": {"ename": TIMED_OUT, "evalue": "", "traceback": []},
+        "log": _QUIET,
+    }
     first_error: Trouble | None = None
     number = 0
     try:
-        async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                number += 1
-                ids = CHECK_CELL.findall(cell.source)
-                client.timeout = int(CHECK_CELL_LIMIT if ids else cell_limit)
-                await client.async_execute_cell(cell, index, execution_count=number)
-                errors = [o for o in cell.outputs if o.output_type == "error"]
-                printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
-                for id in ids:
-                    if id not in by_id:
+        with kernel_client(nb, path.parent, **options) as client:
+            async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
                         continue
-                    result = by_id[id]
-                    if id in PASSED.findall(printed) and not errors:
-                        result.solved = True
-                    elif errors and errors[0].get("ename") == "CheckFailed":
-                        result.seen = _check_message(errors[0])
-                        result.check_failed = True
-                        result.short = len(errors[0].get("traceback") or []) == 1
-                    elif first_error is not None:
-                        result.seen = f"could not be checked: cell {first_error.cell} failed first ({first_error.what})"
-                    elif errors:
-                        result.seen = f"the check cell raised {_error_line(errors[0])}"
-                    else:
-                        result.seen = "the check cell ran but printed no result"
-                if errors and not ids and first_error is None:
-                    what = (
-                        f"it ran for more than {cell_limit:.0f} s and was interrupted (an endless loop?)"
-                        if errors[0].get("ename") in (TIMED_OUT, "KeyboardInterrupt")
-                        else f"it raised {_error_line(errors[0])}"
-                    )
-                    first_error = Trouble(path.name, number, what)
+                    number += 1
+                    ids = CHECK_CELL.findall(cell.source)
+                    client.timeout = int(CHECK_CELL_LIMIT if ids else cell_limit)
+                    await client.async_execute_cell(cell, index, execution_count=number)
+                    errors = [o for o in cell.outputs if o.output_type == "error"]
+                    printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+                    for id in ids:
+                        if id not in by_id:
+                            continue
+                        result = by_id[id]
+                        if id in PASSED.findall(printed) and not errors:
+                            result.solved = True
+                        elif errors and errors[0].get("ename") == "CheckFailed":
+                            result.seen = _check_message(errors[0])
+                            result.check_failed = True
+                            result.short = len(errors[0].get("traceback") or []) == 1
+                        elif first_error is not None:
+                            result.seen = f"could not be checked: cell {first_error.cell} failed first ({first_error.what})"
+                        elif errors:
+                            result.seen = f"the check cell raised {_error_line(errors[0])}"
+                        else:
+                            result.seen = "the check cell ran but printed no result"
+                    if errors and not ids and first_error is None:
+                        what = (
+                            f"it ran for more than {cell_limit:.0f} s and was interrupted (an endless loop?)"
+                            if errors[0].get("ename") in (TIMED_OUT, "KeyboardInterrupt")
+                            else f"it raised {_error_line(errors[0])}"
+                        )
+                        first_error = Trouble(path.name, number, what)
     except DeadKernelError:
         first_error = Trouble(path.name, number, "the kernel died while running it (did the code exit Python or crash it?)")
         for result in plan:
