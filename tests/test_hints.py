@@ -90,7 +90,7 @@ def test_solutions_carry_no_such_tag_so_nbval_stays_strict() -> None:
     """nbval lets a tagged cell raise: in solutions/ every check must pass, so only exercises are tagged."""
     tagged = [
         path.name
-        for path in sorted((authoring.ROOT / "solutions").glob("*.ipynb"))
+        for path in authoring.solutions()
         for cell in authoring.read(path).cells
         if authoring.RUN_ALL_GOES_ON in cell.metadata.get("tags", [])
     ]

@@ -260,8 +260,9 @@ def _homes(hub: Hub) -> None:
     """alice has solved notebook 01, bob has it as handed out, carol has not started (no notebooks)."""
     for name in LEARNERS:
         (hub.folder / "homes" / name / "exercises").mkdir(parents=True)
-    shutil.copy(ROOT / "solutions" / "01-async-handlers.ipynb", hub.folder / "homes" / "alice" / "exercises")
-    shutil.copy(ROOT / "exercises" / "01-async-handlers.ipynb", hub.folder / "homes" / "bob" / "exercises")
+    name = authoring.exercise_name(authoring.find_solution("1"))
+    shutil.copy(authoring.find_solution("1"), hub.folder / "homes" / "alice" / "exercises" / name)
+    shutil.copy(ROOT / "exercises" / name, hub.folder / "homes" / "bob" / "exercises" / name)
 
 
 async def _room(hub: Hub, class_folder: Path) -> dict[str, Any]:

@@ -12,8 +12,7 @@ from asynclab import authoring, checking
 from asynclab.notebook import kernel_client
 
 ROOT = authoring.ROOT
-SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
-EXERCISES = sorted((ROOT / "exercises").glob("*.ipynb"))
+SOLUTIONS = authoring.solutions()
 CHECK_CELL = authoring.CHECK_CELL
 
 
@@ -27,11 +26,35 @@ def test_notebook_is_clean(path: Path) -> None:
     assert path.read_text(encoding="utf-8") == authoring.dumps(authoring.clean(authoring.read(path)))
 
 
-def test_every_section_has_lesson_exercise_and_solution() -> None:
-    lessons = {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")} - {"00-start-here.ipynb"}
-    assert lessons, "no lessons found"
-    assert {p.name for p in SOLUTIONS} == lessons
-    assert {p.name for p in EXERCISES} == lessons
+def test_every_section_has_a_lesson_an_exercise_and_a_solution_told_apart_by_name() -> None:
+    """JupyterLab's tab shows a file's name alone, cut short when tabs are narrow: the three names differ early."""
+    sections = {authoring.section(p) for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")} - {"00-start-here"}
+    assert len(sections) >= 9, "no lessons found"
+    for role in authoring.ROLES:
+        found = {p.name for p in (ROOT / role).glob("*.ipynb")} - {"00-start-here.ipynb"}
+        assert found == {authoring.named(s, role) for s in sections}, f"{role}/ does not hold one notebook per section"
+    for name in sections:
+        three = [authoring.named(name, role) for role in authoring.ROLES]
+        assert len({n[:12] for n in three}) == 3, f"{three} look alike in a narrow tab"
+        assert {authoring.section(n) for n in three} == {name}
+
+
+def test_an_old_exercise_name_carries_the_learners_work_over(tmp_path: Path) -> None:
+    """A learner who has worked in ``01-async-handlers.ipynb`` (the old name) keeps that work under the new name,
+    unless the new file holds work too: then both stay."""
+    first, second = SOLUTIONS[:2]
+    (tmp_path / f"{authoring.section(first)}.ipynb").write_text("my work on 1", encoding="utf-8")
+    authoring.reset(first, tmp_path)  # the new name, as handed out
+    (tmp_path / f"{authoring.section(second)}.ipynb").write_text("my work on 2", encoding="utf-8")
+    (tmp_path / authoring.exercise_name(second)).write_text("newer work on 2", encoding="utf-8")
+
+    moved = authoring.adopt_old_names(tmp_path)
+
+    assert [(old.name, new.name) for old, new in moved] == [(f"{authoring.section(first)}.ipynb", authoring.exercise_name(first))]
+    assert (tmp_path / authoring.exercise_name(first)).read_text(encoding="utf-8") == "my work on 1"
+    assert (tmp_path / f"{authoring.section(second)}.ipynb").read_text(encoding="utf-8") == "my work on 2"
+    assert (tmp_path / authoring.exercise_name(second)).read_text(encoding="utf-8") == "newer work on 2"
+    assert authoring.adopt_old_names(tmp_path) == []
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
@@ -49,8 +72,8 @@ def test_exercise_is_generated_from_its_solution(solution: Path) -> None:
 def test_each_section_has_at_least_two_checked_exercises(solution: Path) -> None:
     ids = check_ids(authoring.read(solution))
     assert len(ids) >= 2 and len(set(ids)) == len(ids)
-    section = str(int(solution.name[:2]))
-    assert all(i.split(".")[0] == section for i in ids)
+    number = str(int(solution.name[:2]))
+    assert all(i.split(".")[0] == number for i in ids)
 
 
 def test_every_registered_exercise_is_in_a_solution() -> None:
@@ -88,6 +111,17 @@ def test_lesson_has_the_episode_shape(lesson: Path) -> None:
     assert "| The guide says | We measured" in text
     assert "## Key points" in text and "## Check your understanding" in text
     assert nb.cells[-1].cell_type == "code" and "nothing_left_running()" in nb.cells[-1].source
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.name)
+def test_lesson_sends_the_learner_to_its_own_exercise(lesson: Path) -> None:
+    """The lesson's last word names its exercise notebook, by a link that resolves (not the lesson's own name)."""
+    text = "\n".join(c.source for c in authoring.read(lesson).cells if c.cell_type == "markdown")
+    links = re.findall(r"\]\((\.\./exercises/[^)#\s]+\.ipynb)\)", text)
+    assert links == [f"../exercises/{authoring.exercise_name(lesson)}"]
+    assert (lesson.parent / links[0]).is_file()
+    named = set(re.findall(r"\b(?:exercises|solutions)/\d\d-[\w-]+\.ipynb", text))
+    assert all((ROOT / n).is_file() for n in named), f"{sorted(named)} name a notebook that does not exist"
 
 
 ANSWERS_OPEN = "<details><summary>Answers</summary>\n\n"

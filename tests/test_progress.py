@@ -39,7 +39,10 @@ def test_a_fresh_clone_has_0_solved_and_every_check_fails_with_a_short_message()
 
 def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_over(tmp_path: Path) -> None:
     learner = tmp_path / "exercises"
-    shutil.copytree(ROOT / "solutions", learner)
+    authoring.write_solved(learner)
+    first = authoring.solutions()[0]
+    old_name = learner / f"{authoring.section(first)}.ipynb"  # one file still under the name it had before the rename
+    (learner / authoring.exercise_name(first)).replace(old_name)
     done = subprocess.run(
         [sys.executable, "-m", "asynclab", "progress", "--folder", str(learner)],
         check=False,
@@ -52,6 +55,8 @@ def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_
     assert f"{len(EXERCISE_IDS)} of {len(EXERCISE_IDS)} solved" in done.stdout, done.stdout
     assert "❌" not in done.stdout and "did not run cleanly" not in done.stdout
     assert done.stdout.count("✅ passed") == len(EXERCISE_IDS)
+    assert f"your {old_name.name} is now {authoring.exercise_name(first)}" in done.stdout
+    assert not old_name.exists()
     assert f"{len(progress.expected())}/{len(progress.expected())}" in done.stderr  # the progress bar reached the end
 
 
@@ -79,7 +84,7 @@ def test_broken_notebooks_are_named_and_the_others_still_run(tmp_path: Path) -> 
     }
     for name, nb in broken.items():
         nbformat.write(nb, tmp_path / name)
-    shutil.copy(ROOT / "solutions" / good, tmp_path / good)
+    shutil.copy(authoring.find_solution(good), tmp_path / good)
     survey = progress.survey(tmp_path, cell_limit=15)
     trouble = {t.notebook: (t.cell, t.what) for t in survey.troubles}
     assert trouble[syntax][0] == 1 and trouble[syntax][1].startswith("it raised SyntaxError: invalid syntax")
@@ -104,27 +109,28 @@ def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(
     assert authoring.find_solution("03") == authoring.find_solution("3") == solution
     with pytest.raises(LookupError, match="no exercise notebook matches"):
         authoring.find_solution("42")
-    mine = tmp_path / solution.name
+    mine = tmp_path / authoring.exercise_name(solution)
     mine.write_text("my work", encoding="utf-8")
     command = ["reset", "3", "--folder", str(tmp_path)]
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: nobody to ask
     assert cli.main(command) == 1 and "add --yes" in capsys.readouterr().err
     assert mine.read_text(encoding="utf-8") == "my work"
     assert cli.main([*command, "--yes"]) == 0
-    assert mine.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.name).read_text(encoding="utf-8")
-    assert (tmp_path / f"{solution.name}.bak").read_text(encoding="utf-8") == "my work"
+    assert mine.read_text(encoding="utf-8") == (ROOT / "exercises" / mine.name).read_text(encoding="utf-8")
+    assert (tmp_path / f"{mine.name}.bak").read_text(encoding="utf-8") == "my work"
     capsys.readouterr()
     assert cli.main([*command, "--yes"]) == 0 and "already as handed out" in capsys.readouterr().out
 
 
 def test_reset_of_the_capstone_restores_its_service_file_too(tmp_path: Path) -> None:
     solution = authoring.find_solution("8")
-    (tmp_path / solution.stem).mkdir()
-    service = tmp_path / solution.stem / "orders_service.py"
+    folder = authoring.section(solution)  # the module folder is named for the section, like the lesson
+    (tmp_path / folder).mkdir()
+    service = tmp_path / folder / "orders_service.py"
     service.write_text("my fixes", encoding="utf-8")
     written = authoring.reset(solution, tmp_path)
-    assert service in written and (tmp_path / solution.name) in written
-    assert service.read_text(encoding="utf-8") == (ROOT / "exercises" / solution.stem / "orders_service.py").read_text(encoding="utf-8")
+    assert service in written and (tmp_path / authoring.exercise_name(solution)) in written
+    assert service.read_text(encoding="utf-8") == (ROOT / "exercises" / folder / "orders_service.py").read_text(encoding="utf-8")
     assert service.with_name("orders_service.py.bak").read_text(encoding="utf-8") == "my fixes"
 
 

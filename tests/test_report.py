@@ -22,11 +22,11 @@ def validate(data: object) -> None:
 
 def a_survey() -> progress.Survey:
     results = [
-        progress.Result("1.1", "Unblock", "1 · Handlers", "01-async-handlers.ipynb", solved=True),
-        progress.Result("1.2", "Next", "1 · Handlers", "01-async-handlers.ipynb", seen="8 of 8 calls ran on the loop", check_failed=True),
-        progress.Result("2.1", "Deps", "2 · Deps", "02-async-dependencies.ipynb", seen="02-async-dependencies.ipynb is missing"),
+        progress.Result("1.1", "Unblock", "1 · Handlers", "01-exercises-async-handlers.ipynb", solved=True),
+        progress.Result("1.2", "Next", "1 · Handlers", "01-exercises-async-handlers.ipynb", seen="8 of 8 calls ran on the loop", check_failed=True),
+        progress.Result("2.1", "Deps", "2 · Deps", "02-exercises-async-dependencies.ipynb", seen="02-exercises-async-dependencies.ipynb is missing"),
     ]
-    return progress.Survey(Path("exercises"), results, [progress.Trouble("02-async-dependencies.ipynb", 0, "the notebook is missing")], 12.345)
+    return progress.Survey(Path("exercises"), results, [progress.Trouble("02-exercises-async-dependencies.ipynb", 0, "the notebook is missing")], 12.345)
 
 
 def test_the_schema_is_valid_and_the_docs_copy_is_the_same() -> None:
@@ -36,7 +36,7 @@ def test_the_schema_is_valid_and_the_docs_copy_is_the_same() -> None:
 
 def test_a_report_built_from_a_survey_has_every_field_and_passes_the_schema() -> None:
     data = report.build(
-        a_survey(), learner="alice", ran_at="2026-11-30T12:00:00Z", notebook_seconds={"01-async-handlers.ipynb": 4.5},
+        a_survey(), learner="alice", ran_at="2026-11-30T12:00:00Z", notebook_seconds={"01-exercises-async-handlers.ipynb": 4.5},
         course={"version": "0.1.0", "commit": None},
     )
     validate(data)
@@ -44,9 +44,9 @@ def test_a_report_built_from_a_survey_has_every_field_and_passes_the_schema() ->
     assert [(e["id"], e["solved"], e["seen"], e["seconds"]) for e in data["exercises"]] == [
         ("1.1", True, "", 4.5),  # both exercises of notebook 01 carry its run time
         ("1.2", False, "8 of 8 calls ran on the loop", 4.5),
-        ("2.1", False, "02-async-dependencies.ipynb is missing", None),  # that notebook never ran
+        ("2.1", False, "02-exercises-async-dependencies.ipynb is missing", None),  # that notebook never ran
     ]
-    assert data["troubles"] == [{"notebook": "02-async-dependencies.ipynb", "cell": 0, "what": "the notebook is missing"}]
+    assert data["troubles"] == [{"notebook": "02-exercises-async-dependencies.ipynb", "cell": 0, "what": "the notebook is missing"}]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,8 @@ def test_the_command_prints_and_writes_a_valid_report(tmp_path: Path) -> None:
     """One real run, quick: only notebook 01 (solved) is there, the others are missing."""
     learner = tmp_path / "exercises"
     learner.mkdir()
-    shutil.copy(ROOT / "solutions" / "01-async-handlers.ipynb", learner)
+    mine = learner / "01-exercises-async-handlers.ipynb"
+    shutil.copy(authoring.find_solution("1"), mine)
     shared = tmp_path / "shared"
     shared.mkdir()
     done = subprocess.run(
@@ -106,8 +107,8 @@ def test_the_command_prints_and_writes_a_valid_report(tmp_path: Path) -> None:
     assert json.loads((shared / "alice.json").read_text(encoding="utf-8")) == data
     assert "Report for alice written to" in done.stderr
     assert data["learner"] == "alice" and data["ran_at"].endswith("Z")
-    ones = [e for e in data["exercises"] if e["notebook"] == "01-async-handlers.ipynb"]
-    others = [e for e in data["exercises"] if e["notebook"] != "01-async-handlers.ipynb"]
+    ones = [e for e in data["exercises"] if e["notebook"] == mine.name]
+    others = [e for e in data["exercises"] if e["notebook"] != mine.name]
     assert ones and all(e["solved"] and e["seen"] == "" and e["seconds"] > 0 for e in ones)
     assert others and all(not e["solved"] and "is missing" in e["seen"] and e["seconds"] is None for e in others)
     assert data["solved"] == len(ones) and data["total"] == len(data["exercises"])

@@ -164,7 +164,7 @@ def test_exercise_page_is_as_handed_out_with_the_command_to_open_it(site: Path, 
     assert 'class="cell_output' not in page.read_text(encoding="utf-8"), "exercises are shown as handed out, not run"
     handed_out = "\n".join(cell.source for cell in authoring.read(exercise).cells)
     flat = re.sub(r"\s+", " ", text)
-    for cell in authoring.read(ROOT / "solutions" / exercise.name).cells:
+    for cell in authoring.read(authoring.find_solution(exercise.name)).cells:
         if cell.cell_type != "code" or not authoring.has_markers(cell.source):
             continue
         answer, _ = authoring.split_source(cell.source)

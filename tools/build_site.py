@@ -59,7 +59,7 @@ def lessons(root: Path = ROOT) -> list[Path]:
 
 
 def exercises(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "exercises").glob("[0-9][0-9]-*.ipynb"))
+    return sorted((root / "exercises").glob("[0-9][0-9]-exercises-*.ipynb"))
 
 
 def execute(path: Path, logs: Path) -> tuple[str, float]:

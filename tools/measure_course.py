@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,8 @@ def _driver(keep: bool, out: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    from asynclab import authoring
+
     steps = []
     clients = []
     me = psutil.Process()
@@ -61,7 +62,7 @@ def _driver(keep: bool, out: Path) -> None:
                 continue
         return total
 
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + sorted((ROOT / "solutions").glob("[0-9]*.ipynb"))
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + authoring.solutions(ROOT)
     for path in notebooks:
         now.write_text(f"{path.parent.name}/{path.name}", encoding="utf-8")
         nb = nbformat.read(path, as_version=4)
@@ -85,7 +86,7 @@ def _driver(keep: bool, out: Path) -> None:
         print(json.dumps(steps[-1]), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         learner = Path(tmp) / "exercises"
-        shutil.copytree(ROOT / "solutions", learner)
+        authoring.write_solved(learner)
         now.write_text("progress (solutions copied over)", encoding="utf-8")
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "asynclab", "progress", "--folder", str(learner)],

@@ -1,7 +1,7 @@
 """Install the course's requirements if they changed, then open the course in JupyterLab.
 
     python tools/open_course.py                      # the start-here notebook
-    python tools/open_course.py exercises/01-async-handlers.ipynb
+    python tools/open_course.py exercises/01-exercises-async-handlers.ipynb
     python tools/open_course.py --no-browser          # any --option is passed on to JupyterLab
 
 Run it from the course's virtual environment (Linux, macOS and Windows alike). The first run installs

@@ -50,6 +50,8 @@ def _reset(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(exc, file=sys.stderr)
         return 2
+    for old, new in authoring.adopt_old_names(folder):
+        print(f"your {old.name} is now {new.name} (the course renamed it so its tab stands out from the lesson's)")
     targets = [folder / relative for relative in authoring.handed_out(solution)]
     names = ", ".join(str(t) for t in targets)
     if not args.yes:

@@ -12,8 +12,12 @@ The exercise gets the lines under ``# HANDED OUT`` with their leading ``# `` rem
 the solution lines. A cell tagged ``solution-only`` is left out of the exercise entirely.
 Every notebook is kept clean: no outputs, no execution counts, no per-machine metadata.
 
-A notebook may own a folder of module files named after it (``solutions/08-capstone/*.py``);
+A section may own a folder of module files named after it (``solutions/08-capstone/*.py``);
 those files carry the same markers and are handed out the same way.
+
+Each section has three notebooks, told apart in a JupyterLab tab by the word after the number:
+``notebooks/01-async-handlers.ipynb`` (the lesson), ``exercises/01-exercises-async-handlers.ipynb``
+and ``solutions/01-solutions-async-handlers.ipynb``. Every name is made here, nowhere else.
 """
 
 from __future__ import annotations
@@ -142,14 +146,46 @@ def notebooks(root: Path = ROOT) -> list[Path]:
     return sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (root / folder).glob("*.ipynb"))
 
 
+# --------------------------------------------------------------------------- names
+
+ROLES = ("notebooks", "exercises", "solutions")  # the folder, and the word a file's name carries there
+_NAME = re.compile(r"^(\d{2})-(?:(exercises|solutions)-)?(.+?)(?:\.ipynb)?$")
+
+
+def section(path: Path | str) -> str:
+    """The section a notebook belongs to ("01-async-handlers"), from any of its three names or a module folder's."""
+    match = _NAME.match(Path(path).name)
+    if not match:
+        raise LookupError(f"{Path(path).name!r} is not a section's notebook (they start with two digits)")
+    return f"{match.group(1)}-{match.group(3)}"
+
+
+def named(section_stem: str, role: str) -> str:
+    """The file name of a section's notebook in ``notebooks/``, ``exercises/`` or ``solutions/``."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    number, topic = section_stem.split("-", 1)
+    return f"{section_stem}.ipynb" if role == "notebooks" else f"{number}-{role}-{topic}.ipynb"
+
+
+def exercise_name(notebook: Path | str) -> str:
+    """The learner's file name for any of a section's notebooks."""
+    return named(section(notebook), "exercises")
+
+
+def solutions(root: Path = ROOT) -> list[Path]:
+    """Every solution notebook, in section order."""
+    return sorted((root / "solutions").glob("[0-9][0-9]-solutions-*.ipynb"))
+
+
 def companions(solution: Path) -> list[Path]:
-    """The module files a solution notebook owns: ``solutions/<notebook stem>/*.py``."""
-    return sorted((solution.parent / solution.stem).glob("*.py"))
+    """The module files a solution notebook owns: ``solutions/<section>/*.py``."""
+    return sorted((solution.parent / section(solution)).glob("*.py"))
 
 
 def handed_out(solution: Path) -> dict[Path, str]:
     """What the learner gets for one solution notebook: its exercise and its module files, by path under exercises/."""
-    files = {Path(solution.name): dumps(make_exercise(read(solution)))}
+    files = {Path(exercise_name(solution)): dumps(make_exercise(read(solution)))}
     for module in companions(solution):
         text = stub_source(module.read_text(encoding="utf-8"))
         files[module.relative_to(solution.parent)] = text if text.endswith("\n") else text + "\n"
@@ -175,7 +211,7 @@ def build(root: Path = ROOT) -> list[Path]:
     for path in notebooks(root):
         if path.parent.name != "exercises":
             _write_if_changed(path, dumps(clean(read(path))), changed)
-    for solution in sorted((root / "solutions").glob("*.ipynb")):
+    for solution in solutions(root):
         for relative, text in handed_out(solution).items():
             _write_if_changed(root / "exercises" / relative, text, changed)
     return changed
@@ -185,9 +221,9 @@ def find_solution(which: str, root: Path = ROOT) -> Path:
     """The solution notebook for ``which``: a section number ("3", "03"), an exercise ("3.2") or a file name."""
     name = Path(which).name
     number = name.split(".")[0] if re.fullmatch(r"\d+(\.\d+)?", name) else name[:2]
-    candidates = sorted((root / "solutions").glob(f"{int(number):02d}-*.ipynb")) if number.isdigit() else []
+    candidates = [p for p in solutions(root) if p.name[:2] == f"{int(number):02d}"] if number.isdigit() else []
     if len(candidates) != 1:
-        known = ", ".join(p.name for p in sorted((root / "solutions").glob("*.ipynb")))
+        known = ", ".join(exercise_name(p) for p in solutions(root))
         raise LookupError(f"no exercise notebook matches {which!r}; the notebooks are {known}")
     return candidates[0]
 
@@ -204,4 +240,39 @@ def reset(solution: Path, folder: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         written.append(target)
+    return written
+
+
+def adopt_old_names(folder: Path, root: Path = ROOT) -> list[tuple[Path, Path]]:
+    """Carry a learner's work over from an exercise's old name (``01-async-handlers.ipynb``) to its new one.
+
+    The old file takes the new name when the new one is missing or still exactly as handed out; when both
+    hold work, both stay and nothing is moved. Returns the (old, new) pairs moved.
+    """
+    moved: list[tuple[Path, Path]] = []
+    for solution in solutions(root):
+        old, new = folder / f"{section(solution)}.ipynb", folder / exercise_name(solution)
+        if not old.is_file():
+            continue
+        untouched = new.is_file() and new.read_text(encoding="utf-8", errors="replace") == handed_out(solution)[Path(new.name)]
+        if not new.exists() or untouched:
+            old.replace(new)
+            moved.append((old, new))
+    return moved
+
+
+def write_solved(folder: Path, root: Path = ROOT) -> list[Path]:
+    """A learner's folder with every exercise solved: each solution under its exercise's name, with its modules.
+
+    For the course's own tests and tools: what ``progress`` sees when a learner has done everything.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for solution in solutions(root):
+        written.append(folder / exercise_name(solution))
+        written[-1].write_bytes(solution.read_bytes())
+        for module in companions(solution):
+            target = folder / module.relative_to(solution.parent)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(module.read_bytes())
     return written

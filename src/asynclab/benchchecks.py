@@ -82,7 +82,7 @@ def measure(sections: list[str] | None = None) -> list[Timing]:
     timings: dict[str, Timing] = {ex.id: Timing(ex.id) for ex in checking.all_exercises()}
     with tempfile.TemporaryDirectory(prefix="asynclab-bench-") as scratch:
         exercises = Path(scratch)
-        for solution in sorted((authoring.ROOT / "solutions").glob("*.ipynb")):
+        for solution in authoring.solutions():
             if sections and solution.name[:2].lstrip("0") not in sections and solution.name[:2] not in sections:
                 continue
             for relative, text in authoring.handed_out(solution).items():

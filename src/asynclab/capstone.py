@@ -31,7 +31,7 @@ from asynclab.services import CallRecorder
 if TYPE_CHECKING:
     from asynclab.loopwatch import LoopWatch
 
-SOLUTION_NOTEBOOK = "08-capstone.ipynb"
+SECTION = "08-capstone"  # its module folder; authoring names its notebooks
 SLOW_MAIL = 1.0
 DECLINED_CARD = "4000 0000 0000 0002"  # the card number every payment provider's test mode declines
 GOOD_CARD = "4242 4242 4242 4242"
@@ -220,8 +220,8 @@ def handed_out_service(folder: Path | None = None) -> Path:
     from asynclab import authoring
     from asynclab.workers import workspace
 
-    relative = Path(SOLUTION_NOTEBOOK).with_suffix("") / "orders_service.py"
-    text = authoring.handed_out(authoring.ROOT / "solutions" / SOLUTION_NOTEBOOK)[relative]
+    solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
+    text = authoring.handed_out(solution)[Path(SECTION) / "orders_service.py"]
     target = (folder or Path(tempfile.mkdtemp(prefix="capstone-", dir=workspace()))) / "orders_service.py"
     target.write_text(text, encoding="utf-8")
     return target

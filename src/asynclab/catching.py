@@ -32,7 +32,7 @@ from fastapi import APIRouter
 
 from asynclab.workers import workspace
 
-SOLUTION_NOTEBOOK = "09-catch-blocking.ipynb"
+SECTION = "09-catch-blocking"  # its module folder
 SERVICE, SUITE = "catalog_service.py", "catalog_tests.py"
 PRODUCTS = {"kettle": 3490, "teapot": 2450, "mug": 890}
 DESCRIPTIONS = Path(tempfile.mkdtemp(prefix="catalog-", dir=workspace()))  # removed when the process exits
@@ -182,7 +182,7 @@ def handed_out(name: str = SERVICE) -> str:
     """Exercise 9.1's file ``name`` exactly as handed out (made from the solution)."""
     from asynclab import authoring
 
-    return stubbed(authoring.ROOT / "solutions" / Path(SOLUTION_NOTEBOOK).stem / name)
+    return stubbed(authoring.ROOT / "solutions" / SECTION / name)
 
 
 def stubbed(path: Path) -> str:

@@ -64,6 +64,7 @@ class Survey:
     results: list[Result]
     troubles: list[Trouble] = field(default_factory=list)
     seconds: float = 0.0
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # work carried over from an old file name
 
     @property
     def solved(self) -> int:
@@ -93,10 +94,10 @@ def _section_title(nb: Any) -> str:
 def expected(root: Path = authoring.ROOT) -> dict[str, list[Result]]:
     """The course's exercises, notebook by notebook, as the solutions define them."""
     plan: dict[str, list[Result]] = {}
-    for solution in sorted((root / "solutions").glob("*.ipynb")):
+    for solution in authoring.solutions(root):
         nb = authoring.read(solution)
-        title = _section_title(nb)
-        plan[solution.name] = [Result(i, checking.get(i).title, title, solution.name) for i in check_ids(nb)]
+        title, name = _section_title(nb), authoring.exercise_name(solution)
+        plan[name] = [Result(i, checking.get(i).title, title, name) for i in check_ids(nb)]
     return plan
 
 
@@ -211,11 +212,12 @@ def survey(
     """Run every exercise notebook the course defines, from ``folder``; return what each check said."""
     plan = expected()
     started = time.perf_counter()
+    renamed = authoring.adopt_old_names(folder)
     troubles = asyncio.run(_survey(folder, plan, jobs, cell_limit, tick))
     results = [r for name in plan for r in plan[name]]
     order = list(plan)
     troubles.sort(key=lambda t: order.index(t.notebook) if t.notebook in order else len(order))
-    return Survey(folder, results, troubles, time.perf_counter() - started)
+    return Survey(folder, results, troubles, time.perf_counter() - started, renamed)
 
 
 def bar(done: int, total: int, width: int = 24) -> str:
@@ -256,6 +258,8 @@ def report(result: Survey, root: Path = authoring.ROOT) -> str:
     except ValueError:
         where = result.folder
     lines = [f"Exercises in {where}/", ""]
+    for old, new in result.renamed:
+        lines += [f"  (your {old.name} is now {new.name}: the course renamed it so its tab stands out from the lesson's)", ""]
     section = None
     for r in result.results:
         if r.section != section:
