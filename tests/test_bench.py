@@ -33,9 +33,9 @@ from asynclab import (
     timeline,
     uvicorn_server,
 )
-from asynclab.leftovers import leftovers
-from asynclab.lint import ruff
-from asynclab.services import on_event_loop_thread
+from asynclab.bench.leftovers import leftovers
+from asynclab.bench.lint import ruff
+from asynclab.standins.s01_handlers import on_event_loop_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -233,8 +233,8 @@ async def test_uvicorn_server_stops_when_the_block_fails() -> None:
 
 
 def test_timeline_draws_one_bar_per_request_and_phase() -> None:
-    from asynclab.gauges import Span
-    from asynclab.load import LoadReport, RequestResult
+    from asynclab.bench.gauges import Span
+    from asynclab.bench.load import LoadReport, RequestResult
 
     report = LoadReport([RequestResult(i, 200, 0.0, 0.2, None) for i in range(3)], 0.2, 3, [Span(i, 0.05, 0.2) for i in range(3)])
     fig = timeline(("a", report), ("b", report))
@@ -387,14 +387,14 @@ def test_a_worker_group_stops_when_the_kernel_that_started_it_is_killed(tmp_path
     import subprocess
     import sys
 
-    from asynclab.workers import _group_members
+    from asynclab.bench.workers import _group_members
 
     if sys.platform != "linux":
         pytest.skip("the parent-death signal is Linux's")
     (tmp_path / "tiny.py").write_text("from fastapi import FastAPI\napp = FastAPI()\n", encoding="utf-8")
     kernel = (
         "import anyio, sys\n"
-        "from asynclab.workers import serve_workers\n"
+        "from asynclab.bench.workers import serve_workers\n"
         "async def main():\n"
         f"    async with serve_workers('tiny:app', app_dir={str(tmp_path)!r}, workers=2) as server:\n"
         "        print(server.process.pid, flush=True)\n"

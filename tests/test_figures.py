@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
 
-from asynclab.figures import BARS_UP_TO, in_flight_over_time, timeline
-from asynclab.gauges import Span
-from asynclab.load import LoadReport, RequestResult
+from asynclab.bench.figures import BARS_UP_TO, in_flight_over_time, timeline
+from asynclab.bench.gauges import Span
+from asynclab.bench.load import LoadReport, RequestResult
 
 MAX_WIDTH_PX = 860
 MAX_HEIGHT_PX = 450  # about half a laptop screen, whatever the number of requests

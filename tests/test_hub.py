@@ -243,7 +243,8 @@ print(done.stderr[-1500:])
 
 WORKERS = textwrap.dedent('''
     import json
-    from asynclab.workers import fresh_requests, serve_workers, workspace
+    from asynclab.bench.workers import fresh_requests, serve_workers
+    from asynclab.bench.workspace import workspace
 
     apps = workspace()
     (apps / "hello.py").write_text("import os\\nfrom fastapi import FastAPI\\napp = FastAPI()\\n\\n"

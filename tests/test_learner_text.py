@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from asynclab import leftovers
-from asynclab.leftovers import nothing_left_running
-from asynclab.load import NO_ANSWER, LoadReport, RequestResult
+from asynclab.bench import leftovers
+from asynclab.bench.leftovers import nothing_left_running
+from asynclab.bench.load import NO_ANSWER, LoadReport, RequestResult
 
 
 def test_a_summary_names_status_codes_as_http_statuses() -> None:

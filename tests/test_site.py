@@ -79,7 +79,7 @@ def test_outputs_are_cleaned_of_the_building_machine() -> None:
     someone_elses = str(Path("/", "home", "alice", "venv"))  # a made-up user's home: no path of any real machine
     nb = nbformat.v4.new_notebook()
     lines = [
-        f'  File "{ROOT}/src/asynclab/capstone.py", line 130, in charge',
+        f'  File "{ROOT}/src/asynclab/standins/s08_capstone.py", line 130, in charge',
         f"{home}/.cache/x and /tmp/tmpab12_cd/orders_service.py and {someone_elses}",
         f'  File "/tmp/ipykernel_28912/428830552.py", line 3 on {host}',
         "parent process: 29099; worker processes: [29102, 29101]",
@@ -89,7 +89,7 @@ def test_outputs_are_cleaned_of_the_building_machine() -> None:
     assert build_site.sanitize_outputs(nb) == 1
     text = nb.cells[0].outputs[0].text
     assert str(ROOT) not in text and "/tmp/" not in text and "/home/" not in text and home + "/" not in text
-    assert "<course>/src/asynclab/capstone.py" in text and "<tmp>/orders_service.py" in text and '"<cell>"' in text
+    assert "<course>/src/asynclab/standins/s08_capstone.py" in text and "<tmp>/orders_service.py" in text and '"<cell>"' in text
     assert "parent process: PID-1; worker processes: [PID-2, PID-3]" in text
     assert "worker PID-2 answered 10 requests; pid=PID-3 stopped; 2048 bytes" in text  # which is which stays readable
     if len(host) >= 4:

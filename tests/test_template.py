@@ -46,8 +46,8 @@ def test_its_suite_fails_on_the_planted_block_and_passes_once_fixed(tmp_path: Pa
 
 
 def test_its_watchdog_is_the_course_watchdog() -> None:
-    """`python -m asynclab build` writes the template's copy from src/asynclab/watchdog.py."""
-    assert (TEMPLATE / "watchdog.py").read_text() == (ROOT / "src" / "asynclab" / "watchdog.py").read_text()
+    """`python -m asynclab build` writes the template's copy from src/asynclab/bench/watchdog.py."""
+    assert (TEMPLATE / "watchdog.py").read_text() == (ROOT / "src" / "asynclab" / "bench" / "watchdog.py").read_text()
 
 
 def test_its_ruff_block_is_the_cheatsheets() -> None:

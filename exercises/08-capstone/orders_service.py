@@ -11,7 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from asynclab.capstone import (
+from asynclab.standins.s08_capstone import (
     CardDeclined,
     MailClient,
     Order,

@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
 import anyio
-from asynclab.capstone import (
+from asynclab.standins.s08_capstone import (
     CardDeclined,
     MailClient,
     Order,
@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 # from collections.abc import AsyncIterator
 # from typing import Annotated
 #
-# from asynclab.capstone import (
+# from asynclab.standins.s08_capstone import (
 #     CardDeclined,
 #     MailClient,
 #     Order,

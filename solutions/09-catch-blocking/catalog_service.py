@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 from fastapi import FastAPI, HTTPException
 
-from asynclab.catching import DESCRIPTIONS, display_price
+from asynclab.standins.s09_catch_blocking import DESCRIPTIONS, display_price
 
 app = FastAPI()
 

@@ -2,7 +2,7 @@
 
 Everything a lesson needs to run an app, load it, measure it and check an exercise::
 
-    from asynclab import inprocess_client, load, InFlight, timeline, check, hint
+    from asynclab import InFlight, check, hint, inprocess_client, load, timeline
 
 Names are imported on first use, so a uvicorn worker that imports one small module of the
 bench does not pay for matplotlib.
@@ -14,33 +14,33 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 # `load` is both a module and a function: import it now, so that the name means the function.
-from asynclab.load import LoadReport, load, ratio
+from asynclab.bench.load import LoadReport, load, ratio
 from asynclab.notebook import report_exception_groups
 
 if TYPE_CHECKING:
+    from asynclab.bench.figures import timeline
+    from asynclab.bench.gauges import InFlight, ThreadPool, thread_pool, thread_tokens
+    from asynclab.bench.inprocess import inprocess_client
+    from asynclab.bench.leftovers import nothing_left_running
+    from asynclab.bench.probes import asyncio_debug, capture_logs, loop_lag
+    from asynclab.bench.server import uvicorn_server
     from asynclab.checking import CheckFailed, check, hint
-    from asynclab.figures import timeline
-    from asynclab.gauges import InFlight, ThreadPool, thread_pool, thread_tokens
-    from asynclab.inprocess import inprocess_client
-    from asynclab.leftovers import nothing_left_running
-    from asynclab.probes import asyncio_debug, capture_logs, loop_lag
-    from asynclab.server import uvicorn_server
 
 _WHERE = {
     "CheckFailed": "checking",
     "check": "checking",
     "hint": "checking",
-    "InFlight": "gauges",
-    "ThreadPool": "gauges",
-    "thread_pool": "gauges",
-    "thread_tokens": "gauges",
-    "inprocess_client": "inprocess",
-    "nothing_left_running": "leftovers",
-    "asyncio_debug": "probes",
-    "capture_logs": "probes",
-    "loop_lag": "probes",
-    "uvicorn_server": "server",
-    "timeline": "figures",
+    "InFlight": "bench.gauges",
+    "ThreadPool": "bench.gauges",
+    "thread_pool": "bench.gauges",
+    "thread_tokens": "bench.gauges",
+    "inprocess_client": "bench.inprocess",
+    "nothing_left_running": "bench.leftovers",
+    "asyncio_debug": "bench.probes",
+    "capture_logs": "bench.probes",
+    "loop_lag": "bench.probes",
+    "uvicorn_server": "bench.server",
+    "timeline": "bench.figures",
 }
 __all__ = [
     "CheckFailed",

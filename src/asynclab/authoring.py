@@ -200,7 +200,7 @@ def _write_if_changed(target: Path, text: str, changed: list[Path]) -> None:
 
 
 # Files a team copies that are the course's own modules: written from them, never edited by hand.
-COPIED = {Path("templates/keep-the-rules/watchdog.py"): Path("src/asynclab/watchdog.py")}
+COPIED = {Path("templates/keep-the-rules/watchdog.py"): Path("src/asynclab/bench/watchdog.py")}
 
 
 def build(root: Path = ROOT) -> list[Path]:

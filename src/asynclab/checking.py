@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from asynclab.load import first_error
+from asynclab.bench.load import first_error
 
 #: Every mark carries a word: without an emoji font the marks render as empty boxes.
 PASSED, NOT_YET = "✅ passed", "❌ not yet"

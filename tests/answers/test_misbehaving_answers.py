@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from asynclab import authoring
-from asynclab.services import WeatherService
+from asynclab.standins.s01_handlers import WeatherService
 from tests.conftest import fails, passes
 
 SERVICE = authoring.ROOT / "solutions" / "08-capstone" / "orders_service.py"

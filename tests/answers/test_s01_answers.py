@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from asynclab import checking
-from asynclab.services import ShopBackend, WeatherService
+from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 from tests.conftest import fails, passes
 
 # --- 1.1 -------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from asynclab import checking
-from asynclab.depbench import Accounts, Memo, MemoDatabase, TokenService, User
+from asynclab.standins.s02_dependencies import Accounts, Memo, MemoDatabase, TokenService, User
 from tests.conftest import fails, passes
 
 # --- 2.1 -------------------------------------------------------------------------------------------

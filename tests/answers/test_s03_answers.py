@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import BackgroundTasks, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from asynclab.background import MailboxFull, Mailer, ReportRenderer
+from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer
 from tests.conftest import fails, passes
 
 log = logging.getLogger("newsletter")

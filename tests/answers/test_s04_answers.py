@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import Depends, FastAPI, Request
 
-from asynclab.lifecycle import Mailer, Resource, Resources
+from asynclab.standins.s04_lifespan import Mailer, Resource, Resources
 from tests.conftest import fails, passes
 
 # --- 4.1 -------------------------------------------------------------------------------------------

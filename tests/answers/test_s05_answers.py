@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from asynclab.faults import StockService, User, UserDB
+from asynclab.standins.s05_errors import StockService, User, UserDB
 from tests.conftest import fails, passes
 
 logger = logging.getLogger("shop")

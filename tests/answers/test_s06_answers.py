@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from asynclab.notes_db import AuditLog, Moderation, Note
+from asynclab.standins.s06_isolation import AuditLog, Moderation, Note
 from tests.conftest import fails, passes
 
 # --- 6.1 · one session per request -----------------------------------------------------------------

@@ -278,7 +278,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
-from asynclab.workers import RatesClient
+from asynclab.standins.s07_workers import RatesClient
 """
 
 ROUTE_ON_APP_STATE = """

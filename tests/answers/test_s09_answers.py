@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 
 from asynclab import authoring
-from asynclab.catching import reports
-from asynclab.watchdog import Watchdog
+from asynclab.bench.watchdog import Watchdog
+from asynclab.standins.s09_catch_blocking import reports
 from tests.conftest import fails, passes
 
 SOLVED = authoring.ROOT / "solutions" / "09-catch-blocking"
@@ -49,7 +49,7 @@ def test_9_1_def_handlers_and_a_manual_detector_pass(tmp_path: Path) -> None:
     service = '''
 from fastapi import FastAPI, HTTPException
 
-from asynclab.catching import DESCRIPTIONS, display_price
+from asynclab.standins.s09_catch_blocking import DESCRIPTIONS, display_price
 
 app = FastAPI()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asynclab.bench.inprocess import inprocess_client
 from asynclab.checking import build_app, exercise, fail
-from asynclab.inprocess import inprocess_client
 
 
 @exercise(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import load
+from asynclab.bench.loopwatch import LoopWatch
 from asynclab.checking import build_app, exercise, expect_responses, fail
-from asynclab.inprocess import inprocess_client
-from asynclab.load import load
-from asynclab.loopwatch import LoopWatch
-from asynclab.services import ShopBackend, WeatherService
+from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 
 CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
 

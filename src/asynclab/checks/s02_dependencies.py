@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 from fastapi.exceptions import FastAPIError
 
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import load
+from asynclab.bench.loopwatch import LoopWatch
 from asynclab.checking import build_app, exercise, fail
-from asynclab.depbench import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
-from asynclab.inprocess import inprocess_client
-from asynclab.load import load
-from asynclab.loopwatch import LoopWatch
+from asynclab.standins.s02_dependencies import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
 
 
 class NeverAwaited:

@@ -15,12 +15,12 @@ import httpx
 from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asynclab.background import MailboxFull, Mailer, ReportRenderer, wait_until
+from asynclab.bench.inprocess import BASE_URL, inprocess_client, state_per_request
+from asynclab.bench.load import load
+from asynclab.bench.loopwatch import LoopWatch
+from asynclab.bench.probes import capture_logs
 from asynclab.checking import StartupTimedOut, build_app, exercise, fail
-from asynclab.inprocess import BASE_URL, inprocess_client, state_per_request
-from asynclab.load import load
-from asynclab.loopwatch import LoopWatch
-from asynclab.probes import capture_logs
+from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer, wait_until
 
 # --- 3.1 -------------------------------------------------------------------------------------------
 

@@ -10,10 +10,10 @@ from typing import Any
 import anyio
 import httpx
 
+from asynclab.bench.inprocess import lifespan_started
+from asynclab.bench.probes import capture_logs
 from asynclab.checking import build_app, exercise, fail
-from asynclab.inprocess import lifespan_started
-from asynclab.lifecycle import Mailer, Resources, run_as_process
-from asynclab.probes import capture_logs
+from asynclab.standins.s04_lifespan import Mailer, Resources, run_as_process
 
 NEEDED = ("db", "payments")
 

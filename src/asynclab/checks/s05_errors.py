@@ -9,11 +9,11 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, HTTPException
 
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import NO_ANSWER, load
+from asynclab.bench.probes import capture_logs
 from asynclab.checking import build_app, exercise, fail
-from asynclab.faults import SEED_USERS, StockService, UserDB
-from asynclab.inprocess import inprocess_client
-from asynclab.load import NO_ANSWER, load
-from asynclab.probes import capture_logs
+from asynclab.standins.s05_errors import SEED_USERS, StockService, UserDB
 
 #: Words that must never reach a client when the database is down.
 DB_INTERNALS = ("no such table", "SQL", "sqlite", "OperationalError", "Traceback", "users_offline")

@@ -17,10 +17,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import LoadReport, response_body
+from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
+from asynclab.bench.server import uvicorn_server
 from asynclab.checking import Observed, build_app, exercise, fail
-from asynclab.inprocess import inprocess_client
-from asynclab.load import LoadReport, response_body
-from asynclab.notes_db import (
+from asynclab.standins.s06_isolation import (
     READER,
     AuditLog,
     Call,
@@ -31,8 +33,6 @@ from asynclab.notes_db import (
     burst,
     temporary_database,
 )
-from asynclab.rawhttp import Connection, RawRequest, RawResponse
-from asynclab.server import uvicorn_server
 
 P = ParamSpec("P")
 

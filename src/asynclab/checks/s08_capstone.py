@@ -29,23 +29,16 @@ import httpx
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from asynclab import capstone
-from asynclab.capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
+from asynclab.bench.crowd import at_once
+from asynclab.bench.inprocess import BASE_URL, lifespan_started
+from asynclab.bench.loopwatch import LoopWatch
+from asynclab.bench.probes import capture_logs
+from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
+from asynclab.bench.workspace import fresh_copy
 from asynclab.checking import _describe_value, exercise, fail, is_asgi_app, module_file, raised
 from asynclab.checks.s06_isolation import counting_connections
-from asynclab.crowd import at_once
-from asynclab.inprocess import BASE_URL, lifespan_started
-from asynclab.loopwatch import LoopWatch
-from asynclab.probes import capture_logs
-from asynclab.workers import (
-    Answer,
-    Workers,
-    WorkersFailed,
-    fresh_copy,
-    last_error,
-    send_to_workers,
-    serve_workers,
-)
+from asynclab.standins import s08_capstone as capstone
+from asynclab.standins.s08_capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
 
 STAFF = {"Authorization": "Bearer tok-ada"}
 SERVICE = "08-capstone/orders_service.py"

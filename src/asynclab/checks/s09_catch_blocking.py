@@ -19,12 +19,21 @@ from typing import Any
 import anyio
 from blockbuster import BlockingError, blockbuster_ctx
 
-from asynclab import catching
-from asynclab.catching import RENDER_SECONDS, SERVICE, SUITE, UPSTREAM_SECONDS, SuiteResult, arun_suite, import_file, prices
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import first_error, load
+from asynclab.bench.probes import capture_logs
 from asynclab.checking import build_app, exercise, fail, raised
-from asynclab.inprocess import inprocess_client
-from asynclab.load import first_error, load
-from asynclab.probes import capture_logs
+from asynclab.standins import s09_catch_blocking as catching
+from asynclab.standins.s09_catch_blocking import (
+    RENDER_SECONDS,
+    SERVICE,
+    SUITE,
+    UPSTREAM_SECONDS,
+    SuiteResult,
+    arun_suite,
+    import_file,
+    prices,
+)
 
 FOLDER = "09-catch-blocking"
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import anyio
 
-from asynclab.gauges import InFlight
+from asynclab.bench.gauges import InFlight
 
 
 def on_event_loop_thread() -> bool:

@@ -9,13 +9,17 @@ its legend sits at the top, and every label stays readable at JupyterLab's defau
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from asynclab.load import LoadReport
+from asynclab.bench.load import LoadReport
+
+if TYPE_CHECKING:
+    from asynclab.bench.workers import Answer
 
 WAITING = "#c8c8c8"
 RUNNING = "#1f77b4"
@@ -101,3 +105,25 @@ def timeline(*panels: tuple[str, LoadReport]) -> Figure:
 
 
 __all__: Sequence[str] = ["BARS_UP_TO", "in_flight_over_time", "timeline"]
+
+
+def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") -> Figure:
+    """One panel per run of :func:`~asynclab.bench.workers.fresh_requests`: the count each answer reported, by request number, one colour per worker.
+
+    The dashed line is the true number of requests sent so far: a correct shared count lies on it.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 3.3), sharey=True, squeeze=False)
+    for ax, (title, answers) in zip(axes[0], panels, strict=True):
+        pids = list(dict.fromkeys(a.pid for a in answers))
+        n = len(answers)
+        ax.plot([1, n], [1, n], "--", color="#888888", linewidth=1, label="requests sent")
+        for number, pid in enumerate(pids, 1):
+            mine = [(a.index + 1, a.body[key]) for a in answers if a.pid == pid]
+            ax.plot(*zip(*mine, strict=True), "o", markersize=5, label=f"worker {number}")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("request number")
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+    axes[0][0].set_ylabel(f"{key} in the answer")
+    fig.tight_layout()
+    plt.close(fig)  # the notebook shows the returned figure once
+    return fig

@@ -426,7 +426,8 @@ async def uvicorn_process(module_source: str, *options: str, env: dict[str, str]
     or :meth:`UvicornProcess.exited`). When it ends, also when it fails, the whole process group is
     killed (SIGKILL), so no worker outlives it.
     """
-    from asynclab.workers import _launch, workspace
+    from asynclab.bench.workers import _launch
+    from asynclab.bench.workspace import workspace
 
     folder = Path(tempfile.mkdtemp(prefix="asynclab-uvicorn-", dir=workspace()))
     (folder / "app.py").write_text(module_source, encoding="utf-8")
@@ -441,7 +442,7 @@ async def uvicorn_process(module_source: str, *options: str, env: dict[str, str]
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL a whole process group and wait until it is gone (synchronous, so a cancelled cell cannot skip it)."""
-    from asynclab.workers import _LIVE_GROUPS, _group_members, _signal_group
+    from asynclab.bench.workers import _LIVE_GROUPS, _group_members, _signal_group
 
     pgid = process.pid
     _signal_group(pgid, signal.SIGKILL)

@@ -26,10 +26,10 @@ from sqlalchemy import String
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.services import CallRecorder
+from asynclab.standins.s01_handlers import CallRecorder
 
 if TYPE_CHECKING:
-    from asynclab.loopwatch import LoopWatch
+    from asynclab.bench.loopwatch import LoopWatch
 
 SECTION = "08-capstone"  # its module folder; authoring names its notebooks
 SLOW_MAIL = 1.0
@@ -150,7 +150,7 @@ class MailboxFull(Exception):
 class _Mailbox:
     """What the mail server does with each message: ``outcome[to]`` is sending, delivered, failed or cancelled.
 
-    (The same behaviour as ``asynclab.background.Mailer``, kept here so that a uvicorn worker that
+    (The same behaviour as ``asynclab.standins.s03_background.Mailer``, kept here so that a uvicorn worker that
     imports the service does not import the plotting that module needs.)
     """
 
@@ -218,7 +218,7 @@ def handed_out_service(folder: Path | None = None) -> Path:
     By default the folder is the kernel's workspace, which is removed when the kernel exits.
     """
     from asynclab import authoring
-    from asynclab.workers import workspace
+    from asynclab.bench.workspace import workspace
 
     solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
     text = authoring.handed_out(solution)[Path(SECTION) / "orders_service.py"]

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 
-from asynclab.gauges import InFlight, Span, request_index
+from asynclab.bench.gauges import InFlight, Span, request_index
 
 #: The status :func:`load` records for a request that had no answer when the client gave up.
 NO_ANSWER = 0

@@ -18,28 +18,24 @@ import atexit
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any
 
 import anyio
 import httpx
 import psutil
 
-from asynclab.load import response_body
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from asynclab.bench.load import response_body
+from asynclab.bench.workspace import workspace
 
 PID_HEADER = "x-worker-pid"
 _STARTED = re.compile(r"Started server process \[(\d+)\]")
@@ -544,134 +540,3 @@ async def throughput(
             for _ in range(concurrency):
                 tg.start_soon(worker)
     return Throughput(sum(by_pid.values()), time.monotonic() - started, by_pid)
-
-
-def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") -> Figure:
-    """One panel per run: the count each answer reported, by request number, one colour per worker.
-
-    The dashed line is the true number of requests sent so far: a correct shared count lies on it.
-    """
-    import matplotlib.pyplot as plt  # imported here: worker processes import this module and draw nothing
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 3.3), sharey=True, squeeze=False)
-    for ax, (title, answers) in zip(axes[0], panels, strict=True):
-        pids = list(dict.fromkeys(a.pid for a in answers))
-        n = len(answers)
-        ax.plot([1, n], [1, n], "--", color="#888888", linewidth=1, label="requests sent")
-        for number, pid in enumerate(pids, 1):
-            mine = [(a.index + 1, a.body[key]) for a in answers if a.pid == pid]
-            ax.plot(*zip(*mine, strict=True), "o", markersize=5, label=f"worker {number}")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("request number")
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
-    axes[0][0].set_ylabel(f"{key} in the answer")
-    fig.tight_layout()
-    plt.close(fig)  # the notebook shows the returned figure once
-    return fig
-
-
-# --- A scratch folder for app modules ---------------------------------------------------------------
-
-_WORKSPACE: tempfile.TemporaryDirectory[str] | None = None
-
-
-def workspace() -> Path:
-    """A temporary folder for the app modules a notebook writes (``%%writefile {apps}/name.py``).
-
-    uvicorn's workers import the app from a file, so a notebook writes its modules here. The
-    folder is removed when the kernel exits.
-    """
-    global _WORKSPACE
-    if _WORKSPACE is None:
-        _remove_stale_workspaces()
-        _WORKSPACE = tempfile.TemporaryDirectory(prefix=f"asynclab-apps-{os.getpid()}-")
-    return Path(_WORKSPACE.name)
-
-
-def _remove_stale_workspaces() -> None:
-    """Remove the folders of kernels that exited without cleaning up (a killed kernel runs no exit hooks)."""
-    for folder in Path(tempfile.gettempdir()).glob("asynclab-apps-*-*"):
-        owner = folder.name.split("-")[2]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def fresh_copy(module: str | Path) -> Path:
-    """Copy a module file into a new empty folder (so a database next to it starts empty); return the copy."""
-    source = Path(module)
-    if not source.is_file():
-        raise FileNotFoundError(f"no module file at {source}")
-    folder = Path(tempfile.mkdtemp(prefix="asynclab-check-", dir=workspace()))
-    return Path(shutil.copy(source, folder / source.name))
-
-
-# --- A stand-in SDK client that says where and when it was opened ---------------------------------
-
-
-def _say(line: str) -> None:
-    os.write(2, (line + "\n").encode())  # one write: whole lines, even with several processes on one log
-
-
-def _importing() -> bool:
-    """True while a module is being imported (the call comes from module-level code)."""
-    return any(frame.filename.startswith("<frozen importlib") for frame in traceback.extract_stack())
-
-
-class RatesClient:
-    """A stand-in for an SDK client that holds a connection pool (think ``httpx.AsyncClient``).
-
-    It writes one line to the server's log when it opens, saying whether that happened while a
-    module was being imported, and one when it is closed, each with its process ID. A request
-    after :meth:`aclose` fails, as it would with a real client.
-    """
-
-    opened = 0
-
-    def __init__(self) -> None:
-        RatesClient.opened += 1
-        self.number = RatesClient.opened
-        self.pid = os.getpid()
-        self.closed = False
-        when = "at import time" if _importing() else "while running"
-        _say(f"rates client #{self.number} opened {when} [pid {self.pid}]")
-
-    async def rate(self, base: str, quote: str) -> float:
-        """The exchange rate from ``base`` to ``quote`` (a fixed 1.08 for EUR→USD, else 1.0)."""
-        if self.closed:
-            raise RuntimeError("this rates client is closed")
-        await anyio.sleep(0.001)
-        return 1.08 if (base, quote) == ("EUR", "USD") else 1.0
-
-    async def aclose(self) -> None:
-        if not self.closed:
-            self.closed = True
-            _say(f"rates client #{self.number} closed [pid {self.pid}]")
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-_CLIENT_LINE = re.compile(r"rates client #(\d+) (opened at import time|opened while running|closed) \[pid (\d+)\]")
-
-
-@dataclass
-class ClientEvents:
-    """What the :class:`RatesClient` lines of a log say, per process."""
-
-    opened_at_import: Counter[int] = field(default_factory=Counter)
-    opened_running: Counter[int] = field(default_factory=Counter)
-    closed: Counter[int] = field(default_factory=Counter)
-
-    @classmethod
-    def parse(cls, log: str) -> ClientEvents:
-        events = cls()
-        for _number, what, pid in _CLIENT_LINE.findall(log):
-            bucket = {"opened at import time": events.opened_at_import, "opened while running": events.opened_running}
-            bucket.get(what, events.closed)[int(pid)] += 1
-        return events
-
-    def opened(self, pid: int) -> int:
-        return self.opened_at_import[pid] + self.opened_running[pid]

@@ -30,8 +30,8 @@ from sqlalchemy import String, insert, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.gauges import InFlight
-from asynclab.load import LoadReport, load
+from asynclab.bench.gauges import InFlight
+from asynclab.bench.load import LoadReport, load
 
 #: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
 READER = "asynclab-reader"
@@ -231,7 +231,7 @@ class Call:
 
 
 async def burst(client: httpx.AsyncClient, calls: Sequence[Call], *, in_flight: InFlight | None = None) -> LoadReport:
-    """Like :func:`asynclab.load`, but each request has its own method, path, body and headers.
+    """Like :func:`asynclab.bench.load`, but each request has its own method, path, body and headers.
 
     All requests are sent at once, each in its own task; the report lists them in the order given.
     """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -66,21 +66,26 @@ async def inprocess_client(
     lifespan: bool = True,
     timeout: float = 10.0,
     startup_timeout: float = 5.0,
+    shutdown_timeout: float | None = 5.0,
+    wrap: Callable[[ASGIApp], ASGIApp] | None = None,
+    base_url: str = BASE_URL,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Start ``app`` (its lifespan included) and yield an httpx client wired straight to it.
 
     ``raise_app_exceptions=False`` makes an unhandled exception arrive as the 500 response a
     real server would send, instead of being re-raised in the client.
     ``lifespan=False`` skips the lifespan, as a bare ``ASGITransport`` does.
+    ``wrap`` puts a middleware of your own around the started app (to record what reaches it).
     No socket is opened: requests are plain function calls into the app. As on uvicorn, each
     request gets its own copy of the lifespan state (``request.state``).
     """
+    wrap = wrap or (lambda started: started)
     if not lifespan:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=timeout) as client:
+        transport = httpx.ASGITransport(app=wrap(app), raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=timeout) as client:
             yield client
         return
-    async with lifespan_started(app, startup_timeout=startup_timeout) as started:
-        transport = httpx.ASGITransport(app=started, raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=timeout) as client:
+    async with lifespan_started(app, startup_timeout=startup_timeout, shutdown_timeout=shutdown_timeout) as started:
+        transport = httpx.ASGITransport(app=wrap(started), raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=timeout) as client:
             yield client

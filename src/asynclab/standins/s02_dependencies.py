@@ -28,7 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.services import CallRecorder
+from asynclab.standins.s01_handlers import CallRecorder
 
 #: username -> password of the people every new :class:`Accounts` knows.
 PASSWORDS: Mapping[str, str] = {

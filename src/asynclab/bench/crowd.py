@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import httpx
 
-from asynclab.workers import PID_HEADER, Answer, Workers
+from asynclab.bench.workers import PID_HEADER, Answer, Workers
 
 
 @contextlib.contextmanager

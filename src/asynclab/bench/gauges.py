@@ -17,7 +17,7 @@ import anyio.to_thread
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Set by :func:`asynclab.load.load` in each request's task, so a handler span can be matched
+#: Set by :func:`asynclab.bench.load.load` in each request's task, so a handler span can be matched
 #: to the request that caused it. With an in-process client the app runs in that same task.
 request_index: ContextVar[int | None] = ContextVar("asynclab_request_index", default=None)
 

@@ -30,7 +30,7 @@ from types import ModuleType
 import anyio
 from fastapi import APIRouter
 
-from asynclab.workers import workspace
+from asynclab.bench.workspace import workspace
 
 SECTION = "09-catch-blocking"  # its module folder
 SERVICE, SUITE = "catalog_service.py", "catalog_tests.py"

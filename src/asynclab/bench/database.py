@@ -1,0 +1,85 @@
+"""A temporary SQLite database for SQLAlchemy's async engine (aiosqlite): one file in a folder of its own.
+
+Every database a section uses is made here::
+
+    async with temporary_database(Base.metadata, name="notes") as db:
+        engine = db.engine()          # or create_async_engine(db.url) in the app under test
+        ...
+
+The folder is removed when the block ends (or by :meth:`SQLiteFile.remove`); dispose of your
+engines inside the block, as an app's lifespan does when it stops.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def sqlite_url(path: Path | str) -> str:
+    """What ``create_async_engine`` takes for the SQLite file at ``path``."""
+    return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+
+
+class SQLiteFile:
+    """A path for a SQLite file in a new private folder, its URL, and engines on it."""
+
+    def __init__(self, name: str = "app", *, prefix: str = "asynclab-db-") -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True)
+        self.path = Path(self._folder.name) / f"{name}.sqlite3"
+        self.url = sqlite_url(self.path)
+
+    def engine(self, **options: Any) -> AsyncEngine:
+        """A new async engine on the file (``pool_size=...``, ``logging_name=...``: any engine option)."""
+        return create_async_engine(self.url, **options)
+
+    async def create(self, metadata: MetaData, *rows: Callable[[AsyncConnection], Any]) -> None:
+        """Create ``metadata``'s tables, then run each ``rows(connection)`` coroutine function to fill them."""
+        engine = self.engine()
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+                for fill in rows:
+                    await fill(conn)
+        finally:
+            await engine.dispose()
+
+    def remove(self) -> None:
+        """Delete the folder and the file in it."""
+        self._folder.cleanup()
+
+    def __repr__(self) -> str:
+        return f"SQLiteFile({self.path.name})"
+
+
+@asynccontextmanager
+async def temporary_database(
+    metadata: MetaData | None = None, *fills: Callable[[AsyncConnection], Any], name: str = "app", prefix: str = "asynclab-db-"
+) -> AsyncIterator[SQLiteFile]:
+    """A new SQLite file with ``metadata``'s tables (filled by ``fills``), removed when the block ends."""
+    db = SQLiteFile(name, prefix=prefix)
+    try:
+        if metadata is not None:
+            await db.create(metadata, *fills)
+        yield db
+    finally:
+        db.remove()
+
+
+def rows_of(table: Any, rows: Iterable[dict[str, Any]]) -> Callable[[AsyncConnection], Any]:
+    """A fill for :func:`temporary_database`: insert ``rows`` (dicts) into ``table`` (a model or a Table)."""
+    from sqlalchemy import insert
+
+    listed = list(rows)
+
+    async def fill(conn: AsyncConnection) -> None:
+        if listed:
+            await conn.execute(insert(table), listed)
+
+    return fill
