@@ -14,6 +14,8 @@ import anyio.lowlevel
 import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab import (
     CheckFailed,
@@ -33,9 +35,11 @@ from asynclab import (
     timeline,
     uvicorn_server,
 )
+from asynclab.bench.calls import on_event_loop_thread
+from asynclab.bench.database import rows_of, sqlite_url, temporary_database
 from asynclab.bench.leftovers import leftovers
 from asynclab.bench.lint import ruff
-from asynclab.standins.s01_handlers import on_event_loop_thread
+from asynclab.bench.server import StartupFailed
 
 pytestmark = pytest.mark.anyio
 
@@ -341,10 +345,30 @@ async def test_uvicorn_server_reports_a_failed_startup() -> None:
         yield
 
     before = set(leftovers())
-    with capture_logs("uvicorn.error"), pytest.raises(RuntimeError, match="uvicorn did not start"):
-        async with uvicorn_server(FastAPI(lifespan=broken)):
+    with capture_logs("uvicorn.error"), pytest.raises(StartupFailed, match="uvicorn did not start") as failed:
+        async with uvicorn_server(FastAPI(lifespan=broken), lifespan="on"):
             pass
+    assert failed.value.exit_code == 3  # uvicorn's status for a failed startup
     assert set(leftovers()) - before == set()
+
+
+async def test_temporary_database_creates_fills_and_removes_its_file() -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = "items"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    async with temporary_database(Base.metadata, rows_of(Item, [{"id": 1}, {"id": 2}]), name="items") as db:
+        assert db.path.name == "items.sqlite3" and db.url == sqlite_url(db.path)
+        engine = db.engine()
+        try:
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(Item.id).order_by(Item.id))).scalars().all() == [1, 2]
+        finally:
+            await engine.dispose()
+    assert not db.path.parent.exists()
 
 
 async def test_errors_inside_helpers_reach_the_notebook_as_themselves() -> None:

@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -41,6 +40,7 @@ import psutil
 import pytest
 
 from asynclab import authoring, classview
+from asynclab.bench.ports import free_port
 
 ROOT = authoring.ROOT
 DEPLOY = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
@@ -78,12 +78,6 @@ def _installed_when_required() -> None:
         pytest.fail(f"{_NO_HUB if not HUB else _NO_PROXY} (ASYNCLAB_HUB_REQUIRED=1: CI must run the room test)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 TEST_CONFIG = """
 # TEST-ONLY: the room's configuration, then shortcuts a room must never use (see tests/test_hub.py).
 load_subconfig({deploy!r})
@@ -108,7 +102,7 @@ if {root!r}:  # this sandbox and CI run as root; in a room each server runs as i
 class Hub:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = secrets.token_hex(16)
         self.log = folder / "hub.log"
@@ -121,7 +115,7 @@ class Hub:
         config = self.folder / "test_config.py"
         config.write_text(TEST_CONFIG.format(
             deploy=str(DEPLOY), password=TEST_PASSWORD, learners=list(LEARNERS), homes=str(homes),
-            hub_port=_free_port(), api_port=_free_port(), chp=CHP, token=self.token, root=os.geteuid() == 0), encoding="utf-8")
+            hub_port=free_port(), api_port=free_port(), chp=CHP, token=self.token, root=os.geteuid() == 0), encoding="utf-8")
         env = {
             **os.environ,
             "JPY_COOKIE_SECRET": secrets.token_hex(32),

@@ -21,7 +21,6 @@ import re
 import runpy
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import nbformat
 import psutil
 import pytest
 
+from asynclab.bench.ports import free_port
 from tests.browser import chromium, load_tool
 from tests.browser import unavailable as skip_or_fail
 
@@ -122,12 +122,6 @@ def test_course_settings_turn_off_the_news_and_the_update_check() -> None:
 
 def unavailable(reason: str) -> None:
     skip_or_fail(reason, REQUIRED)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """The measuring bench: generic parts every section uses.
 
-An app in-process (``inprocess``) or on a real uvicorn (``server``, ``workers``), load and its
-gauges (``load``, ``gauges``, ``probes``, ``loopwatch``), pictures (``figures``), raw HTTP
-(``rawhttp``, ``keepalive``, ``crowd``), and proof that nothing is left running (``leftovers``).
+An app in-process (``inprocess``) or on a real uvicorn: in the kernel's loop (``server``), as a
+worker group (``workers``) or as a process of its own (``processes``); free ports (``ports``),
+a scratch folder for app modules (``workspace``) and a temporary SQLite database (``database``).
+Load and its gauges (``load``, ``gauges``, ``probes``, ``loopwatch``), a record of the calls a
+stand-in receives (``calls``), pictures (``figures``), raw HTTP (``rawhttp``, ``keepalive``,
+``crowd``), and proof that nothing is left running (``leftovers``).
 Nothing here knows about a particular section.
 """

@@ -27,6 +27,22 @@ def sqlite_url(path: Path | str) -> str:
     return f"sqlite+aiosqlite:///{Path(path).resolve()}"
 
 
+async def create_tables(url: str, metadata: MetaData, *fills: Callable[[AsyncConnection], Any]) -> None:
+    """Create ``metadata``'s tables in the database at ``url``, then run each ``fill(connection)`` to fill them.
+
+    One transaction, on an engine of its own that is closed before returning: what a migration
+    does before the service starts.
+    """
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            for fill in fills:
+                await fill(conn)
+    finally:
+        await engine.dispose()
+
+
 class SQLiteFile:
     """A path for a SQLite file in a new private folder, its URL, and engines on it."""
 
@@ -39,16 +55,9 @@ class SQLiteFile:
         """A new async engine on the file (``pool_size=...``, ``logging_name=...``: any engine option)."""
         return create_async_engine(self.url, **options)
 
-    async def create(self, metadata: MetaData, *rows: Callable[[AsyncConnection], Any]) -> None:
-        """Create ``metadata``'s tables, then run each ``rows(connection)`` coroutine function to fill them."""
-        engine = self.engine()
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-                for fill in rows:
-                    await fill(conn)
-        finally:
-            await engine.dispose()
+    async def create(self, metadata: MetaData, *fills: Callable[[AsyncConnection], Any]) -> None:
+        """Create ``metadata``'s tables, then run each ``fill(connection)`` coroutine function to fill them."""
+        await create_tables(self.url, metadata, *fills)
 
     def remove(self) -> None:
         """Delete the folder and the file in it."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from asynclab.bench.processes import uvicorn_process as launch
 from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
 
 _SSL: list[Any] = []
@@ -54,12 +55,10 @@ async def uvicorn_process(
 ) -> AsyncIterator[str]:
     """Serve the module ``source`` (it defines ``app``) with ``python -m uvicorn --loop <loop> --http <http>``; yield its URL.
 
-    A thin front to :func:`asynclab.standins.s04_lifespan.uvicorn_process`: a free port of 127.0.0.1, the
+    A thin front to :func:`asynclab.bench.processes.uvicorn_process`: a free port of 127.0.0.1, the
     block starts once the app's startup is complete, and the whole process group is removed when
     the block ends, also when it fails. ``options`` are more flags, e.g. ``("--reset-contextvars",)``.
     """
-    from asynclab.standins.s04_lifespan import uvicorn_process as launch
-
     async with launch(source, "--loop", loop, "--http", http, *options) as server:
         if not await server.started(timeout=startup_timeout):
             raise RuntimeError(f"uvicorn exited with status {server.status}: {server.shell}")

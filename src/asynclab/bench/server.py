@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
 import uvicorn
 from starlette.types import ASGIApp
+
+from asynclab.bench.ports import bound_socket
+
+
+class StartupFailed(RuntimeError):
+    """uvicorn stopped before it served: the app's startup failed. ``exit_code`` is uvicorn's exit status (3)."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__("uvicorn did not start: the app's startup failed (its error is logged above)")
+        self.exit_code = exit_code
 
 
 class _QuietServer(uvicorn.Server):
@@ -29,12 +38,14 @@ async def uvicorn_server(
     startup_timeout: float = 5.0,
     shutdown_timeout: float = 5.0,
     http: str = "auto",
+    lifespan: str = "auto",
     **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 on a free port; yield its base URL.
 
     ``http`` picks uvicorn's HTTP protocol as ``--http`` does: ``"h11"``, ``"httptools"``, or
     ``"auto"`` (httptools where it is installed, as with ``uvicorn[standard]``, else h11).
+    ``lifespan`` is ``--lifespan``: ``"on"`` makes a failing startup stop uvicorn, as in production.
     Any other keyword is a ``uvicorn.Config`` option, e.g. ``limit_concurrency=4``,
     ``reset_contextvars=True``, ``timeout_graceful_shutdown=1``.
 
@@ -42,27 +53,27 @@ async def uvicorn_server(
     soon as it is sent, while background tasks are still running. The server is always stopped
     when the block ends, also when the block fails: no port outlives it.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = bound_socket()
     port = sock.getsockname()[1]
     settings = uvicorn.Config(
-        app, log_level=log_level, log_config=None, access_log=False, lifespan="auto", http=http, **config
+        app, log_level=log_level, log_config=None, access_log=False, lifespan=lifespan, http=http, **config
     )
     server = _QuietServer(settings)
+
+    exit_code: list[int] = []
 
     async def serve() -> None:
         try:
             await server.serve([sock])
-        except SystemExit:  # uvicorn exits with status 3 when the app's startup fails: reported below instead
-            pass
+        except SystemExit as exc:  # uvicorn exits with status 3 when the app's startup fails: raised below instead
+            exit_code.append(exc.code if isinstance(exc.code, int) else 1)
 
     serving = asyncio.create_task(serve(), name="asynclab-uvicorn")
     try:
         with anyio.fail_after(startup_timeout):
             while not server.started:
                 if serving.done():
-                    raise RuntimeError("uvicorn did not start: the app's startup failed (its error is logged above)")
+                    raise StartupFailed(exit_code[0] if exit_code else None)
                 await anyio.sleep(0.005)
         yield f"http://127.0.0.1:{port}"
     finally:

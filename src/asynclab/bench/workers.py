@@ -35,6 +35,7 @@ import httpx
 import psutil
 
 from asynclab.bench.load import response_body
+from asynclab.bench.ports import free_port
 from asynclab.bench.workspace import workspace
 
 PID_HEADER = "x-worker-pid"
@@ -173,12 +174,6 @@ def _group_members(pgid: int) -> list[int]:
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
     return sorted(members)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -335,7 +330,7 @@ async def serve_workers(
     environment.pop("PYTHONUNBUFFERED", None)
     try:
         for attempt in range(3):
-            port = _free_port()
+            port = free_port()
             command = [
                 sys.executable,
                 "-m",

@@ -9,6 +9,7 @@ from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.checking import build_app, exercise, expect_responses, fail
+from asynclab.checks._harness import watched
 from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 
 CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
@@ -17,32 +18,6 @@ WAITED = (
     "ran in another thread, but the event loop waited for {it} (it could run nothing else meanwhile): "
     "blocking on a thread's result (`future.result()`, `thread.join()`) blocks the loop just the same"
 )
-
-
-class _WatchedWeather(WeatherService):
-    """The weather SDK, with the check's event loop watched during every blocking call."""
-
-    def __init__(self, watch: LoopWatch) -> None:
-        super().__init__()
-        self.watch = watch
-
-    def fetch(self, city: str) -> str:
-        with self.watch.call():
-            return super().fetch(city)
-
-
-class _WatchedShop(ShopBackend):
-    def __init__(self, watch: LoopWatch) -> None:
-        super().__init__()
-        self.watch = watch
-
-    def exchange_rates(self) -> dict[str, float]:
-        with self.watch.call():
-            return super().exchange_rates()
-
-    def render_invoice(self, order_id: int) -> str:
-        with self.watch.call():
-            return super().render_invoice(order_id)
 
 
 @exercise(
@@ -56,7 +31,7 @@ class _WatchedShop(ShopBackend):
 )
 async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
     watch = LoopWatch()
-    weather = _WatchedWeather(watch)
+    weather = watched(WeatherService, watch, "fetch")
     app = build_app(factory, weather)
     n = len(CITIES)
     async with inprocess_client(app) as client:
@@ -114,7 +89,7 @@ FIND_IT = "exchange_rates"
 )
 async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
     watch = LoopWatch()
-    shop = _WatchedShop(watch)
+    shop = watched(ShopBackend, watch, "exchange_rates", "render_invoice")
     app = build_app(factory, shop)
     n = 6
     async with inprocess_client(app) as client:

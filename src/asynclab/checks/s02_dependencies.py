@@ -16,6 +16,7 @@ from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.checking import build_app, exercise, fail
+from asynclab.checks._harness import describe, watched
 from asynclab.standins.s02_dependencies import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
 
 
@@ -51,25 +52,9 @@ def unawaited_coroutines() -> Iterator[NeverAwaited]:
             gc.collect()
 
 
-def describe(response: httpx.Response) -> str:
-    return f"{response.status_code} {response.text[:100]}"
-
-
 # --- 2.1 --------------------------------------------------------------------------------------------
 
 USERS = sorted(PASSWORDS)
-
-
-class _WatchedAccounts(Accounts):
-    """The user directory, with the check's event loop watched during every password hash."""
-
-    def __init__(self, watch: LoopWatch) -> None:
-        super().__init__()
-        self.watch = watch
-
-    def check_password(self, username: str, password: str) -> bool:
-        with self.watch.call():
-            return super().check_password(username, password)
 
 
 def basic_auth(username: str, password: str) -> dict[str, str]:
@@ -87,7 +72,7 @@ def basic_auth(username: str, password: str) -> dict[str, str]:
 )
 async def login_dependency(factory: Callable[[Accounts], Any]) -> str:
     watch = LoopWatch()
-    accounts = _WatchedAccounts(watch)
+    accounts = watched(Accounts, watch, "check_password")
     app = build_app(factory, accounts)
     n = len(USERS)
     with unawaited_coroutines() as never_awaited:

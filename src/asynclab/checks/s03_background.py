@@ -7,19 +7,20 @@ import gc
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import httpx
-from asgi_lifespan import LifespanManager
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asynclab.bench.inprocess import BASE_URL, inprocess_client, state_per_request
+from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.bench.probes import capture_logs
-from asynclab.checking import StartupTimedOut, build_app, exercise, fail
+from asynclab.checking import build_app, exercise, fail
+from asynclab.checks._harness import concurrently, describe, watched
 from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer, wait_until
 
 # --- 3.1 -------------------------------------------------------------------------------------------
@@ -67,70 +68,87 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
     loop.set_exception_handler(lambda _loop, context: loop_reports.append(context))
 
     with capture_logs("", logging.WARNING) as logs:
-        manager = LifespanManager(state_per_request(app), startup_timeout=GRACE_LIMIT, shutdown_timeout=GRACE_LIMIT)
-        try:
-            await manager.__aenter__()
-        except TimeoutError as exc:
-            if exc.args:  # the app's own TimeoutError, not asgi-lifespan's bare one
-                raise
-            raise StartupTimedOut(GRACE_LIMIT) from None
-        try:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-                responses: dict[int, httpx.Response] = {}
-
-                async def post(i: int) -> None:
-                    responses[i] = await client.post("/newsletter", json=BATCHES[i])
-
-                with anyio.move_on_after(1.0) as waited:
-                    async with anyio.create_task_group() as tg:
-                        for i in range(len(BATCHES)):
-                            tg.start_soon(post, i)
-                if waited.cancelled_caught:
-                    fail(
-                        "POST /newsletter did not answer while the e-mails were waiting to go out: the handler waits "
-                        "for the sends instead of leaving them in the background.",
-                        "Keep starting each send as a task (asyncio.create_task or a task group's start_soon) and return at once.",
-                    )
-                for i, response in responses.items():
-                    if response.status_code != 200 or response.json() != {"queued": len(BATCHES[i])}:
-                        fail(
-                            f"POST /newsletter answered {response.status_code} {response.text[:100]}",
-                            "Keep the handler's answer as it was.",
-                        )
-                try:
-                    await wait_until(lambda: len(mailer.outcome) == len(everyone), timeout=1.0)
-                except TimeoutError:
-                    fail(
-                        f"only {len(mailer.outcome)} of {len(everyone)} sends started", "Start one send per recipient, as before."
-                    )
-                mailer.open()
-                try:
-                    await wait_until(lambda: mailer.ended == len(everyone) - len(STUCK), timeout=1.0)
-                except TimeoutError:
-                    fail(f"the sends did not end after the mailer let them go: {mailer.summary()}", 0)
-        except BaseException:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(GRACE_LIMIT):
-                await manager.__aexit__(None, None, None)
-            raise
-        try:
-            await manager.__aexit__(None, None, None)
-        except TimeoutError:
-            fail(
-                f"the app's shutdown did not finish within {GRACE_LIMIT:.0f} s: it waits for sends that never end "
-                f"({', '.join(sorted(STUCK))} hang).",
-                "Give the tasks still running a short grace period (asyncio.wait(..., timeout=...)), then cancel them and wait for them.",
-            )
+        async with _newsletter_client(app) as client:
+            await _post_batches(client)
+            await _let_sends_go(mailer, everyone)
         still_running = [to for to in everyone if mailer.outcome.get(to) == "sending"]
-        leftover_tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-        gc.collect()  # a task nobody kept is freed now, and asyncio reports what it never saw
-        for task in leftover_tasks:
-            task.cancel()
-        del leftover_tasks
+        _free_unkept_tasks()
 
     never_retrieved = [c for c in loop_reports if "never retrieved" in str(c.get("message", ""))]
     destroyed = [c for c in loop_reports if "destroyed but it is pending" in str(c.get("message", ""))]
-    callback_errors = [c for c in loop_reports if c not in never_retrieved and c not in destroyed]
+    _judge_callbacks([c for c in loop_reports if c not in never_retrieved and c not in destroyed])
+    _judge_failure_logs([r for r in logs.records if not r.name.startswith("asyncio")], never_retrieved)
+    _judge_endings(mailer, everyone, still_running, destroyed, never_retrieved)
+    return (
+        f"{len(everyone)} sends: {mailer.summary()}; each failure logged with its address, "
+        "nothing left to asyncio's 'never retrieved', nothing running after shutdown."
+    )
+
+
+@asynccontextmanager
+async def _newsletter_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (a startup longer than GRACE_LIMIT raises StartupTimedOut), and a client to it.
+
+    The app's shutdown runs even when the check fails half-way (bounded by GRACE_LIMIT); a
+    shutdown that does not end within GRACE_LIMIT, when all went well, fails the check.
+    """
+    stack = AsyncExitStack()
+    client = await stack.enter_async_context(inprocess_client(app, startup_timeout=GRACE_LIMIT, shutdown_timeout=GRACE_LIMIT))
+    try:
+        yield client
+    except BaseException:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(GRACE_LIMIT):
+            await stack.aclose()
+        raise
+    try:
+        await stack.aclose()
+    except TimeoutError:
+        fail(
+            f"the app's shutdown did not finish within {GRACE_LIMIT:.0f} s: it waits for sends that never end "
+            f"({', '.join(sorted(STUCK))} hang).",
+            "Give the tasks still running a short grace period (asyncio.wait(..., timeout=...)), then cancel them and wait for them.",
+        )
+
+
+async def _post_batches(client: httpx.AsyncClient) -> None:
+    """Do both POST /newsletter answer at once, while the e-mails still wait to go out?"""
+    responses: dict[int, httpx.Response] = {}
+    with anyio.move_on_after(1.0) as waited:
+        responses = await concurrently(len(BATCHES), lambda i: client.post("/newsletter", json=BATCHES[i]))
+    if waited.cancelled_caught:
+        fail(
+            "POST /newsletter did not answer while the e-mails were waiting to go out: the handler waits "
+            "for the sends instead of leaving them in the background.",
+            "Keep starting each send as a task (asyncio.create_task or a task group's start_soon) and return at once.",
+        )
+    for i, response in responses.items():
+        if response.status_code != 200 or response.json() != {"queued": len(BATCHES[i])}:
+            fail(f"POST /newsletter answered {describe(response)}", "Keep the handler's answer as it was.")
+
+
+async def _let_sends_go(mailer: Mailer, everyone: list[str]) -> None:
+    """Did one send start per recipient, and did the sends end once the mailer let them go?"""
+    try:
+        await wait_until(lambda: len(mailer.outcome) == len(everyone), timeout=1.0)
+    except TimeoutError:
+        fail(f"only {len(mailer.outcome)} of {len(everyone)} sends started", "Start one send per recipient, as before.")
+    mailer.open()
+    try:
+        await wait_until(lambda: mailer.ended == len(everyone) - len(STUCK), timeout=1.0)
+    except TimeoutError:
+        fail(f"the sends did not end after the mailer let them go: {mailer.summary()}", 0)
+
+
+def _free_unkept_tasks() -> None:
+    """Free the tasks nobody kept (asyncio then reports what it never saw), and cancel the tasks still running."""
+    leftover_tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    gc.collect()  # a task nobody kept is freed now, and asyncio reports what it never saw
+    for task in leftover_tasks:
+        task.cancel()
+
+
+def _judge_callbacks(callback_errors: list[dict[str, Any]]) -> None:
+    """Did a done-callback raise while the app ran?"""
     if callback_errors:
         context = callback_errors[0]
         error = context.get("exception")
@@ -141,7 +159,10 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
             f"(asyncio: {str(context.get('message', '')).split(' at ')[0][:60]!r}).",
             "In the done-callback, check task.cancelled() before task.exception(): on a cancelled task it raises CancelledError.",
         )
-    app_records = [r for r in logs.records if not r.name.startswith("asyncio")]
+
+
+def _judge_failure_logs(app_records: list[logging.LogRecord], never_retrieved: list[dict[str, Any]]) -> None:
+    """Was each failed send logged by the app, at ERROR, with its address?"""
     unlogged = [to for to in sorted(FULL) if not any(to in r.getMessage() and _names_error(r) for r in app_records)]
     if unlogged and never_retrieved:
         fail(
@@ -170,6 +191,12 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
             f"{below_error[0].getMessage()[:80]!r}",
             "A send that failed is an error: log it with log.error(..., exc_info=exc) (or log.exception).",
         )
+
+
+def _judge_endings(
+    mailer: Mailer, everyone: list[str], still_running: list[str], destroyed: list[dict[str, Any]], never_retrieved: list[dict[str, Any]]
+) -> None:
+    """Had every send ended by shutdown, each as it should, with no task lost on the way?"""
     if still_running:
         fail(
             f"after the app shut down, {_plural(len(still_running), 'send')} ({', '.join(still_running)}) were still running: "
@@ -187,10 +214,6 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
                 f"the send to {to} ended as {mailer.outcome.get(to)!r}, expected {expected!r}",
                 "Do not change what each send does.",
             )
-    return (
-        f"{len(everyone)} sends: {mailer.summary()}; each failure logged with its address, "
-        "nothing left to asyncio's 'never retrieved', nothing running after shutdown."
-    )
 
 
 # --- 3.2 -------------------------------------------------------------------------------------------
@@ -198,16 +221,6 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
 REPORTS = 6
 
 
-class _WatchedRenderer(ReportRenderer):
-    """The renderer, with the check's event loop watched during every blocking render."""
-
-    def __init__(self, watch: LoopWatch) -> None:
-        super().__init__()
-        self.watch = watch
-
-    def render(self, n: int) -> str:
-        with self.watch.call():
-            return super().render(n)
 _REPORT_PATH = re.compile(r"^/reports/(\d+)$")
 
 
@@ -244,25 +257,8 @@ class _Watched:
         await self.app(scope, receive, noting_send)
 
 
-@exercise(
-    "3.2",
-    "Unblock the report task",
-    hints=[
-        "The background task is `async def`, so Starlette runs it on the event loop; renderer.render() blocks for 0.2 s and never awaits.",
-        (
-            "Let the blocking call run in a worker thread: make the task a plain `def` (Starlette then runs it in the thread pool), "
-            "or offload the call from the async task."
-        ),
-        (
-            "`def make_report(n): renderer.publish(n, renderer.render(n))` — or keep `async def` and "
-            "`pdf = await anyio.to_thread.run_sync(renderer.render, n)`, or `await renderer.arender(n)`."
-        ),
-    ],
-)
-async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
-    watch = LoopWatch()
-    renderer = _WatchedRenderer(watch)
-    app = _Watched(build_app(factory, renderer, name="build_report_app"), renderer)
+async def _order_and_probe(app: _Watched, renderer: ReportRenderer) -> Any:
+    """POST every report, and probe the app's health while they render; the load report of the POSTs."""
     posts_done = anyio.Event()
     async with inprocess_client(app) as client:
 
@@ -287,6 +283,29 @@ async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_orders)
             tg.start_soon(probe_while_rendering)
+    return report
+
+
+@exercise(
+    "3.2",
+    "Unblock the report task",
+    hints=[
+        "The background task is `async def`, so Starlette runs it on the event loop; renderer.render() blocks for 0.2 s and never awaits.",
+        (
+            "Let the blocking call run in a worker thread: make the task a plain `def` (Starlette then runs it in the thread pool), "
+            "or offload the call from the async task."
+        ),
+        (
+            "`def make_report(n): renderer.publish(n, renderer.render(n))` — or keep `async def` and "
+            "`pdf = await anyio.to_thread.run_sync(renderer.render, n)`, or `await renderer.arender(n)`."
+        ),
+    ],
+)
+async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
+    watch = LoopWatch()
+    renderer = watched(ReportRenderer, watch, "render")
+    app = _Watched(build_app(factory, renderer, name="build_report_app"), renderer)
+    report = await _order_and_probe(app, renderer)
     for r in report.results:
         if r.status != 200 or r.body != {"queued": r.index}:
             fail(

@@ -10,12 +10,13 @@ from typing import Any
 import anyio
 import httpx
 
-from asynclab.bench.inprocess import lifespan_started
+from asynclab.bench.inprocess import inprocess_client, lifespan_started
 from asynclab.bench.probes import capture_logs
 from asynclab.checking import build_app, exercise, fail
 from asynclab.standins.s04_lifespan import Mailer, Resources, run_as_process
 
 NEEDED = ("db", "payments")
+BASE_URL = "http://check"
 
 
 def _order_body(run: int, oid: int) -> dict[str, str]:
@@ -54,8 +55,19 @@ async def _get_order(client: httpx.AsyncClient, oid: int, where: str) -> Any:
     ],
 )
 async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
-    # 1. Building the app must not use the deprecated decorator.
     resources = Resources()
+    app = _built_without_deprecation(factory, resources)
+    await _one_clean_run(app, resources)
+    await _started_twice(factory)
+    await _startup_failing_half_way(factory)
+    return (
+        "no deprecation warning; db and payments opened once and closed once; two starts of the same app kept their "
+        "own resources; a startup failing at payments stopped the app and closed db."
+    )
+
+
+def _built_without_deprecation(factory: Callable[[Resources], Any], resources: Resources) -> Any:
+    """1. Building the app must not use the deprecated decorator."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         app = build_app(factory, resources)
@@ -63,9 +75,12 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
     if deprecated:
         first = str(deprecated[0].message).strip().splitlines()[0]
         fail(f"building the app emitted a DeprecationWarning: {first}", 0)
+    return app
 
-    # 2. One clean run: each resource opened once at startup, used by the handler, closed once at shutdown.
-    async with lifespan_started(app) as started_app:
+
+async def _one_clean_run(app: Any, resources: Resources) -> None:
+    """2. One clean run: each resource opened once at startup, used by the handler, closed once at shutdown."""
+    async with inprocess_client(app, base_url=BASE_URL) as client:
         started = sorted(resources.opened)
         if started != sorted(NEEDED):
             if not started:
@@ -74,8 +89,7 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
                     0,
                 )
             fail(f"startup opened {', '.join(started)}; expected db and payments, once each", 0)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=started_app), base_url="http://check") as client:
-            body = await _get_order(client, 7, "after startup")
+        body = await _get_order(client, 7, "after startup")
     if body != _order_body(1, 7):
         fail(f"GET /orders/7 answered {body!r}, expected {_order_body(1, 7)!r}", "Keep what the handler returns as it was.")
     if sorted(resources.opened) != sorted(NEEDED):
@@ -85,17 +99,14 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
     if sorted(resources.closed) != sorted(NEEDED):
         fail(f"shutdown closed {', '.join(resources.closed) or 'nothing'}; expected db and payments, once each", 2)
 
-    # 3. The same app object started twice at once (two test clients): each run must use its own resources.
+
+async def _started_twice(factory: Callable[[Resources], Any]) -> None:
+    """3. The same app object started twice at once (two test clients): each run must use its own resources."""
     resources = Resources()
     app = _build_quietly(factory, resources)
-    async with lifespan_started(app) as first, lifespan_started(app) as second:
-        transport_1, transport_2 = httpx.ASGITransport(app=first), httpx.ASGITransport(app=second)
-        async with (
-            httpx.AsyncClient(transport=transport_1, base_url="http://check") as client_1,
-            httpx.AsyncClient(transport=transport_2, base_url="http://check") as client_2,
-        ):
-            body_1 = await _get_order(client_1, 8, "with the app started twice")
-            body_2 = await _get_order(client_2, 9, "with the app started twice")
+    async with inprocess_client(app, base_url=BASE_URL) as client_1, inprocess_client(app, base_url=BASE_URL) as client_2:
+        body_1 = await _get_order(client_1, 8, "with the app started twice")
+        body_2 = await _get_order(client_2, 9, "with the app started twice")
     if body_1 != _order_body(1, 8) or body_2 != _order_body(2, 9):
         fail(
             "with the same app started twice (as two test clients do), GET /orders/8 on the first start answered "
@@ -105,7 +116,9 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
     if resources.still_open:
         fail(f"after two starts and two shutdowns, {' and '.join(resources.still_open)} still open", 1)
 
-    # 4. A startup that fails half-way must stop the app and close what it had opened.
+
+async def _startup_failing_half_way(factory: Callable[[Resources], Any]) -> None:
+    """4. A startup that fails half-way must stop the app and close what it had opened."""
     resources = Resources(fail_on="payments")
     app = _build_quietly(factory, resources)
     try:
@@ -117,11 +130,6 @@ async def migrate_to_lifespan(factory: Callable[[Resources], Any]) -> str:
         fail("payments could not connect, yet the app finished its startup and would serve requests without it", 2)
     if resources.still_open:
         fail(f"payments could not connect and the startup stopped there, but {' and '.join(resources.still_open)} stayed open", 2)
-
-    return (
-        "no deprecation warning; db and payments opened once and closed once; two starts of the same app kept their "
-        "own resources; a startup failing at payments stopped the app and closed db."
-    )
 
 
 EMAILS = {"fast@example.com": 0.05, "slow@example.com": 0.4, "stuck@example.com": 60.0}

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
+import httpx
 from fastapi import FastAPI, HTTPException
 
 from asynclab.bench.inprocess import inprocess_client
@@ -138,6 +139,26 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
             "Pass the function itself: check('5.2', add_catch_all).",
         )
     raised: list[BaseException] = []
+    app = _orders_app(raised)
+    install(app)
+    request_id = "chk-5b2e91"
+    with capture_logs() as logs:
+        async with inprocess_client(app, raise_app_exceptions=False) as client:
+            health_response = await client.get("/health")
+            missing = await client.get("/orders/404")
+            failed = await client.get("/orders/7", headers={"X-Request-ID": request_id})
+            bare = await client.get("/orders/8")  # no X-Request-ID: the handler must make one up, not fail
+    _judge_client_side(health_response, missing, failed)
+    _judge_logged(logs.records, raised, request_id)
+    _judge_without_request_id(bare, logs.records, raised)
+    return (
+        f"the client got 500 {failed.text[:60]!r}; the log has the exception, method, path and request id; "
+        "a request without X-Request-ID was answered and logged the same way; the 404 and the working route were left alone."
+    )
+
+
+def _orders_app(raised: list[BaseException]) -> FastAPI:
+    """An app with a working route, a 404, and a route that fails with a secret (noted in ``raised``)."""
     app = FastAPI()
 
     @app.get("/health")
@@ -152,14 +173,11 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
         raised.append(error)
         raise error
 
-    install(app)
-    request_id = "chk-5b2e91"
-    with capture_logs() as logs:
-        async with inprocess_client(app, raise_app_exceptions=False) as client:
-            health_response = await client.get("/health")
-            missing = await client.get("/orders/404")
-            failed = await client.get("/orders/7", headers={"X-Request-ID": request_id})
-            bare = await client.get("/orders/8")  # no X-Request-ID: the handler must make one up, not fail
+    return app
+
+
+def _judge_client_side(health_response: httpx.Response, missing: httpx.Response, failed: httpx.Response) -> None:
+    """Did the working route and the 404 stay as they were, and did the failure answer a 500 that tells nothing?"""
     if health_response.status_code != 200:
         fail(f"GET /health answered {health_response.status_code}, expected 200", "Leave the working routes alone.")
     if missing.status_code != 404 or "no order 404" not in missing.text:
@@ -175,7 +193,11 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
             f"the 500 body discloses {', '.join(map(repr, leaked))}: {failed.text[:100]!r}. That is an information-disclosure bug.",
             0,
         )
-    errors = [r for r in logs.records if r.levelno >= logging.ERROR]
+
+
+def _judge_logged(records: list[logging.LogRecord], raised: list[BaseException], request_id: str) -> None:
+    """Does an ERROR record carry the exception, the method, the path and the request id?"""
+    errors = [r for r in records if r.levelno >= logging.ERROR]
     if not errors:
         fail("GET /orders/7 failed and nothing was logged at ERROR or above: nobody will ever know.", 1)
     carrying = [r for r in errors if _carries(r, raised)]
@@ -194,21 +216,21 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
             f"(we sent X-Request-ID: {request_id}); it says {carrying[0].getMessage()[:80]!r}",
             2,
         )
+
+
+def _judge_without_request_id(bare: httpx.Response, records: list[logging.LogRecord], raised: list[BaseException]) -> None:
+    """Was a failing request without X-Request-ID answered and logged like any other?"""
     if bare.status_code != 500 or _leaks(bare.text, SECRET_PARTS):
         fail(
             f"GET /orders/8 without an X-Request-ID header answered {bare.status_code} {bare.text[:80]!r}",
             "When the header is missing, make a request id up (e.g. uuid.uuid4().hex): do not fail, and still answer the fixed 500.",
         )
-    logged_bare = [r for r in logs.records if r.levelno >= logging.ERROR and _carries(r, raised[1:])]
+    logged_bare = [r for r in records if r.levelno >= logging.ERROR and _carries(r, raised[1:])]
     if not logged_bare or not any("/orders/8" in _record_text(r) for r in logged_bare):
         fail(
             "GET /orders/8 without an X-Request-ID header failed, and no ERROR record carries its exception and its path",
             "When the header is missing, make a request id up (e.g. uuid.uuid4().hex) and log as for any other request.",
         )
-    return (
-        f"the client got 500 {failed.text[:60]!r}; the log has the exception, method, path and request id; "
-        "a request without X-Request-ID was answered and logged the same way; the 404 and the working route were left alone."
-    )
 
 
 DEADLINE = 0.2  # the deadline the exercise's text names
@@ -239,28 +261,8 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
     app = build_app(factory, stock, DEADLINE)
     long_stock = StockService()
     long_app = build_app(factory, long_stock, LONG_DEADLINE)
-    reports: dict[float, Any] = {}
     with capture_logs() as logs:
-        async with (
-            inprocess_client(app, raise_app_exceptions=False) as client,
-            inprocess_client(long_app, raise_app_exceptions=False) as long_client,
-        ):
-            quick = await client.get("/stock/tea")
-            if quick.status_code != 200 or quick.json() != {"sku": "tea", "level": StockService.level_for("tea")}:
-                fail(
-                    f"with a back end that answers at once, GET /stock/tea answered {quick.status_code} {quick.text[:80]}",
-                    "Keep the normal answer as it was: {'sku': ..., 'level': ...}.",
-                )
-            stock.stalled = long_stock.stalled = True
-            calls_before = stock.calls + long_stock.calls
-
-            async def stalled(deadline: float, c: Any) -> None:
-                reports[deadline] = await load(c, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
-
-            async with anyio.create_task_group() as tg:  # both apps at once: the two deadlines run side by side
-                tg.start_soon(stalled, DEADLINE, client)
-                tg.start_soon(stalled, LONG_DEADLINE, long_client)
-            still_running = stock.running + long_stock.running
+        reports, calls_before, still_running = await _quick_then_stalled(app, stock, long_app, long_stock)
     for deadline, report in ((DEADLINE, reports[DEADLINE]), (LONG_DEADLINE, reports[LONG_DEADLINE])):
         unanswered = [r for r in report.results if r.status == NO_ANSWER]
         if unanswered:
@@ -274,6 +276,55 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
             f"{2 * STALLED} requests made only {stock.calls + long_stock.calls - calls_before} calls to stock.level()",
             "Every request must still ask the back end.",
         )
+    _judge_deadlines(reports)
+    if still_running:
+        fail(
+            f"the 503s went out, but {still_running} calls to stock.level() were still running: the hung calls were left behind, not cancelled",
+            "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only stops waiting.",
+        )
+    warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
+    if len(warnings) < 2 * STALLED:
+        fail(f"{2 * STALLED} requests timed out and {len(warnings)} log lines at WARNING or above were written", 1)
+    return (
+        f"{2 * STALLED} requests to a back end that never answers got 503, after the {DEADLINE} s deadline in one app and the "
+        f"{LONG_DEADLINE} s deadline in the other, each logged; no call left running."
+    )
+
+
+async def _quick_then_stalled(
+    app: Any, stock: StockService, long_app: Any, long_stock: StockService
+) -> tuple[dict[float, Any], int, int]:
+    """One quick request, then STALLED requests to each app while the back end never answers.
+
+    Returns the load report of each deadline, the back-end calls made before the stall, and the
+    calls still running when the apps had stopped.
+    """
+    reports: dict[float, Any] = {}
+    async with (
+        inprocess_client(app, raise_app_exceptions=False) as client,
+        inprocess_client(long_app, raise_app_exceptions=False) as long_client,
+    ):
+        quick = await client.get("/stock/tea")
+        if quick.status_code != 200 or quick.json() != {"sku": "tea", "level": StockService.level_for("tea")}:
+            fail(
+                f"with a back end that answers at once, GET /stock/tea answered {quick.status_code} {quick.text[:80]}",
+                "Keep the normal answer as it was: {'sku': ..., 'level': ...}.",
+            )
+        stock.stalled = long_stock.stalled = True
+        calls_before = stock.calls + long_stock.calls
+
+        async def stalled(deadline: float, c: Any) -> None:
+            reports[deadline] = await load(c, lambda i: f"/stock/sku-{i}", n=STALLED, give_up_after=GIVE_UP_AFTER)
+
+        async with anyio.create_task_group() as tg:  # both apps at once: the two deadlines run side by side
+            tg.start_soon(stalled, DEADLINE, client)
+            tg.start_soon(stalled, LONG_DEADLINE, long_client)
+        still_running = stock.running + long_stock.running
+    return reports, calls_before, still_running
+
+
+def _judge_deadlines(reports: dict[float, Any]) -> None:
+    """Did each app answer 503 at its own deadline: not before it, and not as late as the other's?"""
     for deadline, report in ((DEADLINE, reports[DEADLINE]), (LONG_DEADLINE, reports[LONG_DEADLINE])):
         wrong = [r for r in report.results if r.status != 503]
         if wrong:
@@ -296,15 +347,3 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
             f"as late as the other app's {LONG_DEADLINE} s deadline. Does your code use the `deadline` parameter?",
             "Wait for the back end for `deadline` seconds (the parameter build_stock_app receives), not a number of your own.",
         )
-    if still_running:
-        fail(
-            f"the 503s went out, but {still_running} calls to stock.level() were still running: the hung calls were left behind, not cancelled",
-            "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only stops waiting.",
-        )
-    warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
-    if len(warnings) < 2 * STALLED:
-        fail(f"{2 * STALLED} requests timed out and {len(warnings)} log lines at WARNING or above were written", 1)
-    return (
-        f"{2 * STALLED} requests to a back end that never answers got 503, after the {DEADLINE} s deadline in one app and the "
-        f"{LONG_DEADLINE} s deadline in the other, each logged; no call left running."
-    )

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import gc
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import httpx
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import Pool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import LoadReport, response_body
 from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
 from asynclab.bench.server import uvicorn_server
-from asynclab.checking import Observed, build_app, exercise, fail
+from asynclab.checking import build_app, exercise, fail
+from asynclab.checks._harness import collect_garbage_before_leaving, counting_connections, first_error, recording_errors
 from asynclab.standins.s06_isolation import (
     READER,
     AuditLog,
@@ -33,118 +26,6 @@ from asynclab.standins.s06_isolation import (
     burst,
     temporary_database,
 )
-
-P = ParamSpec("P")
-
-# --- shared bench ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Connections:
-    """Every engine that connected, and every DB-API connection opened and closed, while counting."""
-
-    engines: list[Engine] = field(default_factory=list)
-    opened: int = 0
-    closed: int = 0
-    open_now: list[Any] = field(default_factory=list)  # the DB-API connections not closed yet
-
-    @property
-    def still_open(self) -> int:
-        return self.opened - self.closed
-
-    async def close_leftovers(self) -> None:
-        """Close what the app left open, so that no aiosqlite thread outlives the check."""
-        for connection in self.open_now:
-            with contextlib.suppress(Exception):
-                await connection.driver_connection.close()
-        self.open_now.clear()
-
-
-@contextmanager
-def counting_connections() -> Iterator[Connections]:
-    """Listen to every SQLAlchemy pool and engine in the process while the block runs."""
-    seen = Connections()
-
-    def on_connect(dbapi_connection: Any, record: Any) -> None:
-        seen.opened += 1
-        seen.open_now.append(dbapi_connection)
-
-    def on_close(dbapi_connection: Any, record: Any) -> None:
-        seen.closed += 1
-        seen.open_now[:] = [c for c in seen.open_now if c is not dbapi_connection]
-
-    def on_engine_connect(connection: Any) -> None:
-        if connection.engine.logging_name == READER:  # NotesDatabase.notes() reading back, not the app
-            return
-        if not any(e is connection.engine for e in seen.engines):
-            seen.engines.append(connection.engine)
-
-    listeners: list[tuple[Any, str, Callable[..., None]]] = [
-        (Pool, "connect", on_connect),
-        (Pool, "close", on_close),
-        (Pool, "close_detached", on_close),
-        (Engine, "engine_connect", on_engine_connect),
-    ]
-    for target, name, fn in listeners:
-        event.listen(target, name, fn)
-    try:
-        yield seen
-    finally:
-        for target, name, fn in listeners:
-            event.remove(target, name, fn)
-
-
-def recording_errors(app: ASGIApp, errors: list[str]) -> ASGIApp:
-    """Wrap an app so that every exception it raises is noted, as text (the client only sees a 500).
-
-    Only the text is kept: an exception raised inside SQLAlchemy's async machinery holds, through
-    its traceback, the greenlets of the check's thread, which must not outlive that thread.
-    """
-
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await app(scope, receive, send)
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            errors.append(f"{type(exc).__name__}: {first[:110]}")
-            raise
-
-    return wrapped
-
-
-def collect_garbage_before_leaving(check: Callable[P, Awaitable[str]]) -> Callable[P, Awaitable[str]]:
-    """End a check by freeing the learner's app, engines and connections on the check's own thread.
-
-    SQLAlchemy's async layer runs on greenlets, which belong to the thread that made them, and an
-    aiosqlite connection hands its results to the event loop that opened it. Left in reference
-    cycles (exceptions and their tracebacks make many), or held by a failed check's traceback, they
-    would be freed later on another thread, after the check's thread and loop have ended: greenlet
-    can crash the process then, and aiosqlite's worker thread fails with "Event loop is closed".
-    So a failure leaves without the traceback of the check (which says nothing to the learner),
-    and the garbage is collected here, while the check's loop still runs.
-    """
-
-    @functools.wraps(check)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> str:
-        failure: Observed | None = None
-        try:
-            return await check(*args, **kwargs)
-        except Observed as observed:
-            failure = observed.with_traceback(None)
-            failure.__context__ = failure.__cause__ = None
-        finally:
-            gc.collect()
-            await anyio.sleep(0.01)  # let closing connections report back to this loop
-        assert failure is not None
-        raise failure
-
-    return wrapper
-
-
-def _first_error(errors: list[str]) -> str:
-    return f"; the app raised {errors[0]}" if errors else ""
-
-
 
 # --- 6.1 · one session per request -----------------------------------------------------------------
 
@@ -179,7 +60,7 @@ def _expect_note(what: str, status: int, body: Any, owner: str, text: str, error
     """The id of a created note, after checking the answer; fails on anything else."""
     if status == 500:
         fail(
-            f"{what} answered 500{_first_error(errors)}",
+            f"{what} answered 500{first_error(errors)}",
             _hint_for(errors, "Fix that error first: one request on its own must work." if alone else 0),
         )
     if status != 201:
@@ -246,7 +127,26 @@ async def _drive_61(
     client: httpx.AsyncClient, db: NotesDatabase, moderation: Moderation, errors: list[str]
 ) -> tuple[list[Call], LoadReport]:
     """One write alone, then the forced interleaving, then 50 mixed requests at once; fails on the way."""
-    # One write on its own: is a note that passes moderation really committed?
+    await _one_write_alone(client, db, errors)
+    # Forced interleaving: a rejected request's rollback must not touch the others' notes.
+    held_ids = _judge_interleaving(await _lost_write_phase(client, moderation), errors)
+    stored = {n.id: n for n in await db.notes()}
+    lost = [i for i in held_ids if i not in stored]
+    if lost:
+        fail(
+            f"3 notes were answered 201 while another request was rejected, and {len(lost)} of them are not in the database: "
+            "the rejected request's rollback threw them away",
+            0,
+        )
+
+    # Fifty mixed requests at once.
+    calls = _mixed_61(50)
+    report = await burst(client, calls)
+    return calls, report
+
+
+async def _one_write_alone(client: httpx.AsyncClient, db: NotesDatabase, errors: list[str]) -> None:
+    """One write on its own: is a note that passes moderation really committed?"""
     single = await client.post("/notes", json={"owner": "alice", "text": "a quiet note"})
     single_id = _expect_note(
         "POST /notes (one request, nothing else running)",
@@ -263,8 +163,9 @@ async def _drive_61(
             "A session closed without commit() rolls back: commit in the handler once the note is accepted.",
         )
 
-    # Forced interleaving: a rejected request's rollback must not touch the others' notes.
-    phase = await _lost_write_phase(client, moderation)
+
+def _judge_interleaving(phase: LostWritePhase, errors: list[str]) -> list[int]:
+    """Did the three held writes and the rejected one run side by side, and answer right? The held notes' ids."""
     held, spam = phase.held, phase.spam
     if phase.most_waiting < 3:
         fail(
@@ -288,7 +189,7 @@ async def _drive_61(
         )
     if spam.status_code == 500 or any(r.status_code == 500 for r in held):
         fail(
-            "with 3 writes waiting in moderation and 1 rejected, a request answered 500" + _first_error(errors),
+            "with 3 writes waiting in moderation and 1 rejected, a request answered 500" + first_error(errors),
             _hint_for(errors),
         )
     if spam.status_code != 422:
@@ -307,19 +208,7 @@ async def _drive_61(
         )
         for k, r in enumerate(held)
     ]
-    stored = {n.id: n for n in await db.notes()}
-    lost = [i for i in held_ids if i not in stored]
-    if lost:
-        fail(
-            f"3 notes were answered 201 while another request was rejected, and {len(lost)} of them are not in the database: "
-            "the rejected request's rollback threw them away",
-            0,
-        )
-
-    # Fifty mixed requests at once.
-    calls = _mixed_61(50)
-    report = await burst(client, calls)
-    return calls, report
+    return held_ids
 
 
 @exercise(
@@ -339,7 +228,7 @@ async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
     errors: list[str] = []
     async with temporary_database(SEED_61) as db:
         moderation = Moderation(latency=0.01)
-        with counting_connections() as connections:
+        with counting_connections(ignore_engine=READER) as connections:
             try:
                 app = build_app(factory, db.url, moderation)
                 async with inprocess_client(recording_errors(app, errors), raise_app_exceptions=False) as client:
@@ -369,7 +258,7 @@ def _judge_burst(calls: list[Call], report: LoadReport, stored: list[StoredNote]
     failed = [c for c, r in zip(calls, report.results, strict=True) if r.status == 500]
     if failed:
         fail(
-            f"{len(failed)} of {len(calls)} concurrent requests answered 500, e.g. {failed[0]}" + _first_error(errors),
+            f"{len(failed)} of {len(calls)} concurrent requests answered 500, e.g. {failed[0]}" + first_error(errors),
             _hint_for(errors),
         )
     by_id = {n.id: n for n in stored}
@@ -513,7 +402,7 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
     audit = AuditLog(rendezvous=rendezvous)
     calls = _calls_62()
     async with temporary_database(SEED_62) as db:
-        with counting_connections() as connections:
+        with counting_connections(ignore_engine=READER) as connections:
             try:
                 app = build_app(factory, db.url, audit, name="build_service")
                 async with inprocess_client(recording_errors(app, errors), raise_app_exceptions=False) as client:
@@ -521,11 +410,32 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
             finally:
                 await connections.close_leftovers()
         stored = await db.notes()
+    _judge_statuses_62(calls, report, errors)
+    _judge_leaks_62(calls, report, stored)
+    if len(audit.entries) < N_62:
+        fail(f"only {len(audit.entries)} of {N_62} requests called audit.record()", "Keep the audit call in every route.")
+    if not rendezvous.complete:
+        fail(
+            f"the {N_62} requests were never inside the app at the same time: "
+            f"at most {rendezvous.most_inside} of them were waiting in audit.record() at once",
+            "Requests must not take turns: remove any lock, and keep the per-request values per request instead.",
+        )
+    _judge_stored_62(calls, stored)
+    served = await _keep_alive_62(factory)
+    return (
+        f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and "
+        f"wrote only its own data; on real uvicorn (h11), {served} signed-in and anonymous requests on one keep-alive "
+        "connection (pipelined, and after a large POST): every anonymous request stayed anonymous."
+    )
+
+
+def _judge_statuses_62(calls: list[Call], report: LoadReport, errors: list[str]) -> None:
+    """Did every request answer, with the status its route answers?"""
     for call, r in zip(calls, report.results, strict=True):
         user, tenant = _who(r.index)
         if r.status == 500:
             fail(
-                f"{call} as {user} of {tenant} answered 500" + _first_error(errors),
+                f"{call} as {user} of {tenant} answered 500" + first_error(errors),
                 "Fix that error first: every route must still answer.",
             )
         expected = 201 if call.method == "POST" else 200
@@ -534,6 +444,10 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
                 f"{call} as {user} of {tenant} answered {r.status}: {str(r.body)[:100]}",
                 "Keep the routes and their headers as they were.",
             )
+
+
+def _judge_leaks_62(calls: list[Call], report: LoadReport, stored: list[StoredNote]) -> None:
+    """Did any request get or write another caller's data, or not see its own caller at all?"""
     new_texts = {n.text: n.tenant for n in stored if n.id > len(SEED_62)}
     found: dict[str, list[str]] = {"foreign": [], "unseen": []}
     for call, r in zip(calls, report.results, strict=True):
@@ -551,14 +465,10 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
             "A ContextVar set in a plain `def` dependency is set in a worker thread's copy of the context, which the handler "
             "never sees: make that dependency `async def`, or let it return the values.",
         )
-    if len(audit.entries) < N_62:
-        fail(f"only {len(audit.entries)} of {N_62} requests called audit.record()", "Keep the audit call in every route.")
-    if not rendezvous.complete:
-        fail(
-            f"the {N_62} requests were never inside the app at the same time: "
-            f"at most {rendezvous.most_inside} of them were waiting in audit.record() at once",
-            "Requests must not take turns: remove any lock, and keep the per-request values per request instead.",
-        )
+
+
+def _judge_stored_62(calls: list[Call], stored: list[StoredNote]) -> None:
+    """Is every new note in the file, stored for the caller who wrote it?"""
     wrong_rows = [
         n
         for n in stored
@@ -574,12 +484,6 @@ async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
             f"{saved} notes were answered 201, and the database holds {len(stored) - len(SEED_62)} new ones",
             "Commit each new note in its handler.",
         )
-    served = await _keep_alive_62(factory)
-    return (
-        f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and "
-        f"wrote only its own data; on real uvicorn (h11), {served} signed-in and anonymous requests on one keep-alive "
-        "connection (pipelined, and after a large POST): every anonymous request stayed anonymous."
-    )
 
 
 ANONYMOUS = {"user": None, "tenant": None}
@@ -620,7 +524,7 @@ async def _keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
         (401, None),
     ]
     async with temporary_database(SEED_62) as db:
-        with counting_connections() as connections:
+        with counting_connections(ignore_engine=READER) as connections:
             try:
                 app = build_app(factory, db.url, AuditLog(), name="build_service")
                 async with uvicorn_server(recording_errors(app, errors), http="h11") as url, Connection(url) as conn:
@@ -641,7 +545,7 @@ async def _keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
 def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, body: Any, errors: list[str]) -> None:
     shown = str(answer.body)[:100]
     if answer.status == 500:
-        fail(f"on real uvicorn, {what} answered 500{_first_error(errors)}", "Fix that error first: every route must still answer.")
+        fail(f"on real uvicorn, {what} answered 500{first_error(errors)}", "Fix that error first: every route must still answer.")
     if status == 401 and answer.status in (200, 201):
         fail(
             f"on real uvicorn, {how}, {what} answered {answer.status} {shown}: it was served as the caller before it. "

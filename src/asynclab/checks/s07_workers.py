@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from asynclab.bench.crowd import at_once
-from asynclab.bench.workers import Workers, WorkersFailed, last_error, send_to_workers, serve_workers
+from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
 from asynclab.bench.workspace import fresh_copy
 from asynclab.checking import exercise, fail, module_file
 from asynclab.standins.s07_workers import ClientEvents
@@ -84,6 +84,22 @@ async def quota(module: Any) -> str:
             crowd = await at_once(server, "/ask/carol", CROWD, hold=copy.with_name("quota.db"))
     except WorkersFailed as exc:
         _did_not_run(path, exc)
+    _judge_one_by_one(server, a, b, plan, answers)
+    by_worker = _judge_crowd(server, crowd)
+    await _judge_restart(path, copy)
+    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
+    return (
+        f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
+        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; {CROWD} calls for carol at the same "
+        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota holds across workers and restarts."
+    )
+
+
+CROWD = 8
+
+
+def _judge_one_by_one(server: Workers, a: int, b: int, plan: list[tuple[int, str]], answers: list[Answer]) -> None:
+    """Did alice's calls, one after the other on workers ``a`` and ``b``, stop at her quota on both, and leave bob's alone?"""
     for (_, route), answer in zip(plan, answers, strict=True):
         if answer.status not in (200, 429):
             fail(
@@ -120,6 +136,10 @@ async def quota(module: Any) -> str:
             f"bob's first two calls answered {bob}, after alice had used up her quota",
             "Count per key: alice's calls must not use up bob's quota.",
         )
+
+
+def _judge_crowd(server: Workers, crowd: list[Answer]) -> Counter[int]:
+    """Were calls for one key, sent at the same moment, allowed exactly QUOTA times? How many each worker served."""
     by_worker = Counter(x.pid for x in crowd)
     on = f"on {len(by_worker)} worker{'s' if len(by_worker) > 1 else ''}"
     odd = [x for x in crowd if x.status not in (200, 429)]
@@ -138,6 +158,11 @@ async def quota(module: Any) -> str:
             "Read-then-write races: do the check and the count in one statement, `UPDATE usage SET used = used + 1 "
             "WHERE key = :key AND used < :quota RETURNING used`.",
         )
+    return by_worker
+
+
+async def _judge_restart(path: Path, copy: Path) -> None:
+    """After a deploy (new workers, the same database), do the used-up quotas still hold?"""
     try:
         async with _two_workers(path, copy=copy) as restarted:  # a deploy: new workers, the same database
             c, d = restarted.worker_pids
@@ -150,15 +175,6 @@ async def quota(module: Any) -> str:
             f"and a new key's {after[2].status}; expected 429, 429 and 200: the quota is 5 calls in total, a deploy does not reset it",
             "Keep the counts in the database only, and never reset them when a worker starts.",
         )
-    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
-    return (
-        f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
-        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; {CROWD} calls for carol at the same "
-        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota holds across workers and restarts."
-    )
-
-
-CROWD = 8
 
 
 # --- 7.2 ------------------------------------------------------------------------------------------

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import importlib.util
 import itertools
 import logging
-import sys
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -30,13 +27,14 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from asynclab.bench.crowd import at_once
-from asynclab.bench.inprocess import BASE_URL, lifespan_started
+from asynclab.bench.database import sqlite_url, temporary_database
+from asynclab.bench.inprocess import inprocess_client, lifespan_started
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.bench.probes import capture_logs
 from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
 from asynclab.bench.workspace import fresh_copy
-from asynclab.checking import _describe_value, exercise, fail, is_asgi_app, module_file, raised
-from asynclab.checks.s06_isolation import counting_connections
+from asynclab.checking import exercise, fail, module_file, raised
+from asynclab.checks._harness import concurrently, counting_connections, import_fresh, noting_errors
 from asynclab.standins import s08_capstone as capstone
 from asynclab.standins.s08_capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
 
@@ -51,20 +49,7 @@ def _service_file(answer: Any) -> Path:
 
 def _import(path: Path) -> ModuleType:
     """A fresh copy of the learner's module: new module globals every time."""
-    name = f"orders_service_check_{next(_imports)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # kept: pydantic and FastAPI resolve the module's annotations through it
-    spec.loader.exec_module(module)
-    if not hasattr(module, "app"):
-        fail(f"{path.name} has no `app`", "Keep the FastAPI app in a module-level variable called `app`.")
-    if not is_asgi_app(module.app):
-        fail(
-            f"expected `app` in {path.name} to be a FastAPI app; got {_describe_value(module.app)}",
-            "Keep `app = FastAPI(...)` at module level; do not reuse the name for a function.",
-        )
-    return module
+    return import_fresh(path, f"orders_service_check_{next(_imports)}")
 
 
 @contextmanager
@@ -82,10 +67,9 @@ def _scenario(**changes: Any) -> Iterator[None]:
 
 @asynccontextmanager
 async def _database() -> AsyncIterator[str]:
-    with tempfile.TemporaryDirectory(prefix="asynclab-orders-") as folder:
-        url = capstone.database_url(Path(folder) / "orders.db")
-        await capstone.prepare_database(url)
-        yield url
+    async with temporary_database(name="orders", prefix="asynclab-orders-") as db:
+        await capstone.prepare_database(db.url)
+        yield db.url
 
 
 _app_errors: list[BaseException] = []  # what the learner's app raised in the current check
@@ -93,15 +77,7 @@ _app_errors: list[BaseException] = []  # what the learner's app raised in the cu
 
 def _recording(app: Any) -> Any:
     """The app, noting any exception it raises (the client only sees a bare 500)."""
-
-    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await app(scope, receive, send)
-        except Exception as exc:
-            _app_errors.append(exc)
-            raise
-
-    return wrapper
+    return noting_errors(app, _app_errors.append)
 
 
 @asynccontextmanager
@@ -112,10 +88,10 @@ async def _serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.Asyn
             app = _import(path).app
             _app_errors.clear()
             journal.watch = LoopWatch()
-            async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5) as started:
-                transport = httpx.ASGITransport(app=_recording(started), raise_app_exceptions=False)
-                async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-                    yield client, url
+            async with inprocess_client(
+                app, raise_app_exceptions=False, startup_timeout=5, shutdown_timeout=5, wrap=_recording
+            ) as client:
+                yield client, url
             gc.collect()
 
 
@@ -397,15 +373,8 @@ async def session_per_request(answer: Any) -> str:
                 "the declined order was saved by the next request's commit.",
                 1,
             )
-        async with anyio.create_task_group() as tg:
-            answers: list[httpx.Response] = []
-
-            async def place(i: int) -> None:
-                answers.append(await _order(client, f"crowd{i}@example.com"))
-
-            for i in range(5):
-                tg.start_soon(place, i)
-    statuses = sorted(r.status_code for r in answers)
+        crowd = await concurrently(5, lambda i: _order(client, f"crowd{i}@example.com"))
+    statuses = sorted(r.status_code for r in crowd.values())
     if statuses != [201] * 5:
         fail(f"5 orders placed at the same time answered {statuses}", 1)
     return f"the declined order left nothing behind (order {good.get('number')} alone was saved); 5 orders at once: 5 × 201."
@@ -433,68 +402,84 @@ def _did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
 async def unique_across_workers(answer: Any) -> str:
     path = _service_file(answer)
     copy = fresh_copy(path)
-    url = capstone.database_url(copy.parent / "orders.db")
+    url = sqlite_url(copy.parent / "orders.db")
     await capstone.prepare_database(url)
-    body = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
-    logs: list[str] = []
     try:
         async with _orders_workers(copy, url) as server:
             a, b = server.worker_pids
-            answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=body, headers=STAFF)
-            crowd = await at_once(server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=body, headers=STAFF)
-        logs.append(server.log())  # read once the server has stopped: every line is written
+            answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF)
+            crowd = await at_once(server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=ORDER, headers=STAFF)
+        log = server.log()  # read once the server has stopped: every line is written
     except WorkersFailed as exc:
         _did_not_run(path, exc)
-    for worker, answer_ in zip((a, b, a), answers, strict=True):
+    numbers = _judge_sent_one_by_one((a, b, a), answers, log)
+    by_worker, crowd_numbers = _judge_crowd(crowd, numbers, log)
+    await _judge_restart(path, copy, url, numbers + crowd_numbers)
+    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
+    return (
+        f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "
+        f"of both workers: {3 + BURST + 2} orders, {3 + BURST + 2} different numbers."
+    )
+
+
+ORDER = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
+
+
+def _because(log: str, answer: Answer) -> str:
+    """Why an order failed: the server log's last error, or else the answer's body."""
+    error = last_error(log)
+    return f"; the server's log says: {error}" if error else f": {str(answer.body)[:120]}"
+
+
+def _judge_sent_one_by_one(workers: tuple[int, ...], answers: list[Answer], log: str) -> list[Any]:
+    """Did three orders, one after the other on chosen workers, get three different numbers? The numbers."""
+    for worker, answer_ in zip(workers, answers, strict=True):
         if answer_.status != 201:
-            error = last_error(logs[0])
-            fail(
-                f"order {answer_.index + 1}, sent to worker {worker}, answered {answer_.status}"
-                + (f"; the server's log says: {error}" if error else f": {str(answer_.body)[:120]}"),
-                0,
-            )
+            fail(f"order {answer_.index + 1}, sent to worker {worker}, answered {answer_.status}" + _because(log, answer_), 0)
     numbers = [_number(a_) for a_ in answers]
     if len(set(numbers)) != len(numbers):
         fail(f"three orders on two workers got the numbers {numbers}", 1)
+    return numbers
+
+
+def _judge_crowd(crowd: list[Answer], numbers: list[Any], log: str) -> tuple[Counter[int], list[Any]]:
+    """Did orders placed at the same moment all succeed, with numbers nobody else has? Who served them, and the numbers."""
     by_worker = Counter(a_.pid for a_ in crowd)
     failed = [a_ for a_ in crowd if a_.status != 201]
     if failed:
-        error = last_error(logs[0])
         fail(
             f"{len(failed)} of {BURST} orders placed at the same time on {len(by_worker)} workers answered "
-            f"{failed[0].status}" + (f"; the server's log says: {error}" if error else f": {str(failed[0].body)[:120]}"),
+            f"{failed[0].status}" + _because(log, failed[0]),
             "Two requests at the same moment must not compute the same number: let the database hand it out (the row's id).",
         )
     crowd_numbers = [_number(a_) for a_ in crowd]
     repeated = sorted(n for n, k in Counter(numbers + crowd_numbers).items() if k > 1)
     if repeated:
         fail(f"{BURST} orders placed at the same time on {len(by_worker)} workers repeated the numbers {repeated}", 1)
+    return by_worker, crowd_numbers
+
+
+async def _judge_restart(path: Path, copy: Path, url: str, before: list[Any]) -> None:
+    """After a deploy (new workers, the same database), are new numbers still new?"""
     try:
-        async with _orders_workers(copy, url) as restarted:  # a deploy: new workers, the same database
+        async with _orders_workers(copy, url) as restarted:
             c, d = restarted.worker_pids
-            after = await send_to_workers(restarted, [(c, "/orders"), (d, "/orders")], method="POST", json=body, headers=STAFF)
-        logs.append(restarted.log())
+            after = await send_to_workers(restarted, [(c, "/orders"), (d, "/orders")], method="POST", json=ORDER, headers=STAFF)
+        log = restarted.log()
     except WorkersFailed as exc:
         _did_not_run(path, exc)
     for worker, answer_ in zip((c, d), after, strict=True):
         if answer_.status != 201:
-            error = last_error(logs[1])
             fail(
-                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}"
-                + (f"; the server's log says: {error}" if error else f": {str(answer_.body)[:120]}"),
+                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}" + _because(log, answer_),
                 "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
             )
-    again = sorted({_number(a_) for a_ in after} & set(numbers + crowd_numbers))
+    again = sorted({_number(a_) for a_ in after} & set(before))
     if again:
         fail(
             f"after a restart of both workers, new orders got the numbers {again}, which orders placed before the restart already have",
             "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
         )
-    spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
-    return (
-        f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "
-        f"of both workers: {3 + BURST + 2} orders, {3 + BURST + 2} different numbers."
-    )
 
 
 BURST = 8

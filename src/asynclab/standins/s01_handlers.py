@@ -8,62 +8,11 @@ ran at the same time, and how many ran *on the event-loop thread*, which is exac
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import anyio
 
-from asynclab.bench.gauges import InFlight
-
-
-def on_event_loop_thread() -> bool:
-    """True when the calling code runs on a thread whose event loop is running: a blocking call here stalls it."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-class CallStats(InFlight):
-    """What one operation of a service saw: an :class:`InFlight` gauge (``entered``, ``peak``, ``now``)
-    plus how many blocking calls were made on the event-loop thread."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.on_loop = 0
-
-    @property
-    def calls(self) -> int:
-        return self.entered
-
-
-class CallRecorder:
-    """Thread-safe record of calls per operation name."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.stats: dict[str, CallStats] = {}
-
-    def of(self, name: str) -> CallStats:
-        with self._lock:
-            return self.stats.setdefault(name, CallStats(name))
-
-    @contextmanager
-    def call(self, name: str, *, blocking: bool) -> Iterator[None]:
-        stats = self.of(name)
-        if blocking and on_event_loop_thread():
-            with self._lock:
-                stats.on_loop += 1
-        with stats.inside():
-            yield
-
-    def reset(self) -> None:
-        with self._lock:
-            self.stats.clear()
+from asynclab.bench.calls import CallRecorder
 
 
 class WeatherService:

@@ -15,20 +15,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.standins.s01_handlers import CallRecorder
+from asynclab.bench.calls import CallRecorder
+from asynclab.bench.database import SQLiteFile, rows_of, temporary_database
 
 #: username -> password of the people every new :class:`Accounts` knows.
 PASSWORDS: Mapping[str, str] = {
@@ -159,13 +158,11 @@ class MemoDatabase:
     then fails with SQLAlchemy's ``TimeoutError``.
     """
 
-    def __init__(self, folder: tempfile.TemporaryDirectory[str], *, pool_size: int, pool_timeout: float) -> None:
-        self._folder = folder
-        self.path = Path(folder.name) / "memos.sqlite3"
+    def __init__(self, file: SQLiteFile, *, pool_size: int, pool_timeout: float) -> None:
+        self._file = file
+        self.path = file.path
         self.pool_size = pool_size
-        self.engine: AsyncEngine = create_async_engine(
-            f"sqlite+aiosqlite:///{self.path}", pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout
-        )
+        self.engine: AsyncEngine = file.engine(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
         self.Session = Sessions(async_sessionmaker(self.engine, expire_on_commit=False))
         self._lock = threading.Lock()
         self.checkouts = 0
@@ -195,7 +192,7 @@ class MemoDatabase:
         for session in self.Session.made:
             await session.close()
         await self.engine.dispose()
-        self._folder.cleanup()
+        self._file.remove()
 
     def __repr__(self) -> str:
         return f"MemoDatabase(pool of {self.pool_size}, {self.checked_out} checked out, {self.checkouts} checkouts, {self.checkins} checkins)"
@@ -206,15 +203,10 @@ async def memo_database(
     memos: Mapping[int, str] = SEED_MEMOS, *, pool_size: int = 5, pool_timeout: float = 0.5
 ) -> AsyncIterator[MemoDatabase]:
     """``async with memo_database() as db:`` a fresh database, deleted (all connections closed) when the block ends."""
-    db = MemoDatabase(tempfile.TemporaryDirectory(prefix="asynclab-memos-"), pool_size=pool_size, pool_timeout=pool_timeout)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(_Base.metadata.create_all)
-        async with db.Session() as session:
-            session.add_all(Memo(id=i, text=t) for i, t in memos.items())
-            await session.commit()
-        db.Session.made.clear()
-        db.reset_counts()
-        yield db
-    finally:
-        await db.close()
+    rows = rows_of(Memo, ({"id": i, "text": t} for i, t in memos.items()))
+    async with temporary_database(_Base.metadata, rows, name="memos", prefix="asynclab-memos-") as file:
+        db = MemoDatabase(file, pool_size=pool_size, pool_timeout=pool_timeout)
+        try:
+            yield db
+        finally:
+            await db.close()

@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from asynclab.bench.calls import CallRecorder, on_event_loop_thread
 from asynclab.bench.gauges import InFlight
-from asynclab.standins.s01_handlers import CallRecorder, on_event_loop_thread
 
 WAITING = "#d9d9d9"
 TASK = "#ff7f0e"

@@ -1,4 +1,4 @@
-"""The bench for the lifespan lessons (section 4): what an app opens, what it leaves running, and how it ends.
+"""Section 4's stand-ins (lifespan): what an app opens, what it leaves running, and how it ends.
 
 - :class:`Resources` opens stand-in clients (a database pool, an HTTP client) by name and keeps the
   books: what was opened, what was closed, what is still open. ``Resources(fail_on="cache")`` makes
@@ -10,26 +10,17 @@
   left running, as ``asyncio.run`` does when uvicorn is stopped with Ctrl-C (SIGINT). (After a
   SIGTERM, uvicorn re-raises the signal once its shutdown is done and the process dies at once:
   what is left is not even cancelled.)
-- :func:`uvicorn_process` runs a real ``python -m uvicorn`` command in its own process group (a
-  module written from source), to signal it, read its log and its exit status; it is always killed.
+
+A real ``python -m uvicorn`` in a process of its own is :func:`asynclab.bench.processes.uvicorn_process`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
@@ -38,10 +29,11 @@ import anyio.lowlevel
 import anyio.to_thread
 import httpx
 import matplotlib.pyplot as plt
-import uvicorn
-from asgi_lifespan import LifespanManager
 from matplotlib.figure import Figure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.server import StartupFailed, uvicorn_server
 
 # --- Resources that must be opened and closed -------------------------------------------------------
 
@@ -213,13 +205,6 @@ def _watch_shutdown(app: ASGIApp, on_stopped: Callable[[], None]) -> ASGIApp:
     return watched
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 async def _lifetime(
     app: ASGIApp,
     work: Callable[[httpx.AsyncClient], Awaitable[object]],
@@ -229,45 +214,24 @@ async def _lifetime(
 ) -> None:
     if server == "inprocess":
         try:
-            async with LifespanManager(app, startup_timeout=5, shutdown_timeout=shutdown_timeout) as manager:
+            async with inprocess_client(app, shutdown_timeout=shutdown_timeout) as client:
                 run.started = True
-                transport = httpx.ASGITransport(app=manager.app)
-                async with httpx.AsyncClient(transport=transport, base_url="http://lab") as client:
-                    await work(client)
+                await work(client)
                 run.shutdown_began = time.perf_counter()
         except Exception as exc:  # noqa: BLE001 - a failed startup, or a shutdown that did not finish in time: reported
             run.error = exc
     else:
-        sock = _free_socket()
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", log_level="warning")
-        uv = uvicorn.Server(config)
-
-        async def serve() -> None:
-            try:
-                await uv.serve(sockets=[sock])
-            except SystemExit as exc:  # uvicorn exits with status 3 when the app's startup fails
-                run.exit_code = exc.code if isinstance(exc.code, int) else 1
-
-        serving = asyncio.create_task(serve())
         try:
-            while not uv.started and not serving.done():
-                await asyncio.sleep(0.005)
-            if uv.started:
+            async with uvicorn_server(app, lifespan="on", startup_timeout=20.0, shutdown_timeout=shutdown_timeout) as url:
                 run.started = True
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}") as client:
-                    await work(client)
-        finally:
+                try:
+                    async with httpx.AsyncClient(base_url=url) as client:
+                        await work(client)
+                finally:
+                    run.shutdown_began = time.perf_counter()
+        except StartupFailed as failed:  # uvicorn exits with status 3 when the app's startup fails
+            run.exit_code = failed.exit_code
             run.shutdown_began = time.perf_counter()
-            uv.should_exit = True
-            try:
-                await asyncio.wait_for(asyncio.shield(serving), shutdown_timeout)
-            except TimeoutError:  # the app would not stop: stop it hard, as a second Ctrl-C would
-                uv.force_exit = True
-                serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await serving
-            finally:
-                sock.close()
     me = asyncio.current_task()
     run.left_running = sorted(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
 
@@ -343,112 +307,3 @@ def shutdown_timeline(*panels: tuple[str, Mailer, ProcessRun]) -> Figure:
     fig.tight_layout()
     plt.close(fig)  # the notebook shows the returned figure once, not twice
     return fig
-
-
-# --- A real server process: python -m uvicorn, started, signalled and always stopped ------------------
-
-_RUNNING_ON = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-@dataclass
-class UvicornProcess:
-    """A ``python -m uvicorn`` command running in its own process group; everything it writes goes to one log."""
-
-    command: list[str]
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def shell(self) -> str:
-        """The command as you would type it."""
-        return " ".join(["python", *self.command[1:]])
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def lines(self, containing: str = "") -> list[str]:
-        """The log's lines that contain ``containing``."""
-        return [line for line in self.log().splitlines() if containing in line]
-
-    @property
-    def url(self) -> str:
-        found = _RUNNING_ON.search(self.log())
-        if not found:
-            raise RuntimeError("uvicorn has not said which port it listens on (yet)")
-        return f"http://127.0.0.1:{found.group(1)}"
-
-    @property
-    def status(self) -> int | None:
-        """The exit status, once the parent process has exited (``-15``: ended by SIGTERM); else None."""
-        return self.process.poll()
-
-    async def wait_for(self, text: str, count: int = 1, *, timeout: float = 20.0) -> bool:
-        """Wait until ``text`` appears ``count`` times in the log: True; False if the process exited first."""
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
-            if self.status is not None:
-                await anyio.sleep(0.1)  # let the last lines reach the log
-                return self.log().count(text) >= count
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{text!r} did not appear {count} time(s) within {timeout:g} s. The log ends:\n{self.log()[-1500:]}"
-                )
-            await anyio.sleep(0.02)
-        return True
-
-    async def started(self, workers: int = 1, *, timeout: float = 20.0) -> bool:
-        """Wait until the server listens and ``workers`` processes finished their startup: True; False if it exited first."""
-        return await self.wait_for("Uvicorn running on", timeout=timeout) and await self.wait_for(
-            "Application startup complete", workers, timeout=timeout
-        )
-
-    async def exited(self, *, timeout: float = 20.0) -> int:
-        """Wait until the parent process has exited; return its status."""
-        deadline = time.monotonic() + timeout
-        while self.status is None:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"uvicorn was still running after {timeout:g} s. The log ends:\n{self.log()[-1500:]}")
-            await anyio.sleep(0.02)
-        await anyio.sleep(0.05)  # let the last lines reach the log
-        return self.process.returncode
-
-    def terminate(self) -> None:
-        """SIGTERM to the parent alone: what a deploy, ``docker stop`` or Kubernetes send."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGTERM)
-
-
-@contextlib.asynccontextmanager
-async def uvicorn_process(module_source: str, *options: str, env: dict[str, str] | None = None) -> AsyncIterator[UvicornProcess]:
-    """Write ``module_source`` as ``app.py`` in a new folder; run ``python -m uvicorn app:app --host 127.0.0.1 --port 0 *options``.
-
-    The block starts as soon as the process is launched (wait with :meth:`UvicornProcess.wait_for`
-    or :meth:`UvicornProcess.exited`). When it ends, also when it fails, the whole process group is
-    killed (SIGKILL), so no worker outlives it.
-    """
-    from asynclab.bench.workers import _launch
-    from asynclab.bench.workspace import workspace
-
-    folder = Path(tempfile.mkdtemp(prefix="asynclab-uvicorn-", dir=workspace()))
-    (folder / "app.py").write_text(module_source, encoding="utf-8")
-    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0", *options]
-    environment = {**os.environ, **(env or {})}
-    server = UvicornProcess(command, _launch(command, folder / "uvicorn.log", folder, environment), folder / "uvicorn.log")
-    try:
-        yield server
-    finally:
-        _kill_group(server.process)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a whole process group and wait until it is gone (synchronous, so a cancelled cell cannot skip it)."""
-    from asynclab.bench.workers import _LIVE_GROUPS, _group_members, _signal_group
-
-    pgid = process.pid
-    _signal_group(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-    _LIVE_GROUPS.discard(pgid)

@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio
 from sqlalchemy import String, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from asynclab.bench.database import SQLiteFile, rows_of
 
 #: The users every new database starts with.
 SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
@@ -47,22 +47,18 @@ class UserDB:
     opens one session per request and closes it afterwards.
     """
 
-    def __init__(self, folder: tempfile.TemporaryDirectory[str]) -> None:
-        self._folder = folder  # deleted with its files when closed (or, at the latest, when garbage-collected)
-        self.path = Path(folder.name) / "users.sqlite3"
-        self.engine: AsyncEngine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+    def __init__(self, file: SQLiteFile) -> None:
+        self._file = file  # its folder is deleted when closed (or, at the latest, when garbage-collected)
+        self.path = file.path
+        self.engine: AsyncEngine = file.engine()
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
     async def create(cls, users: Mapping[int, str] = SEED_USERS) -> UserDB:
         """Make the file, create the table and add ``users`` (id -> name)."""
-        db = cls(tempfile.TemporaryDirectory(prefix="asynclab-users-"))
+        db = cls(SQLiteFile("users", prefix="asynclab-users-"))
         try:
-            async with db.engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-            async with db.sessionmaker() as session:
-                session.add_all(User(id=uid, name=name) for uid, name in users.items())
-                await session.commit()
+            await db._file.create(Base.metadata, rows_of(User, ({"id": uid, "name": name} for uid, name in users.items())))
         except BaseException:
             await db.close()
             raise
@@ -97,7 +93,7 @@ class UserDB:
     async def close(self) -> None:
         """Close every connection, then delete the file and its folder."""
         await self.engine.dispose()
-        self._folder.cleanup()
+        self._file.remove()
 
     def __repr__(self) -> str:
         return f"UserDB({self.path})"

@@ -16,8 +16,6 @@ the first one's answers), :func:`burst`, which sends a mix of reads and writes a
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,10 +24,12 @@ from typing import Any
 
 import anyio
 import httpx
-from sqlalchemy import String, insert, select
+from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from asynclab.bench.database import rows_of
+from asynclab.bench.database import temporary_database as sqlite_database
 from asynclab.bench.gauges import InFlight
 from asynclab.bench.load import LoadReport, load
 
@@ -90,22 +90,9 @@ async def temporary_database(seed: Iterable[tuple[str, str, str]] = ()) -> Async
     The folder holding the file is removed when the block ends. Close your engines inside the
     block (``await engine.dispose()``): the lifespan of an app does that when the app stops.
     """
-    folder = Path(tempfile.mkdtemp(prefix="asynclab-db-"))
-    path = folder / "notes.db"
-    db = NotesDatabase(path=path, url=f"sqlite+aiosqlite:///{path}")
-    try:
-        engine = create_async_engine(db.url)
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(Base.metadata.create_all)
-                rows = [{"tenant": t, "owner": o, "text": x} for t, o, x in seed]
-                if rows:
-                    await conn.execute(insert(Note), rows)
-        finally:
-            await engine.dispose()
-        yield db
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    rows = rows_of(Note, ({"tenant": t, "owner": o, "text": x} for t, o, x in seed))
+    async with sqlite_database(Base.metadata, rows, name="notes") as file:
+        yield NotesDatabase(path=file.path, url=file.url)
 
 
 class Rendezvous:

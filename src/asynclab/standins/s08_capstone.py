@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 from sqlalchemy import String
-from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from asynclab.standins.s01_handlers import CallRecorder
+from asynclab.bench.calls import CallRecorder
+from asynclab.bench.database import create_tables, sqlite_url
 
 if TYPE_CHECKING:
     from asynclab.bench.loopwatch import LoopWatch
@@ -72,17 +72,13 @@ settings = Settings()
 
 
 def database_url(path: str | Path) -> str:
-    return f"sqlite+aiosqlite:///{Path(path).resolve()}"
+    """The URL of the SQLite file at ``path`` (what ``settings.database_url`` holds)."""
+    return sqlite_url(path)
 
 
 async def prepare_database(url: str) -> None:
     """Create the tables, as a migration does before the service starts (never by the workers themselves)."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-    finally:
-        await engine.dispose()
+    await create_tables(url, Base.metadata)
 
 
 class Journal:

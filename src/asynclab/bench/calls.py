@@ -1,0 +1,61 @@
+"""A record of the calls a stand-in service receives: how many, how many at once, how many on the loop's thread.
+
+A blocking call made on the event loop's thread stalls every other request, so the stand-ins of
+every section count such calls here, and the checks read that count instead of the clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from asynclab.bench.gauges import InFlight
+
+
+def on_event_loop_thread() -> bool:
+    """True when the calling code runs on a thread whose event loop is running: a blocking call here stalls it."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class CallStats(InFlight):
+    """What one operation of a service saw: an :class:`InFlight` gauge (``entered``, ``peak``, ``now``)
+    plus how many blocking calls were made on the event-loop thread."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.on_loop = 0
+
+    @property
+    def calls(self) -> int:
+        return self.entered
+
+
+class CallRecorder:
+    """Thread-safe record of calls per operation name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stats: dict[str, CallStats] = {}
+
+    def of(self, name: str) -> CallStats:
+        with self._lock:
+            return self.stats.setdefault(name, CallStats(name))
+
+    @contextmanager
+    def call(self, name: str, *, blocking: bool) -> Iterator[None]:
+        stats = self.of(name)
+        if blocking and on_event_loop_thread():
+            with self._lock:
+                stats.on_loop += 1
+        with stats.inside():
+            yield
+
+    def reset(self) -> None:
+        with self._lock:
+            self.stats.clear()
