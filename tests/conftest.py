@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from asynclab.checking import CheckFailed, run
+from asynclab.course.checking import CheckFailed, run
 
 
 def passes(exercise: str, *answer: object) -> str:

@@ -21,11 +21,8 @@ from asynclab import (
     CheckFailed,
     InFlight,
     asyncio_debug,
-    authoring,
     capture_logs,
     check,
-    checking,
-    environment,
     inprocess_client,
     load,
     loop_lag,
@@ -40,6 +37,7 @@ from asynclab.bench.database import rows_of, sqlite_url, temporary_database
 from asynclab.bench.leftovers import leftovers
 from asynclab.bench.lint import ruff
 from asynclab.bench.server import StartupFailed
+from asynclab.course import authoring, checking, environment
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from asynclab.authoring import ROOT
+from asynclab.course.authoring import ROOT
 
 CHEATSHEET = ROOT / "docs" / "cheatsheet.md"
 TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```$", re.MULTILINE | re.DOTALL)

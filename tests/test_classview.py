@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from asynclab import __main__ as cli
-from asynclab import classview, progress, report
+from asynclab.course import classview, progress, report
 
 IDS = [r.id for results in progress.expected().values() for r in results]
 N = len(IDS)

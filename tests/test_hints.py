@@ -17,8 +17,8 @@ import nbformat
 import pytest
 from fastapi import FastAPI
 
-from asynclab import authoring, checking, progress
-from asynclab.notebook import kernel_client
+from asynclab.course import authoring, checking, progress
+from asynclab.course.notebook import kernel_client
 
 ROOT = authoring.ROOT
 EXERCISE_NOTEBOOKS = sorted((ROOT / "exercises").glob("*.ipynb"))

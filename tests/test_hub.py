@@ -39,8 +39,8 @@ import httpx
 import psutil
 import pytest
 
-from asynclab import authoring, classview
 from asynclab.bench.ports import free_port
+from asynclab.course import authoring, classview
 
 ROOT = authoring.ROOT
 DEPLOY = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"

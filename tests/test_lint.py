@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from asynclab.authoring import ROOT
+from asynclab.course.authoring import ROOT
 
 
 def test_ruff_is_clean_on_the_package_and_the_tests() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from asynclab import authoring, checking
-from asynclab.notebook import kernel_client
+from asynclab.course import authoring, checking
+from asynclab.course.notebook import kernel_client
 
 ROOT = authoring.ROOT
 SOLUTIONS = authoring.solutions()

@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from asynclab import authoring, progress, report
+from asynclab.course import authoring, progress, report
 
 ROOT = authoring.ROOT
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from asynclab import authoring
+from asynclab.course import authoring
 from tests.browser import chromium, load_tool
 from tests.browser import unavailable as skip_or_fail
 

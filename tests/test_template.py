@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from asynclab.authoring import ROOT
+from asynclab.course.authoring import ROOT
 
 TEMPLATE = ROOT / "templates" / "keep-the-rules"
 PLANTED = "    country = geo.lookup(ip)\n"

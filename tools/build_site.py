@@ -66,7 +66,7 @@ def execute(path: Path, logs: Path) -> tuple[str, float]:
     """Run one notebook top to bottom in a fresh kernel; return it (as JSON) and the seconds it took.
 
     The kernel's own stderr (start-up chatter) goes to logs/<name>.log; cell errors still stop the build."""
-    from asynclab.notebook import kernel_client
+    from asynclab.course.notebook import kernel_client
 
     nb = nbformat.read(path, as_version=4)
     start = time.monotonic()

@@ -47,7 +47,7 @@ def _driver(keep: bool, out: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    from asynclab import authoring
+    from asynclab.course import authoring
 
     steps = []
     clients = []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # `load` is both a module and a function: import it now, so that the name means the function.
 from asynclab.bench.load import LoadReport, load, ratio
-from asynclab.notebook import report_exception_groups
+from asynclab.course.notebook import report_exception_groups
 
 if TYPE_CHECKING:
     from asynclab.bench.figures import timeline
@@ -24,12 +24,12 @@ if TYPE_CHECKING:
     from asynclab.bench.leftovers import nothing_left_running
     from asynclab.bench.probes import asyncio_debug, capture_logs, loop_lag
     from asynclab.bench.server import uvicorn_server
-    from asynclab.checking import CheckFailed, check, hint
+    from asynclab.course.checking import CheckFailed, check, hint
 
 _WHERE = {
-    "CheckFailed": "checking",
-    "check": "checking",
-    "hint": "checking",
+    "CheckFailed": "course.checking",
+    "check": "course.checking",
+    "hint": "course.checking",
     "InFlight": "bench.gauges",
     "ThreadPool": "bench.gauges",
     "thread_pool": "bench.gauges",

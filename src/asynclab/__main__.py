@@ -1,6 +1,7 @@
 """Course commands.
 
-- ``python -m asynclab progress``: run your exercise notebooks and show which exercises are solved.
+- ``python -m asynclab progress``: run your exercise notebooks and show which exercises are solved
+  (only those changed since the last run; ``--all`` runs every one; ``--watch`` again at every save).
 - ``python -m asynclab reset NN``: give exercise notebook NN back as handed out (asks first; ``--yes`` does not).
 - ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
 - ``python -m asynclab class PATH...``: (instructors) the class view of many learners' reports.
@@ -14,7 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from asynclab import authoring
+# jsonschema (nbformat's validator) imports this optional IRI checker if it is installed and spends
+# seconds building its grammar; no schema the course validates uses that format. Skip it here.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from asynclab.course import authoring
 
 
 def _build(_: argparse.Namespace) -> int:
@@ -26,19 +31,37 @@ def _build(_: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> int:
-    from asynclab import progress
+    from asynclab.course import progress
 
-    if args.json or args.report:  # the machine-readable report (asynclab.report)
-        from asynclab import report
+    if args.jobs < 1 or args.cell_limit <= 0:
+        print("--jobs must be 1 or more, and --cell-limit more than 0 seconds.", file=sys.stderr)
+        return 2
+    if args.watch:
+        if args.json or args.report:
+            print("--watch shows the table as you work; run --json or --report without it.", file=sys.stderr)
+            return 2
+        return progress.watch(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
+    try:
+        if args.json or args.report:  # the machine-readable report (asynclab.course.report)
+            from asynclab.course import report
 
-        return report.main(
-            Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, name=args.name, as_json=args.json, report_file=args.report
-        )
-    return progress.main(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit)
+            return report.main(
+                Path(args.folder),
+                jobs=args.jobs,
+                cell_limit=args.cell_limit,
+                name=args.name,
+                as_json=args.json,
+                report_file=args.report,
+                rerun_all=args.rerun_all,
+            )
+        return progress.main(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
+    except KeyboardInterrupt:
+        print("\nStopped: nothing was checked this time.", file=sys.stderr)
+        return 130
 
 
 def _class(args: argparse.Namespace) -> int:
-    from asynclab import classview
+    from asynclab.course import classview
 
     return classview.main(args.paths, out_dir=Path(args.out), stuck=args.stuck)
 
@@ -72,7 +95,7 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from asynclab import benchchecks
+    from asynclab.course import benchchecks
 
     return benchchecks.main(args.sections or None)
 
@@ -87,6 +110,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print your result as a JSON report (for the class view) instead of the table")
     p.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a folder: FILE/<name>.json)")
     p.add_argument("--name", help="your name in the report (default: JUPYTERHUB_USER, then your user name)")
+    p.add_argument(
+        "--all",
+        dest="rerun_all",
+        action="store_true",
+        help="run every notebook again, even those unchanged since the last run (their results are reused otherwise)",
+    )
+    p.add_argument("--watch", action="store_true", help="check again each time you save a file in the folder, until Ctrl-C")
     p.set_defaults(run=_progress)
     r = commands.add_parser("reset", help="give one exercise notebook back as handed out")
     r.add_argument("which", help='the section, e.g. "3" or "03", an exercise such as "3.2", or the notebook name')

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from asynclab import authoring
+from asynclab.course import authoring
 from asynclab.standins.s01_handlers import WeatherService
 from tests.conftest import fails, passes
 

@@ -38,7 +38,7 @@ async def lifespan_started(
     Each request gets its own copy of the lifespan state (as on uvicorn). A startup that does not
     finish within ``startup_timeout`` seconds raises ``StartupTimedOut``, which says so in one line.
     """
-    from asynclab.checking import StartupTimedOut
+    from asynclab.course.checking import StartupTimedOut
 
     manager = LifespanManager(state_per_request(app), startup_timeout=None, shutdown_timeout=shutdown_timeout)
     entered = False

@@ -25,7 +25,7 @@ from sqlalchemy.pool import Pool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.checking import Observed, _describe_value, fail, is_asgi_app
+from asynclab.course.checking import Observed, _describe_value, fail, is_asgi_app
 
 P = ParamSpec("P")
 T = TypeVar("T")

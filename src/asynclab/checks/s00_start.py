@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asynclab.bench.inprocess import inprocess_client
-from asynclab.checking import build_app, exercise, fail
+from asynclab.course.checking import build_app, exercise, fail
 
 
 @exercise(

@@ -8,8 +8,8 @@ from typing import Any
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.checking import build_app, exercise, expect_responses, fail
 from asynclab.checks._harness import watched
+from asynclab.course.checking import build_app, exercise, expect_responses, fail
 from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 
 CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]

@@ -19,8 +19,8 @@ from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.bench.probes import capture_logs
-from asynclab.checking import build_app, exercise, fail
 from asynclab.checks._harness import concurrently, describe, watched
+from asynclab.course.checking import build_app, exercise, fail
 from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer, wait_until
 
 # --- 3.1 -------------------------------------------------------------------------------------------

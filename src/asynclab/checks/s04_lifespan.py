@@ -12,7 +12,7 @@ import httpx
 
 from asynclab.bench.inprocess import inprocess_client, lifespan_started
 from asynclab.bench.probes import capture_logs
-from asynclab.checking import build_app, exercise, fail
+from asynclab.course.checking import build_app, exercise, fail
 from asynclab.standins.s04_lifespan import Mailer, Resources, run_as_process
 
 NEEDED = ("db", "payments")

@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import NO_ANSWER, load
 from asynclab.bench.probes import capture_logs
-from asynclab.checking import build_app, exercise, fail
+from asynclab.course.checking import build_app, exercise, fail
 from asynclab.standins.s05_errors import SEED_USERS, StockService, UserDB
 
 #: Words that must never reach a client when the database is down.

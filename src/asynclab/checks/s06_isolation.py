@@ -13,8 +13,8 @@ from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import LoadReport, response_body
 from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
 from asynclab.bench.server import uvicorn_server
-from asynclab.checking import build_app, exercise, fail
 from asynclab.checks._harness import collect_garbage_before_leaving, counting_connections, first_error, recording_errors
+from asynclab.course.checking import build_app, exercise, fail
 from asynclab.standins.s06_isolation import (
     READER,
     AuditLog,

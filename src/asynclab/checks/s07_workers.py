@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from asynclab.bench.crowd import at_once
 from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
 from asynclab.bench.workspace import fresh_copy
-from asynclab.checking import exercise, fail, module_file
+from asynclab.course.checking import exercise, fail, module_file
 from asynclab.standins.s07_workers import ClientEvents
 
 TIMEOUT = 40.0  # a correct answer takes about 2 s; the bound only guards a badly loaded machine

@@ -22,7 +22,7 @@ from blockbuster import BlockingError, blockbuster_ctx
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import first_error, load
 from asynclab.bench.probes import capture_logs
-from asynclab.checking import build_app, exercise, fail, raised
+from asynclab.course.checking import build_app, exercise, fail, raised
 from asynclab.standins import s09_catch_blocking as catching
 from asynclab.standins.s09_catch_blocking import (
     RENDER_SECONDS,

@@ -213,8 +213,8 @@ def handed_out_service(folder: Path | None = None) -> Path:
 
     By default the folder is the kernel's workspace, which is removed when the kernel exits.
     """
-    from asynclab import authoring
     from asynclab.bench.workspace import workspace
+    from asynclab.course import authoring
 
     solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
     text = authoring.handed_out(solution)[Path(SECTION) / "orders_service.py"]
@@ -225,7 +225,7 @@ def handed_out_service(folder: Path | None = None) -> Path:
 
 def symptoms(service: Path, ids: list[str]) -> list[tuple[str, str, str]]:
     """Run the capstone checks ``ids`` on ``service``: (exercise, title, what the check said) for each."""
-    from asynclab import checking
+    from asynclab.course import checking
 
     said = []
     for ex in checking.all_exercises():

@@ -180,14 +180,14 @@ def import_file(path: Path, stem: str = "service") -> ModuleType:
 
 def handed_out(name: str = SERVICE) -> str:
     """Exercise 9.1's file ``name`` exactly as handed out (made from the solution)."""
-    from asynclab import authoring
+    from asynclab.course import authoring
 
     return stubbed(authoring.ROOT / "solutions" / SECTION / name)
 
 
 def stubbed(path: Path) -> str:
     """A solution module file as handed out: its ``# HANDED OUT`` lines instead of its solution."""
-    from asynclab import authoring
+    from asynclab.course import authoring
 
     text = authoring.stub_source(Path(path).read_text(encoding="utf-8"))
     return text if text.endswith("\n") else text + "\n"

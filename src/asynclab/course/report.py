@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from asynclab import authoring, progress
+from asynclab.course import authoring, progress
 
 FORMAT = "asynclab-progress/1"
 TIMING = "notebook"  # each exercise's seconds is the run time of its whole notebook
@@ -82,6 +82,11 @@ SCHEMA: dict[str, Any] = {
                 "required": ["notebook", "what"],
                 "properties": {"notebook": {"type": "string"}, "cell": {"type": "integer"}, "what": {"type": "string"}},
             },
+        },
+        "reused": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Notebooks not run this time, unchanged since a run whose results (and seconds) are given instead.",
         },
     },
 }
@@ -153,7 +158,7 @@ def build(
     course: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The report for one survey, as a dict that :data:`SCHEMA` accepts."""
-    timing = notebook_seconds or {}
+    timing = {**survey.reused, **(notebook_seconds or {})}
     return {
         "format": FORMAT,
         "course": course if course is not None else course_version(),
@@ -176,6 +181,7 @@ def build(
             for r in survey.results
         ],
         "troubles": [{"notebook": t.notebook, "cell": t.cell, "what": t.what} for t in survey.troubles],
+        "reused": sorted(survey.reused),
     }
 
 
@@ -200,6 +206,7 @@ def main(
     name: str | None = None,
     as_json: bool = False,
     report_file: str | None = None,
+    rerun_all: bool = False,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -208,9 +215,9 @@ def main(
     if not folder.is_dir():
         print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
         return 2
-    meter = progress.ProgressBar(len(progress.expected()), err)
+    meter = progress.ProgressBar(progress.notebook_count(), err)
     meter.start()
-    survey, seconds, ran_at = timed_survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick)
+    survey, seconds, ran_at = timed_survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
     report = build(survey, learner=learner_name(name), ran_at=ran_at, notebook_seconds=seconds)
     text = dumps(report)
     if report_file:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from asynclab import report as report_format
+from asynclab.course import report as report_format
 
 PASSED, NOT_YET, NO_RESULT = "✅ passed", "❌ not yet", "– no report"
 PNG_NAME, HTML_NAME = "class-view.png", "class-view.html"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from asynclab import authoring
+from asynclab.course import authoring
 from asynclab.standins.s08_capstone import handed_out_service
 from tests.conftest import fails, passes
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from asynclab import authoring, checking
-from asynclab.notebook import kernel_client
+from asynclab.course import authoring, checking
+from asynclab.course.notebook import kernel_client
 
 TIMED = re.compile(r"^BENCH (\d+\.\d+) (\S+) (\S+) (.*)$", re.MULTILINE)
 REAL_WORKERS = {"7.1", "7.2", "8.7"}  # the checks that start `uvicorn --workers 2`
@@ -35,7 +35,7 @@ def _timed(source: str) -> str:
     body = "".join(f"        {line}\n" for line in source.strip().splitlines())
     return (
         "import time as _t\n"
-        "from asynclab.checking import CheckFailed as _CF\n"
+        "from asynclab.course.checking import CheckFailed as _CF\n"
         "_times = []\n"
         "for _ in range(2):\n"
         "    _s = _t.perf_counter()\n"

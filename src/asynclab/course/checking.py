@@ -33,7 +33,7 @@ from asynclab.bench.load import first_error
 #: Every mark carries a word: without an emoji font the marks render as empty boxes.
 PASSED, NOT_YET = "✅ passed", "❌ not yet"
 DEFAULT_TIMEOUT = 10.0  # only hanging code gets near it: correct answers finish in well under 3 s
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # all of asynclab: its frames are not the learner's
 
 
 class CheckFailed(AssertionError):
@@ -111,15 +111,23 @@ def fail(observed: str, hint: int | str = 0) -> NoReturn:
     raise Observed(observed, hint)
 
 
-def _load_checks() -> None:
+def _load_checks(section: str | None = None) -> None:
+    """Import the check modules (``checks/sNN_*.py``): only section ``section``'s when it is given.
+
+    A notebook's first ``check()`` then pays for its own section's imports, not for every section's.
+    """
     from asynclab import checks
 
+    prefix = f"s{int(section):02d}_" if section is not None and section.isdigit() else ""
     for module in pkgutil.iter_modules(checks.__path__):
-        importlib.import_module(f"{checks.__name__}.{module.name}")
+        if module.name.startswith(prefix) and not module.name.startswith("_"):
+            importlib.import_module(f"{checks.__name__}.{module.name}")
 
 
 def get(id: str) -> Exercise:
-    if not REGISTRY:
+    if id not in REGISTRY:
+        _load_checks(id.split(".")[0])
+    if id not in REGISTRY:
         _load_checks()
     try:
         return REGISTRY[id]
@@ -129,8 +137,7 @@ def get(id: str) -> Exercise:
 
 
 def all_exercises() -> list[Exercise]:
-    if not REGISTRY:
-        _load_checks()
+    _load_checks()
     return [REGISTRY[k] for k in sorted(REGISTRY, key=_order)]
 
 

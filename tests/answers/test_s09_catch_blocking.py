@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from asynclab import authoring
 from asynclab.bench.watchdog import Watchdog
+from asynclab.course import authoring
 from asynclab.standins.s09_catch_blocking import reports
 from tests.conftest import fails, passes
 
@@ -171,6 +171,6 @@ def test_9_2_returning_the_watchdog_fails() -> None:
 
 @pytest.mark.parametrize("exercise", ["9.1", "9.2"])
 def test_9_hints_are_at_least_two(exercise: str) -> None:
-    from asynclab.checking import get
+    from asynclab.course.checking import get
 
     assert len(get(exercise).hints) >= 2

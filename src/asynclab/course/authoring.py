@@ -36,7 +36,7 @@ CHECK_CELL = re.compile(r'^check\(\s*"(\d+\.\d+)"', re.MULTILINE)
 # JupyterLab's Run All goes on past a cell with this tag: in a handed-out notebook every check fails,
 # and the learner must still see every exercise's status. Solutions never carry it, so nbval stays strict there.
 RUN_ALL_GOES_ON = "raises-exception"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # src/asynclab/course/authoring.py -> the course folder
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 
 

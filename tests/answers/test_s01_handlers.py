@@ -11,7 +11,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from asynclab import checking
+from asynclab.course import checking
 from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 from tests.conftest import fails, passes
 

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from asynclab import checking
+from asynclab.course import checking
 from asynclab.standins.s02_dependencies import Accounts, Memo, MemoDatabase, TokenService, User
 from tests.conftest import fails, passes
 

@@ -62,6 +62,8 @@ def kernel_client(nb: Any, folder: Path, **options: Any) -> Iterator[NotebookCli
     sockets = tempfile.mkdtemp(prefix="asynclab-kernel-")
     try:
         manager = AsyncKernelManager(kernel_name=options["kernel_name"], transport="ipc", ip=os.path.join(sockets, "k"))
-        yield NotebookClient(nb, km=manager, **options)
+        client = NotebookClient(nb, km=manager, **options)
+        client.owns_km = True  # nbclient shuts down only kernels of managers it made: this one is made for it
+        yield client
     finally:
         shutil.rmtree(sockets, ignore_errors=True)

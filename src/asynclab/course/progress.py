@@ -1,0 +1,553 @@
+"""``python -m asynclab progress``: run every exercise notebook headless and say which checks pass.
+
+Each notebook in the learner's ``exercises/`` folder runs top to bottom in its own kernel, as
+"Restart and run all" would, and is never written back. A check cell that printed its "✅ passed"
+line counts as solved. A notebook that cannot run (a syntax error, a kernel that dies, a cell that
+never ends) is reported with the cell and what happened, and the other notebooks still run.
+
+The command remembers each notebook's results (:mod:`asynclab.course.progress_cache`): a second run
+re-runs only the notebooks whose inputs changed since, and reuses the others' results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import nbformat
+from nbclient.exceptions import DeadKernelError
+
+from asynclab.course import authoring, checking, progress_cache
+from asynclab.course.notebook import kernel_client
+
+CHECK_CELL = authoring.CHECK_CELL
+PASSED = re.compile(re.escape(checking.PASSED) + r" · Exercise (\d+\.\d+)")
+CELL_LIMIT = 20.0  # a lesson cell takes about 2 s; only a cell that never ends gets near this
+CHECK_CELL_LIMIT = 60.0  # a check stops itself first (10 s, or 40 s for a real two-worker server)
+TIMED_OUT = "CellTimedOut"
+STOPPED = (TIMED_OUT, "KeyboardInterrupt")  # what a cell interrupted at the cell limit shows
+# A result that depends on how busy the machine was: a check or a startup that ran out of time. Never cached.
+TIMING_DEPENDENT = re.compile(r"did not finish within|TimeoutError|" + TIMED_OUT + "|KeyboardInterrupt")
+_QUIET = logging.getLogger("asynclab.course.progress.nbclient")  # nbclient's own errors are reported our way
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
+@dataclass
+class Result:
+    """One exercise as the learner's notebook left it."""
+
+    id: str
+    title: str
+    section: str
+    notebook: str
+    solved: bool = False
+    seen: str = ""  # what the check saw (its "❌ not yet" line), or why it could not run
+    check_failed: bool = False  # the check ran and said "❌ not yet" (rather than the notebook breaking first)
+    short: bool = True  # the notebook showed the learner one short message, not a traceback
+    hint: str = ""  # the exercise's first hint
+
+
+@dataclass
+class Trouble:
+    """A notebook that could not run to the end as it should."""
+
+    notebook: str
+    cell: int  # 1-based, counting code cells as JupyterLab shows them
+    what: str
+
+
+@dataclass
+class Survey:
+    folder: Path
+    results: list[Result]
+    troubles: list[Trouble] = field(default_factory=list)
+    seconds: float = 0.0
+    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # work carried over from an old file name
+    ran: list[str] = field(default_factory=list)  # the notebooks run this time
+    reused: dict[str, float] = field(default_factory=dict)  # notebooks unchanged since a cached run: that run's seconds
+
+    @property
+    def solved(self) -> int:
+        return sum(r.solved for r in self.results)
+
+    @property
+    def total(self) -> int:
+        return len(self.results)
+
+    def next_up(self) -> Result | None:
+        return next((r for r in self.results if not r.solved), None)
+
+
+def check_ids(nb: Any) -> list[str]:
+    return [m for cell in nb.cells if cell.cell_type == "code" for m in CHECK_CELL.findall(cell.source)]
+
+
+def _section_title(nb: Any) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip().removeprefix("Exercises · ")
+    return ""
+
+
+def expected(root: Path = authoring.ROOT) -> dict[str, list[Result]]:
+    """The course's exercises, notebook by notebook, as the solutions define them."""
+    plan: dict[str, list[Result]] = {}
+    for solution in authoring.solutions(root):
+        nb = authoring.read(solution)
+        title, name = _section_title(nb), authoring.exercise_name(solution)
+        plan[name] = [Result(i, checking.get(i).title, title, name, hint=checking.get(i).hints[0]) for i in check_ids(nb)]
+    return plan
+
+
+def notebook_count(root: Path = authoring.ROOT) -> int:
+    """How many exercise notebooks the course has (without reading them: for the progress bar)."""
+    return len(authoring.solutions(root))
+
+
+def _error_line(output: Any) -> str:
+    evalue = str(output.get("evalue", "")).strip().splitlines()
+    text = f"{output.get('ename', 'Error')}: {evalue[0]}" if evalue and evalue[0] else str(output.get("ename", "Error"))
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _check_message(output: Any) -> str:
+    """The "❌ not yet" line of a failed check, without its hint lines (those are shown for the next exercise only)."""
+    text = "\n".join(output.get("traceback") or [output.get("evalue", "")])
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return re.sub("^" + re.escape(checking.NOT_YET) + r" · Exercise \S+ \([^)]*\): ", "", first)
+
+
+def _judge(cell: Any, ids: list[str], by_id: dict[str, Result], first_error: Trouble | None) -> None:
+    """Fill in the results of the checks in one executed cell."""
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    for id in ids:
+        if id not in by_id:
+            continue
+        result = by_id[id]
+        if id in PASSED.findall(printed) and not errors:
+            result.solved = True
+        elif errors and errors[0].get("ename") == "CheckFailed":
+            result.seen = _check_message(errors[0])
+            result.check_failed = True
+            result.short = len(errors[0].get("traceback") or []) == 1
+        elif first_error is not None:
+            result.seen = f"could not be checked: cell {first_error.cell} failed first ({first_error.what})"
+        elif errors:
+            result.seen = f"the check cell raised {_error_line(errors[0])}"
+        else:
+            result.seen = "the check cell ran but printed no result"
+
+
+def _failure(error: Any, cell_limit: float) -> str:
+    if error.get("ename") in STOPPED:
+        return f"it ran for more than {cell_limit:.0f} s and was interrupted (an endless loop?)"
+    return f"it raised {_error_line(error)}"
+
+
+async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble], cell_limit: float) -> bool:
+    """Run one notebook in a fresh kernel and fill in ``plan``; True if every cell ran to its end in time."""
+    by_id = {r.id: r for r in plan}
+    nb = authoring.read(path)
+    options: dict[str, Any] = {
+        "timeout": int(cell_limit),
+        "allow_errors": True,
+        "interrupt_on_timeout": True,
+        "error_on_timeout": {"ename": TIMED_OUT, "evalue": "", "traceback": []},
+        "log": _QUIET,
+    }
+    first_error: Trouble | None = None
+    number, finished, interrupted = 0, False, False
+    try:
+        with kernel_client(nb, path.parent, **options) as client:
+            # cleanup_kc: nbclient shuts down only kernels whose manager it made itself, and kernel_client makes it.
+            async with client.async_setup_kernel(cleanup_kc=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+                _take_ctrl_c()
+                for index, cell in enumerate(nb.cells):
+                    if cell.cell_type != "code":
+                        continue
+                    number += 1
+                    ids = CHECK_CELL.findall(cell.source)
+                    client.timeout = int(CHECK_CELL_LIMIT if ids else cell_limit)
+                    await client.async_execute_cell(cell, index, execution_count=number)
+                    errors = [o for o in cell.outputs if o.output_type == "error"]
+                    interrupted = interrupted or any(e.get("ename") in STOPPED for e in errors)
+                    _judge(cell, ids, by_id, first_error)
+                    if errors and not ids and first_error is None:
+                        first_error = Trouble(path.name, number, _failure(errors[0], cell_limit))
+        finished = True
+    except DeadKernelError:
+        first_error = Trouble(path.name, number, "the kernel died while running it (did the code exit Python or crash it?)")
+        for result in plan:
+            if not result.solved and not result.seen:
+                result.seen = f"could not be checked: the kernel died in cell {number}"
+    except Exception as exc:  # noqa: BLE001 - a learner's notebook must never stop the others
+        first_error = Trouble(path.name, number, f"the notebook could not be run: {type(exc).__name__}: {exc}")
+    if first_error is not None:
+        troubles.append(first_error)
+    for result in plan:
+        if not result.solved and not result.seen:
+            result.seen = f"its check cell is missing: `python -m asynclab reset {int(path.name[:2])}` gives the notebook back"
+    return finished and not interrupted
+
+
+@dataclass
+class Run:
+    """How one notebook's run went: whether it ran to the end in time, and how long it took."""
+
+    finished: bool
+    seconds: float
+
+
+async def _survey(
+    folder: Path, plan: dict[str, list[Result]], jobs: int, cell_limit: float, tick: Callable[[str], None]
+) -> tuple[list[Trouble], dict[str, Run]]:
+    troubles: list[Trouble] = []
+    runs: dict[str, Run] = {}
+    gate = asyncio.Semaphore(jobs)
+
+    async def one(name: str, results: list[Result]) -> None:
+        async with gate:
+            path = folder / name
+            if not path.is_file():
+                troubles.append(Trouble(name, 0, "the notebook is missing"))
+                for r in results:
+                    r.seen = f"{name} is missing: `python -m asynclab reset {name[:2]}` brings it back"
+            else:
+                try:
+                    nbformat.read(path, as_version=4)
+                except Exception as exc:  # noqa: BLE001 - a file the learner broke is reported, not raised
+                    troubles.append(Trouble(name, 0, f"the file is not a readable notebook ({type(exc).__name__})"))
+                    for r in results:
+                        r.seen = f"{name} cannot be read: `python -m asynclab reset {name[:2]}` gives it back"
+                else:
+                    started = time.perf_counter()
+                    finished = await _run_notebook(path, results, troubles, cell_limit)
+                    runs[name] = Run(bool(finished), time.perf_counter() - started)
+        tick(name)
+
+    tasks = [asyncio.ensure_future(one(name, results)) for name, results in plan.items()]
+    with _ctrl_c_cancels(tasks) as stopped:
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    if stopped:
+        raise _Stopped
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return troubles, runs
+
+
+_STOP: list[Callable[[], None]] = []  # what Ctrl-C does while notebooks run
+
+
+class _Stopped(Exception):
+    """Ctrl-C during a run: raised out of the event loop, then as KeyboardInterrupt."""
+
+
+def _take_ctrl_c() -> None:
+    """Make Ctrl-C stop the whole run.
+
+    nbclient gives Ctrl-C to the notebook it set up last (it would shut down that kernel alone, in the
+    middle of a cell, and the run would go on); this takes it back each time.
+    """
+    if _STOP:
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # not the main thread, or Windows
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, _STOP[-1])
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(tasks: list[asyncio.Future[None]]) -> Iterator[list[bool]]:
+    """Ctrl-C cancels ``tasks`` (each notebook's kernel is still shut down); the list yielded is then ``[True]``."""
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        stopped[:] = [True]
+        for task in tasks:
+            task.cancel()
+
+    def quiet_once_stopped(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if not stopped:  # after Ctrl-C, nbclient's own helper tasks fail as their kernels go: not news for the learner
+            loop.default_exception_handler(context)
+
+    asyncio.get_running_loop().set_exception_handler(quiet_once_stopped)
+    _STOP.append(stop)
+    _take_ctrl_c()
+    try:
+        yield stopped
+    finally:
+        _STOP.remove(stop)
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+
+def _cached_plan(store: progress_cache.Store, course: str) -> dict[str, list[Result]] | None:
+    """The course's exercises as the cache remembers them, if it was written by this very course."""
+    if store.course != course or not store.plan:
+        return None
+    return {
+        name: [Result(e["id"], e["title"], e["section"], name, hint=e["hint"]) for e in entries] for name, entries in store.plan.items()
+    }
+
+
+def _restore(entry: progress_cache.Entry, name: str, results: list[Result]) -> Trouble | None:
+    """Fill ``results`` from a cache entry; return the trouble it recorded, if any."""
+    for result, saved in zip(results, entry.results, strict=True):
+        result.solved, result.seen = saved["solved"], saved["seen"]
+        result.check_failed, result.short = saved["check_failed"], saved["short"]
+    return Trouble(name, entry.trouble["cell"], entry.trouble["what"]) if entry.trouble else None
+
+
+def _reuse(
+    store: progress_cache.Store, keys: dict[str, str | None], plan: dict[str, list[Result]], tick: Callable[[str], None]
+) -> tuple[dict[str, progress_cache.Entry], list[Trouble]]:
+    """Take the results of every notebook whose key matches its cache entry; return those entries and their troubles."""
+    reused: dict[str, progress_cache.Entry] = {}
+    troubles: list[Trouble] = []
+    for name, results in plan.items():
+        entry = store.notebooks.get(name)
+        if entry is None or keys.get(name) is None or entry.key != keys[name]:
+            continue
+        if [r["id"] for r in entry.results] != [r.id for r in results]:
+            continue
+        reused[name] = entry
+        trouble = _restore(entry, name, results)
+        if trouble is not None:
+            troubles.append(trouble)
+        tick(f"{name} (unchanged)")
+    return reused, troubles
+
+
+def _entry(key: str, run: Run, results: list[Result], trouble: Trouble | None) -> progress_cache.Entry | None:
+    """The cache entry for a notebook that just ran, or None if its results must not be reused."""
+    seen = [r.seen for r in results] + ([trouble.what] if trouble else [])
+    if not run.finished or any(TIMING_DEPENDENT.search(text) for text in seen):
+        return None
+    saved = [{"id": r.id, "solved": r.solved, "seen": r.seen, "check_failed": r.check_failed, "short": r.short} for r in results]
+    return progress_cache.Entry(key, round(run.seconds, 2), saved, {"cell": trouble.cell, "what": trouble.what} if trouble else None)
+
+
+def _remember(
+    store: progress_cache.Store,
+    course: str,
+    plan: dict[str, list[Result]],
+    keys: dict[str, str | None],
+    reused: dict[str, progress_cache.Entry],
+    runs: dict[str, Run],
+    troubles: list[Trouble],
+) -> None:
+    """Write the cache: the entries reused, and one for each notebook that just ran to the end in time."""
+    entries = dict(reused)
+    for name, run in runs.items():
+        key = keys.get(name)
+        trouble = next((t for t in troubles if t.notebook == name), None)
+        entry = _entry(key, run, plan[name], trouble) if key else None
+        if entry is not None:
+            entries[name] = entry
+    store.notebooks = {name: entries[name] for name in plan if name in entries}
+    store.course = course
+    store.plan = {name: [{"id": r.id, "title": r.title, "section": r.section, "hint": r.hint} for r in rs] for name, rs in plan.items()}
+    progress_cache.save(store)
+
+
+def survey(
+    folder: Path,
+    *,
+    jobs: int = 3,
+    cell_limit: float = CELL_LIMIT,
+    tick: Callable[[str], None] = lambda name: None,
+    cache: bool = False,
+    rerun_all: bool = False,
+) -> Survey:
+    """Run every exercise notebook the course defines, from ``folder``; return what each check said.
+
+    With ``cache``, a notebook unchanged since a run that went to the end is not run again: its results
+    come from the folder's cache file (``rerun_all`` runs it all the same); the cache is then rewritten.
+    """
+    started = time.perf_counter()
+    renamed = authoring.adopt_old_names(folder)
+    store = progress_cache.load(folder) if cache else None
+    course = progress_cache.course_fingerprint(authoring.ROOT) if store is not None else ""
+    plan = (_cached_plan(store, course) if store is not None and not rerun_all else None) or expected()
+    keys: dict[str, str | None] = {}
+    reused: dict[str, progress_cache.Entry] = {}
+    old_troubles: list[Trouble] = []
+    if store is not None:
+        for name, results in plan.items():
+            ids = [r.id for r in results]
+            keys[name] = progress_cache.notebook_key(folder, name, authoring.section(name), course=course, cell_limit=cell_limit, ids=ids)
+        if not rerun_all:
+            reused, old_troubles = _reuse(store, keys, plan, tick)
+    to_run = {name: results for name, results in plan.items() if name not in reused}
+    try:
+        troubles, runs = asyncio.run(_survey(folder, to_run, jobs, cell_limit, tick))
+    except _Stopped:
+        raise KeyboardInterrupt from None
+    if store is not None:
+        _remember(store, course, plan, keys, reused, runs, troubles)
+    troubles += old_troubles
+    order = list(plan)
+    troubles.sort(key=lambda t: order.index(t.notebook) if t.notebook in order else len(order))
+    results = [r for name in plan for r in plan[name]]
+    ran, seconds = list(runs), time.perf_counter() - started
+    return Survey(folder, results, troubles, seconds, renamed, ran, {name: e.seconds for name, e in reused.items()})
+
+
+def bar(done: int, total: int, width: int = 24) -> str:
+    filled = round(width * done / total) if total else width
+    return "█" * filled + "░" * (width - filled)
+
+
+class ProgressBar:
+    """Notebooks finished so far, on one line redrawn in place (or a line each when not on a terminal)."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.live = stream.isatty()
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        self._draw("starting kernels")
+
+    def tick(self, name: str) -> None:
+        self.done += 1
+        self._draw(name)
+
+    def _draw(self, name: str) -> None:
+        line = f"Running your notebooks {bar(self.done, self.total, 20)} {self.done}/{self.total}  {name}"
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+            if self.done == self.total:
+                self.stream.write("\n")
+        elif self.done:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def report(result: Survey, root: Path = authoring.ROOT) -> str:
+    """The table, the total, the next exercise with its first hint, and any broken notebooks."""
+    try:
+        where = result.folder.resolve().relative_to(root)
+    except ValueError:
+        where = result.folder
+    lines = [f"Exercises in {where}/", ""]
+    for old, new in result.renamed:
+        lines += [f"  (your {old.name} is now {new.name}: the course renamed it so its tab stands out from the lesson's)", ""]
+    section = None
+    for r in result.results:
+        if r.section != section:
+            section = r.section
+            lines.append(f"  {section}")
+        lines.append(f"    {checking.PASSED if r.solved else checking.NOT_YET:<11} {r.id:<4} {r.title}")
+    lines += ["", f"{bar(result.solved, result.total)}  {result.solved} of {result.total} solved", ""]
+    nxt = result.next_up()
+    if nxt is None:
+        lines.append("🎉 Done: every exercise passes its check. Well done!")
+    else:
+        lines += [
+            f"Next: exercise {nxt.id} ({nxt.title}) in {where}/{nxt.notebook}",
+            f"  The check saw: {nxt.seen}",
+            f"  💡 Hint: {nxt.hint or checking.get(nxt.id).hints[0]}",
+            f'  More hints in the notebook: hint("{nxt.id}")',
+        ]
+    if result.troubles:
+        lines += ["", "Notebooks that did not run cleanly:"]
+        for t in result.troubles:
+            at = f"cell {t.cell}: " if t.cell else ""
+            lines.append(f"  ⚠️ trouble: {t.notebook}: {at}{t.what}")
+        lines.append("  Open it, fix that cell (or start over with `python -m asynclab reset NN`), then run this again.")
+    lines.append("")
+    if result.reused:
+        lines.append(reuse_line(result))
+    lines.append(f"(checked in {result.seconds:.0f} s)")
+    return "\n".join(lines)
+
+
+def reuse_line(result: Survey) -> str:
+    """One line on what the cache saved: "7 notebooks unchanged since the last run (results reused), 2 run now; ..."."""
+    unchanged = len(result.reused)
+    noun = "notebook" if unchanged == 1 else "notebooks"
+    return f"{unchanged} {noun} unchanged since the last run (results reused), {len(result.ran)} run now; --all runs every one"
+
+
+def main(
+    folder: Path,
+    *,
+    jobs: int = 3,
+    cell_limit: float = CELL_LIMIT,
+    rerun_all: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the learner's notebooks (those changed since the last run, or all with ``rerun_all``) and print the table."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if not folder.is_dir():
+        print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
+        return 2
+    meter = ProgressBar(notebook_count(), err)
+    meter.start()
+    result = survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
+    print(report(result), file=out)
+    return 0
+
+
+def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
+    """The notebooks' and section module files' modification times and sizes: what ``--watch`` compares every second.
+
+    Other files (a database a notebook writes next to itself) do not count, or each run would start the next.
+    """
+    snapshot: dict[Path, tuple[int, int]] = {}
+    try:
+        sections = [p for p in folder.iterdir() if p.is_dir() and re.match(r"\d{2}-", p.name)]
+    except OSError:  # the folder is gone for now
+        return snapshot
+    for path in [*folder.glob("*.ipynb"), *(f for section in sections for f in progress_cache.inputs(section))]:
+        try:
+            stat = path.stat()
+        except OSError:  # deleted between the listing and now: the next look sees it gone
+            continue
+        snapshot[path] = (stat.st_mtime_ns, stat.st_size)
+    return snapshot
+
+
+def watch(
+    folder: Path,
+    *,
+    jobs: int = 3,
+    cell_limit: float = CELL_LIMIT,
+    rerun_all: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """``progress --watch``: run progress, then again each time a notebook or module file is saved, until Ctrl-C.
+
+    ``rerun_all`` applies to the first round; later rounds run only what changed.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    if not folder.is_dir():
+        return main(folder, out=out, err=err)
+    try:
+        while True:
+            seen = _snapshot(folder)  # taken first: a file saved while the notebooks run starts the next round
+            main(folder, jobs=jobs, cell_limit=cell_limit, rerun_all=rerun_all, out=out, err=err)
+            rerun_all = False
+            print(f"\nWatching {folder}/: save a notebook to check it again (Ctrl-C stops).", file=out, flush=True)
+            while _snapshot(folder) == seen:
+                sleep(1.0)
+            print("\n" + "─" * 60, file=out)
+    except KeyboardInterrupt:
+        print("\nStopped watching.", file=out)
+        return 0
