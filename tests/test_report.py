@@ -112,3 +112,11 @@ def test_the_command_prints_and_writes_a_valid_report(tmp_path: Path) -> None:
     assert ones and all(e["solved"] and e["seen"] == "" and e["seconds"] > 0 for e in ones)
     assert others and all(not e["solved"] and "is missing" in e["seen"] and e["seconds"] is None for e in others)
     assert data["solved"] == len(ones) and data["total"] == len(data["exercises"])
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_folder_that_is_not_there_gets_one_line(tmp_path: Path, as_json: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    status = report.main(missing, as_json=as_json) if as_json else progress.main(missing)
+    err = capsys.readouterr().err
+    assert status == 2 and err == f"There is no folder {missing}: run this from the course's folder, or pass --folder.\n"

@@ -482,6 +482,16 @@ def reuse_line(result: Survey) -> str:
     return f"{unchanged} {noun} unchanged since the last run (results reused), {len(result.ran)} run now; --all runs every one"
 
 
+def start_meter(folder: Path, err: TextIO) -> ProgressBar | None:
+    """The progress bar for a run over ``folder``, drawn; None (and one line why) when there is no such folder."""
+    if not folder.is_dir():
+        print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
+        return None
+    meter = ProgressBar(notebook_count(), err)
+    meter.start()
+    return meter
+
+
 def main(
     folder: Path,
     *,
@@ -493,11 +503,9 @@ def main(
 ) -> int:
     """Run the learner's notebooks (those changed since the last run, or all with ``rerun_all``) and print the table."""
     out, err = out or sys.stdout, err or sys.stderr
-    if not folder.is_dir():
-        print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
+    meter = start_meter(folder, err)
+    if meter is None:
         return 2
-    meter = ProgressBar(notebook_count(), err)
-    meter.start()
     result = survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
     print(report(result), file=out)
     return 0

@@ -212,11 +212,9 @@ def main(
 ) -> int:
     """``progress --json`` prints the report instead of the table; ``--report FILE`` writes it and prints the table."""
     out, err = out or sys.stdout, err or sys.stderr
-    if not folder.is_dir():
-        print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
+    meter = progress.start_meter(folder, err)
+    if meter is None:
         return 2
-    meter = progress.ProgressBar(progress.notebook_count(), err)
-    meter.start()
     survey, seconds, ran_at = timed_survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
     report = build(survey, learner=learner_name(name), ran_at=ran_at, notebook_seconds=seconds)
     text = dumps(report)
