@@ -10,7 +10,7 @@ for requests sent one after the other, but it never pipelines. :func:`pipelined`
 answer, as some proxies and HTTP clients do; the server reads them together and answers them in
 order. It returns the answers in order, with the JSON bodies decoded.
 
-:func:`uvicorn_process` runs an app given as module source in a separate ``python -m uvicorn``
+:func:`uvicorn_process_url` runs an app given as module source in a separate ``python -m uvicorn``
 process, for the options only a process of its own can take (``--loop uvloop``).
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from asynclab.bench.processes import uvicorn_process as launch
+from asynclab.bench.processes import uvicorn_process
 from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
 
 _SSL: list[Any] = []
@@ -50,8 +50,8 @@ async def pipelined(url: str, *requests: RawRequest, timeout: float = 5.0) -> li
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_process(
-    source: str, *, loop: str = "uvloop", http: str = "h11", options: tuple[str, ...] = (), startup_timeout: float = 20.0
+async def uvicorn_process_url(
+    source: str, *, loop: str = "uvloop", http: str = "h11", options: tuple[str, ...] = (), startup_timeout: float = 60.0
 ) -> AsyncIterator[str]:
     """Serve the module ``source`` (it defines ``app``) with ``python -m uvicorn --loop <loop> --http <http>``; yield its URL.
 
@@ -59,7 +59,7 @@ async def uvicorn_process(
     block starts once the app's startup is complete, and the whole process group is removed when
     the block ends, also when it fails. ``options`` are more flags, e.g. ``("--reset-contextvars",)``.
     """
-    async with launch(source, "--loop", loop, "--http", http, *options) as server:
+    async with uvicorn_process(source, "--loop", loop, "--http", http, *options) as server:
         if not await server.started(timeout=startup_timeout):
             raise RuntimeError(f"uvicorn exited with status {server.status}: {server.shell}")
         yield server.url
