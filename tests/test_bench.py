@@ -438,3 +438,13 @@ def test_a_worker_group_stops_when_the_kernel_that_started_it_is_killed(tmp_path
     if left:
         os.killpg(pgid, signal.SIGKILL)
     assert left == []
+
+
+def test_bench_checks_times_each_check_on_its_solution_and_as_handed_out() -> None:
+    """``python -m asynclab bench-checks 1``: both notebooks run, each check timed, with the verdict it gave."""
+    from asynclab.course import benchchecks
+
+    timings = benchchecks.measure(["1"])
+    verdicts = [(t.exercise, t.solution_verdict, t.handed_out_verdict.split(":")[0]) for t in timings]
+    assert verdicts == [("1.1", "passed", "failed"), ("1.2", "passed", "failed")]
+    assert all(None not in (t.solution, t.solution_first, t.handed_out, t.handed_out_first) for t in timings)

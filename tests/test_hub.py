@@ -41,6 +41,7 @@ import pytest
 
 from asynclab.bench.ports import free_port
 from asynclab.course import authoring, classview
+from tests.browser import required, unavailable
 
 ROOT = authoring.ROOT
 DEPLOY = ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
@@ -65,7 +66,8 @@ except ImportError:
     HUB = False
 
 # CI (.ci/run) installs both and sets ASYNCLAB_HUB_REQUIRED=1: there a missing one fails instead of skipping.
-REQUIRED = os.environ.get("ASYNCLAB_HUB_REQUIRED") == "1"
+VARIABLE = "ASYNCLAB_HUB_REQUIRED"
+REQUIRED = required(VARIABLE)
 _NO_HUB = "jupyterhub is not installed (pip install -r requirements-room.txt)"
 _NO_PROXY = "configurable-http-proxy is not installed (npm install --prefix build/node configurable-http-proxy@5.3.0, as .ci/run does)"
 pytestmark = pytest.mark.skipif(not HUB and not REQUIRED, reason=_NO_HUB)
@@ -75,7 +77,7 @@ needs_proxy = pytest.mark.skipif(CHP is None and not REQUIRED, reason=_NO_PROXY)
 @pytest.fixture(autouse=True)
 def _installed_when_required() -> None:
     if REQUIRED and not (HUB and CHP):
-        pytest.fail(f"{_NO_HUB if not HUB else _NO_PROXY} (ASYNCLAB_HUB_REQUIRED=1: CI must run the room test)")
+        unavailable(_NO_HUB if not HUB else _NO_PROXY, VARIABLE)  # fails: CI must run the room test
 
 
 TEST_CONFIG = """

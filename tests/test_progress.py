@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jsonschema
 import nbformat
 import pytest
 
 from asynclab import __main__ as cli
 from asynclab.course import authoring, checking, progress
+from tests.test_report import validate
 
 ROOT = authoring.ROOT
 EXERCISE_IDS = [r.id for results in progress.expected().values() for r in results]
@@ -383,7 +383,7 @@ def test_the_json_report_lists_reused_notebooks_with_the_seconds_of_their_run() 
     results = [progress.Result("1.1", "Unblock", "1 · Handlers", name, seen="8 of 8 calls ran on the loop", check_failed=True)]
     survey = progress.Survey(Path("exercises"), results, seconds=0.2, reused={name: 4.25})
     data = report.build(survey, learner="alice", ran_at="2026-11-30T12:00:00Z", course={"version": "0.1.0", "commit": None})
-    jsonschema.Draft202012Validator(report.SCHEMA, format_checker=jsonschema.FormatChecker()).validate(data)
+    validate(data)
     assert data["reused"] == [name] and data["exercises"][0]["seconds"] == 4.25
 
 

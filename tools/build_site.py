@@ -42,6 +42,8 @@ from urllib.parse import unquote, urlsplit
 
 import nbformat
 
+from asynclab.course import authoring
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "site"
 OUT = ROOT / "build" / "site"
@@ -54,12 +56,7 @@ LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 # --------------------------------------------------------------------------- 1. execute
 
 
-def lessons(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-
-
-def exercises(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "exercises").glob("[0-9][0-9]-exercises-*.ipynb"))
+lessons, exercises = authoring.lessons, authoring.exercises  # the site's pages, named where every name is made
 
 
 def execute(path: Path, logs: Path) -> tuple[str, float]:

@@ -62,7 +62,7 @@ def _driver(keep: bool, out: Path) -> None:
                 continue
         return total
 
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")) + authoring.solutions(ROOT)
+    notebooks = authoring.lessons(ROOT) + authoring.solutions(ROOT)
     for path in notebooks:
         now.write_text(f"{path.parent.name}/{path.name}", encoding="utf-8")
         nb = nbformat.read(path, as_version=4)

@@ -13,8 +13,6 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# `load` is both a module and a function: import it now, so that the name means the function.
-from asynclab.bench.load import LoadReport, load, ratio
 from asynclab.course.notebook import report_exception_groups
 
 if TYPE_CHECKING:
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
     from asynclab.bench.gauges import InFlight, ThreadPool, thread_pool, thread_tokens
     from asynclab.bench.inprocess import inprocess_client
     from asynclab.bench.leftovers import nothing_left_running
+    from asynclab.bench.load import LoadReport, load, ratio
     from asynclab.bench.probes import asyncio_debug, capture_logs, loop_lag
     from asynclab.bench.server import uvicorn_server
     from asynclab.course.checking import CheckFailed, check, hint
@@ -41,6 +40,9 @@ _WHERE = {
     "loop_lag": "bench.probes",
     "uvicorn_server": "bench.server",
     "timeline": "bench.figures",
+    "LoadReport": "bench.load",
+    "load": "bench.load",
+    "ratio": "bench.load",
 }
 __all__ = [
     "CheckFailed",

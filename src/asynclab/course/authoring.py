@@ -178,6 +178,16 @@ def solutions(root: Path = ROOT) -> list[Path]:
     return sorted((root / "solutions").glob("[0-9][0-9]-solutions-*.ipynb"))
 
 
+def lessons(root: Path = ROOT) -> list[Path]:
+    """Every lesson notebook, start-here first."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+
+def exercises(root: Path = ROOT) -> list[Path]:
+    """Every exercise notebook as handed out, in section order."""
+    return [root / "exercises" / exercise_name(s) for s in solutions(root)]
+
+
 def companions(solution: Path) -> list[Path]:
     """The module files a solution notebook owns: ``solutions/<section>/*.py``."""
     return sorted((solution.parent / section(solution)).glob("*.py"))

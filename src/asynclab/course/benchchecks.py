@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,7 +62,7 @@ class Timing:
 async def _run(path: Path) -> dict[str, tuple[float, float, str]]:
     nb = authoring.read(path)
     for cell in nb.cells:
-        if cell.cell_type == "code" and (found := re.match(r'^check\(\s*"(\d+\.\d+)"', cell.source)):
+        if cell.cell_type == "code" and (found := authoring.CHECK_CELL.match(cell.source)):
             cell.source = f"_CHECK_ID = {found.group(1)!r}\n" + _timed(cell.source)
     with kernel_client(nb, path.parent, timeout=120, allow_errors=True) as client:
         async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
@@ -85,18 +84,13 @@ def measure(sections: list[str] | None = None) -> list[Timing]:
         for solution in authoring.solutions():
             if sections and solution.name[:2].lstrip("0") not in sections and solution.name[:2] not in sections:
                 continue
-            for relative, text in authoring.handed_out(solution).items():
-                target = exercises / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-            for folder, which in ((solution.parent, "solution"), (exercises, "handed_out")):
-                copy = folder / solution.name
+            authoring.reset(solution, exercises)  # the exercise as handed out, with its module files
+            for copy, which in ((solution, "solution"), (exercises / authoring.exercise_name(solution), "handed_out")):
                 for exercise, (first, second, verdict) in asyncio.run(_run(copy)).items():
                     timing = timings.setdefault(exercise, Timing(exercise))
                     setattr(timing, which, second)
                     setattr(timing, f"{which}_first", first)
                     setattr(timing, f"{which}_verdict", verdict)
-        shutil.rmtree(exercises, ignore_errors=True)
     return [t for t in timings.values() if t.solution is not None or t.handed_out is not None]
 
 

@@ -127,11 +127,10 @@ def _load_checks(section: str | None = None) -> None:
 def get(id: str) -> Exercise:
     if id not in REGISTRY:
         _load_checks(id.split(".")[0])
-    if id not in REGISTRY:
-        _load_checks()
     try:
         return REGISTRY[id]
     except KeyError:
+        _load_checks()  # every section's, to list the exercises there are
         known = ", ".join(sorted(REGISTRY, key=_order))
         raise KeyError(f"there is no exercise {id!r}; the exercises are {known}") from None
 

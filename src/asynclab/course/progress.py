@@ -173,8 +173,7 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
     number, finished, interrupted = 0, False, False
     try:
         with kernel_client(nb, path.parent, **options) as client:
-            # cleanup_kc: nbclient shuts down only kernels whose manager it made itself, and kernel_client makes it.
-            async with client.async_setup_kernel(cleanup_kc=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
+            async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
                 _take_ctrl_c()
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":

@@ -182,12 +182,5 @@ def handed_out(name: str = SERVICE) -> str:
     """Exercise 9.1's file ``name`` exactly as handed out (made from the solution)."""
     from asynclab.course import authoring
 
-    return stubbed(authoring.ROOT / "solutions" / SECTION / name)
-
-
-def stubbed(path: Path) -> str:
-    """A solution module file as handed out: its ``# HANDED OUT`` lines instead of its solution."""
-    from asynclab.course import authoring
-
-    text = authoring.stub_source(Path(path).read_text(encoding="utf-8"))
-    return text if text.endswith("\n") else text + "\n"
+    solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
+    return authoring.handed_out(solution)[Path(SECTION) / name]
