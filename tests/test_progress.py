@@ -260,14 +260,14 @@ def test_a_second_run_reuses_every_unchanged_notebook_and_runs_only_the_one_chan
     assert fake.survey(tmp_path) == sorted(plan)
     assert fake.survey(tmp_path) == []
     again = progress.survey(tmp_path, cache=True)
-    assert fake.ran == [] and set(again.reused) == set(plan) and again.ran == []
+    assert fake.ran == [] and set(again.reused) == set(plan) and again.ran == {}
     assert again.solved == len(plan[first]) and all(r.solved == (r.notebook == first) for r in again.results)
     assert f"{len(plan)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one" in progress.report(again)
     nbformat.write(_notebook("# a comment", "x = 1"), tmp_path / first)
     fake.solved = set()
     assert fake.survey(tmp_path) == [first]
     after = progress.survey(tmp_path, cache=True)
-    assert after.solved == 0 and after.ran == []  # the new result was cached, and is what a third run reports
+    assert after.solved == 0 and after.ran == {}  # the new result was cached, and is what a third run reports
 
 
 def test_a_changed_module_file_reruns_its_own_notebook_only(tmp_path: Path, fake: FakeRuns) -> None:

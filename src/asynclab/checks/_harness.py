@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import importlib.util
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from sqlalchemy.pool import Pool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.bench.loopwatch import LoopWatch
+from asynclab.bench.modules import load_module
 from asynclab.course.checking import Observed, _describe_value, fail, is_asgi_app
 
 P = ParamSpec("P")
@@ -207,11 +206,7 @@ def collect_garbage_before_leaving(check: Callable[P, Awaitable[str]]) -> Callab
 
 def import_fresh(path: Path, name: str) -> ModuleType:
     """A fresh copy of the learner's module file, as module ``name``, which must hold a FastAPI ``app``."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # kept: pydantic and FastAPI resolve the module's annotations through it
-    spec.loader.exec_module(module)
+    module = load_module(path, name)
     if not hasattr(module, "app"):
         fail(f"{path.name} has no `app`", "Keep the FastAPI app in a module-level variable called `app`.")
     if not is_asgi_app(module.app):

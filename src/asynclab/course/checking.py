@@ -131,16 +131,17 @@ def get(id: str) -> Exercise:
         return REGISTRY[id]
     except KeyError:
         _load_checks()  # every section's, to list the exercises there are
-        known = ", ".join(sorted(REGISTRY, key=_order))
+        known = ", ".join(sorted(REGISTRY, key=order))
         raise KeyError(f"there is no exercise {id!r}; the exercises are {known}") from None
 
 
 def all_exercises() -> list[Exercise]:
     _load_checks()
-    return [REGISTRY[k] for k in sorted(REGISTRY, key=_order)]
+    return [REGISTRY[k] for k in sorted(REGISTRY, key=order)]
 
 
-def _order(id: str) -> tuple[int, ...]:
+def order(id: str) -> tuple[int, ...]:
+    """Course order of an exercise id: "2.10" after "2.9"."""
     return tuple(int(part) for part in id.split("."))
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from asynclab.course import report as report_format
+from asynclab.course.checking import order
 
 PASSED, NOT_YET, NO_RESULT = "✅ passed", "❌ not yet", "– no report"
 PNG_NAME, HTML_NAME = "class-view.png", "class-view.html"
@@ -86,10 +87,6 @@ class Room:
             ranked.append(Stuck(exercise, self.titles.get(exercise, ""), len(missing), observation, sharing))
         ranked.sort(key=lambda s: -s.not_solved)  # stable: course order among equals
         return ranked[:top]
-
-
-def _sort_key(exercise: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in exercise.split("."))
 
 
 def _files(paths: Iterable[str | Path], warnings: list[str]) -> list[Path]:
@@ -180,7 +177,7 @@ def load(paths: Iterable[str | Path]) -> Room:
     if not exercises:  # every report is from another version: show theirs
         exercises = {e for learner in by_name.values() for e in learner.solved}
     learners = sorted(by_name.values(), key=lambda x: x.name.casefold())
-    return Room(learners, sorted(exercises, key=_sort_key), titles, room_version, warnings)
+    return Room(learners, sorted(exercises, key=order), titles, room_version, warnings)
 
 
 # --- Text ----------------------------------------------------------------------------------------

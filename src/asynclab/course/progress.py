@@ -74,7 +74,7 @@ class Survey:
     troubles: list[Trouble] = field(default_factory=list)
     seconds: float = 0.0
     renamed: list[tuple[Path, Path]] = field(default_factory=list)  # work carried over from an old file name
-    ran: list[str] = field(default_factory=list)  # the notebooks run this time
+    ran: dict[str, float] = field(default_factory=dict)  # the notebooks run this time, and the seconds each took
     reused: dict[str, float] = field(default_factory=dict)  # notebooks unchanged since a cached run: that run's seconds
 
     @property
@@ -400,7 +400,7 @@ def survey(
     order = list(plan)
     troubles.sort(key=lambda t: order.index(t.notebook) if t.notebook in order else len(order))
     results = [r for name in plan for r in plan[name]]
-    ran, seconds = list(runs), time.perf_counter() - started
+    ran, seconds = {name: round(run.seconds, 2) for name, run in runs.items()}, time.perf_counter() - started
     return Survey(folder, results, troubles, seconds, renamed, ran, {name: e.seconds for name, e in reused.items()})
 
 

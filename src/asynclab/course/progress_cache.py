@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 FILE = ".progress-cache.json"
 FORMAT = "asynclab-progress-cache/1"
 # The whole asynclab package (wherever this module sits in it): the checks, the bench, the stand-ins.
-PACKAGE = Path(str(importlib.import_module(__name__.partition(".")[0]).__file__)).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]
 _SKIPPED_SUFFIXES = (".pyc", ".bak")
 
 

@@ -18,8 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -118,35 +116,11 @@ def learner_name(given: str | None = None) -> str:
         return "unknown"
 
 
-@contextlib.contextmanager
-def _timing_notebooks(seconds: dict[str, float]) -> Iterator[None]:
-    """Record how long progress spends running each notebook (by file name), for the length of the block."""
-    original = getattr(progress, "_run_notebook", None)
-    if original is None:  # pragma: no cover - progress changed: the report says null instead of a time
-        yield
-        return
-
-    async def timed(path: Path, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await original(path, *args, **kwargs)
-        finally:
-            seconds[Path(path).name] = round(time.perf_counter() - started, 2)
-
-    progress._run_notebook = timed  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        progress._run_notebook = original  # type: ignore[attr-defined]
-
-
 def timed_survey(folder: Path, **options: Any) -> tuple[progress.Survey, dict[str, float], str]:
     """Run progress on ``folder``; return the survey, each notebook's run time, and when it started (UTC ISO)."""
-    seconds: dict[str, float] = {}
     ran_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    with _timing_notebooks(seconds):
-        survey = progress.survey(folder, **options)
-    return survey, seconds, ran_at
+    survey = progress.survey(folder, **options)
+    return survey, dict(survey.ran), ran_at
 
 
 def build(

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import os
 import re
@@ -169,13 +168,9 @@ _imports = itertools.count(1)
 
 def import_file(path: Path, stem: str = "service") -> ModuleType:
     """A fresh copy of the module in ``path``, under a new name (new globals, a new app)."""
-    name = f"{stem}_{next(_imports)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # FastAPI resolves the module's annotations through it
-    spec.loader.exec_module(module)
-    return module
+    from asynclab.bench.modules import load_module
+
+    return load_module(path, f"{stem}_{next(_imports)}")
 
 
 def handed_out(name: str = SERVICE) -> str:
