@@ -5,6 +5,8 @@
 - Every check cell of a generated exercise notebook is tagged ``raises-exception``: JupyterLab's
   Run All (and nbclient, which honours the same tag) goes on past a failed check, so every
   exercise shows its status, while the cell still fails for ``progress`` and the tests.
+- Each handed-out notebook runs here, once for the whole suite: every check fails as handed out
+  with one short message, and ``progress`` reads the run as 0 solved.
 """
 
 from __future__ import annotations
@@ -97,12 +99,19 @@ def test_solutions_carry_no_such_tag_so_nbval_stays_strict() -> None:
     assert tagged == []
 
 
+#: Words a handed-out check's message must not contain: for "find it" exercises, the message tells the
+#: symptom, not the place; for 2.2, what a learner can observe, not the cause.
+NOT_SAID = {"1.2": ("/rates", "exchange_rates"), "2.2": ("coroutine", "await")}
+
+
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)
-def test_run_all_shows_every_exercise_and_the_first_hint_is_new(path: Path) -> None:
+def test_run_all_fails_every_check_with_a_short_message_and_the_first_hint_is_new(path: Path) -> None:
     """Run the handed-out notebook as JupyterLab's Run All would (errors stop it, except in tagged cells).
 
-    After each check cell, a learner's ``hint("N.M")`` cell: the hint it prints must add something
-    to the failure message the check cell showed just before, in the same kernel.
+    This is the suite's one run of each handed-out notebook. It proves: every cell runs; every check
+    fails with one short "❌ not yet" message; ``progress`` reads each as not yet solved, with no
+    trouble; and, after each check cell, a learner's ``hint("N.M")`` cell prints a hint that adds
+    something to the failure message shown just before, in the same kernel.
     """
     nb = authoring.read(path)
     cells = []
@@ -116,6 +125,11 @@ def test_run_all_shows_every_exercise_and_the_first_hint_is_new(path: Path) -> N
         client.execute()  # raises CellExecutionError at the first failing cell that is not tagged
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code), "every cell ran"
+    plan = progress.expected()[path.name]
+    assert progress.read_executed(nb, path.name, plan) is None
+    assert [(r.id, r.solved, r.check_failed, r.short) for r in plan] == [(r.id, False, True, True) for r in plan]
+    for result in plan:
+        assert not [word for word in NOT_SAID.get(result.id, ()) if word in result.seen], result.seen
     for check_cell, hint_cell in itertools.pairwise(code):
         found = progress.CHECK_CELL.search(check_cell.source)
         if not found:
@@ -128,3 +142,8 @@ def test_run_all_shows_every_exercise_and_the_first_hint_is_new(path: Path) -> N
         said = HINT_LINE.match(printed)
         assert said and said[1] == found[1], printed
         assert not repeats(said[2], message), f"{found[1]}: the first hint repeats the failure message\n{message}\n{printed}"
+
+
+def test_every_exercise_with_words_it_must_not_say_is_in_a_handed_out_notebook() -> None:
+    ids = {r.id for results in progress.expected().values() for r in results}
+    assert set(NOT_SAID) <= ids

@@ -158,9 +158,39 @@ def _failure(error: Any, cell_limit: float) -> str:
     return f"it raised {_error_line(error)}"
 
 
+class Reader:
+    """Reads a notebook's executed code cells in order, as the command does: fills in each check's
+    result, and keeps the first cell that failed outside a check cell (the notebook's trouble)."""
+
+    def __init__(self, name: str, plan: list[Result], cell_limit: float = CELL_LIMIT) -> None:
+        self.name, self.cell_limit = name, cell_limit
+        self.by_id = {r.id: r for r in plan}
+        self.number = 0  # the code cell being read, 1-based
+        self.first_error: Trouble | None = None
+        self.interrupted = False
+
+    def read(self, cell: Any) -> None:
+        """Judge one executed code cell (call after counting it in ``number``)."""
+        ids = CHECK_CELL.findall(cell.source)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        self.interrupted = self.interrupted or any(e.get("ename") in STOPPED for e in errors)
+        _judge(cell, ids, self.by_id, self.first_error)
+        if errors and not ids and self.first_error is None:
+            self.first_error = Trouble(self.name, self.number, _failure(errors[0], self.cell_limit))
+
+
+def read_executed(nb: Any, name: str, plan: list[Result]) -> Trouble | None:
+    """Fill in ``plan`` from a notebook someone else executed (JupyterLab's Run All, a test); return its trouble."""
+    reader = Reader(name, plan)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            reader.number += 1
+            reader.read(cell)
+    return reader.first_error
+
+
 async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble], cell_limit: float) -> bool:
     """Run one notebook in a fresh kernel and fill in ``plan``; True if every cell ran to its end in time."""
-    by_id = {r.id: r for r in plan}
     nb = authoring.read(path)
     options: dict[str, Any] = {
         "timeout": int(cell_limit),
@@ -169,8 +199,8 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
         "error_on_timeout": {"ename": TIMED_OUT, "evalue": "", "traceback": []},
         "log": _QUIET,
     }
-    first_error: Trouble | None = None
-    number, finished, interrupted = 0, False, False
+    reader = Reader(path.name, plan, cell_limit)
+    finished = False
     try:
         with kernel_client(nb, path.parent, **options) as client:
             async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
@@ -178,29 +208,24 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
                 for index, cell in enumerate(nb.cells):
                     if cell.cell_type != "code":
                         continue
-                    number += 1
-                    ids = CHECK_CELL.findall(cell.source)
-                    client.timeout = int(CHECK_CELL_LIMIT if ids else cell_limit)
-                    await client.async_execute_cell(cell, index, execution_count=number)
-                    errors = [o for o in cell.outputs if o.output_type == "error"]
-                    interrupted = interrupted or any(e.get("ename") in STOPPED for e in errors)
-                    _judge(cell, ids, by_id, first_error)
-                    if errors and not ids and first_error is None:
-                        first_error = Trouble(path.name, number, _failure(errors[0], cell_limit))
+                    reader.number += 1
+                    client.timeout = int(CHECK_CELL_LIMIT if CHECK_CELL.search(cell.source) else cell_limit)
+                    await client.async_execute_cell(cell, index, execution_count=reader.number)
+                    reader.read(cell)
         finished = True
     except DeadKernelError:
-        first_error = Trouble(path.name, number, "the kernel died while running it (did the code exit Python or crash it?)")
+        reader.first_error = Trouble(path.name, reader.number, "the kernel died while running it (did the code exit Python or crash it?)")
         for result in plan:
             if not result.solved and not result.seen:
-                result.seen = f"could not be checked: the kernel died in cell {number}"
+                result.seen = f"could not be checked: the kernel died in cell {reader.number}"
     except Exception as exc:  # noqa: BLE001 - a learner's notebook must never stop the others
-        first_error = Trouble(path.name, number, f"the notebook could not be run: {type(exc).__name__}: {exc}")
-    if first_error is not None:
-        troubles.append(first_error)
+        reader.first_error = Trouble(path.name, reader.number, f"the notebook could not be run: {type(exc).__name__}: {exc}")
+    if reader.first_error is not None:
+        troubles.append(reader.first_error)
     for result in plan:
         if not result.solved and not result.seen:
             result.seen = f"its check cell is missing: `python -m asynclab reset {int(path.name[:2])}` gives the notebook back"
-    return finished and not interrupted
+    return finished and not reader.interrupted
 
 
 @dataclass
