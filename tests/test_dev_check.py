@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import asynclab
-from asynclab.course import authoring, checking
+from asynclab.course import authoring, checking, progress
 
 ROOT = authoring.ROOT
 PACKAGE = ROOT / "src" / "asynclab"
@@ -55,9 +55,10 @@ def test_every_module_of_a_section_belongs_to_a_section() -> None:
 @pytest.mark.parametrize("solution", authoring.solutions(), ids=lambda p: p.name[:2])
 def test_each_exercise_title_is_its_heading(solution: Path) -> None:
     """What `progress` and the check's messages call an exercise is what its notebook heading says."""
-    text = "\n".join(c.source for c in authoring.read(solution).cells if c.cell_type == "markdown")
+    nb = authoring.read(solution)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     headings = {number: title.replace("`", "").strip() for number, title in HEADING.findall(text)}
-    ids = authoring.CHECK_CELL.findall("\n".join(c.source for c in authoring.read(solution).cells if c.cell_type == "code"))
+    ids = progress.check_ids(nb)
     assert sorted(headings) == sorted(ids), "one heading per checked exercise"
     for id in ids:
         registered = checking.get(id)

@@ -339,8 +339,6 @@ def test_run_all_in_exercise_1_shows_every_exercise_status(lab: Lab) -> None:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(f"{lab.url}/lab/tree/exercises/01-exercises-async-handlers.ipynb?token={TOKEN}")
         _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
-        tabs = page.locator("#jp-main-dock-panel .lm-TabBar-tabLabel").all_inner_texts()
-        assert "01-exercises-async-handlers.ipynb" in tabs, f"issue 13 item 6: the tab should say which file it is; tabs: {tabs}"
         try:
             cells = _run_all(page, "exercise 1")
         finally:

@@ -104,9 +104,6 @@ def timeline(*panels: tuple[str, LoadReport]) -> Figure:
     return fig
 
 
-__all__: Sequence[str] = ["BARS_UP_TO", "in_flight_over_time", "timeline"]
-
-
 def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") -> Figure:
     """One panel per run of :func:`~asynclab.bench.workers.fresh_requests`: the count each answer reported, by request number, one colour per worker.
 
@@ -127,3 +124,6 @@ def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") ->
     fig.tight_layout()
     plt.close(fig)  # the notebook shows the returned figure once
     return fig
+
+
+__all__: Sequence[str] = ["BARS_UP_TO", "counts_figure", "in_flight_over_time", "timeline"]

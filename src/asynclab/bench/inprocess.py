@@ -68,7 +68,6 @@ async def inprocess_client(
     startup_timeout: float = 5.0,
     shutdown_timeout: float | None = 5.0,
     wrap: Callable[[ASGIApp], ASGIApp] | None = None,
-    base_url: str = BASE_URL,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Start ``app`` (its lifespan included) and yield an httpx client wired straight to it.
 
@@ -82,10 +81,10 @@ async def inprocess_client(
     wrap = wrap or (lambda started: started)
     if not lifespan:
         transport = httpx.ASGITransport(app=wrap(app), raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=timeout) as client:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=timeout) as client:
             yield client
         return
     async with lifespan_started(app, startup_timeout=startup_timeout, shutdown_timeout=shutdown_timeout) as started:
         transport = httpx.ASGITransport(app=wrap(started), raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url=base_url, timeout=timeout) as client:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=timeout) as client:
             yield client

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.bench.modules import load_module
-from asynclab.course.checking import Observed, _describe_value, fail, is_asgi_app
+from asynclab.course.checking import Observed, _describe, _describe_value, fail, is_asgi_app
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,19 +50,13 @@ def noting_errors(app: ASGIApp, note: Callable[[Exception], None]) -> ASGIApp:
     return wrapped
 
 
-def error_text(exc: BaseException) -> str:
-    """``Type: first line of the message`` (cut to 110 characters)."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first[:110]}"
-
-
 def recording_errors(app: ASGIApp, errors: list[str]) -> ASGIApp:
     """Wrap an app so that every exception it raises is noted in ``errors``, as text.
 
     Only the text is kept: an exception raised inside SQLAlchemy's async machinery holds, through
     its traceback, the greenlets of the check's thread, which must not outlive that thread.
     """
-    return noting_errors(app, lambda exc: errors.append(error_text(exc)))
+    return noting_errors(app, lambda exc: errors.append(_describe(exc)))
 
 
 def first_error(errors: list[str]) -> str:

@@ -16,7 +16,6 @@ from asynclab.course.checking import build_app, exercise, fail
 from asynclab.standins.s04_lifespan import Mailer, Resources, run_as_process
 
 NEEDED = ("db", "payments")
-BASE_URL = "http://check"
 
 
 def _order_body(run: int, oid: int) -> dict[str, str]:
@@ -80,7 +79,7 @@ def _built_without_deprecation(factory: Callable[[Resources], Any], resources: R
 
 async def _one_clean_run(app: Any, resources: Resources) -> None:
     """2. One clean run: each resource opened once at startup, used by the handler, closed once at shutdown."""
-    async with inprocess_client(app, base_url=BASE_URL) as client:
+    async with inprocess_client(app) as client:
         started = sorted(resources.opened)
         if started != sorted(NEEDED):
             if not started:
@@ -104,7 +103,7 @@ async def _started_twice(factory: Callable[[Resources], Any]) -> None:
     """3. The same app object started twice at once (two test clients): each run must use its own resources."""
     resources = Resources()
     app = _build_quietly(factory, resources)
-    async with inprocess_client(app, base_url=BASE_URL) as client_1, inprocess_client(app, base_url=BASE_URL) as client_2:
+    async with inprocess_client(app) as client_1, inprocess_client(app) as client_2:
         body_1 = await _get_order(client_1, 8, "with the app started twice")
         body_2 = await _get_order(client_2, 9, "with the app started twice")
     if body_1 != _order_body(1, 8) or body_2 != _order_body(2, 9):

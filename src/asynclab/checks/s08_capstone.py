@@ -88,9 +88,7 @@ async def _serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.Asyn
             app = _import(path).app
             _app_errors.clear()
             journal.watch = LoopWatch()
-            async with inprocess_client(
-                app, raise_app_exceptions=False, startup_timeout=5, shutdown_timeout=5, wrap=_recording
-            ) as client:
+            async with inprocess_client(app, raise_app_exceptions=False, wrap=_recording) as client:
                 yield client, url
             gc.collect()
 

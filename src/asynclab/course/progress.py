@@ -158,7 +158,7 @@ def _failure(error: Any, cell_limit: float) -> str:
     return f"it raised {_error_line(error)}"
 
 
-class Reader:
+class _Reader:
     """Reads a notebook's executed code cells in order, as the command does: fills in each check's
     result, and keeps the first cell that failed outside a check cell (the notebook's trouble)."""
 
@@ -180,8 +180,8 @@ class Reader:
 
 
 def read_executed(nb: Any, name: str, plan: list[Result]) -> Trouble | None:
-    """Fill in ``plan`` from a notebook someone else executed (JupyterLab's Run All, a test); return its trouble."""
-    reader = Reader(name, plan)
+    """Fill in ``plan`` from a notebook executed elsewhere (the hint tests run each handed-out notebook); return its trouble."""
+    reader = _Reader(name, plan)
     for cell in nb.cells:
         if cell.cell_type == "code":
             reader.number += 1
@@ -199,7 +199,7 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
         "error_on_timeout": {"ename": TIMED_OUT, "evalue": "", "traceback": []},
         "log": _QUIET,
     }
-    reader = Reader(path.name, plan, cell_limit)
+    reader = _Reader(path.name, plan, cell_limit)
     finished = False
     try:
         with kernel_client(nb, path.parent, **options) as client:

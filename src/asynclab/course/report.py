@@ -116,23 +116,15 @@ def learner_name(given: str | None = None) -> str:
         return "unknown"
 
 
-def timed_survey(folder: Path, **options: Any) -> tuple[progress.Survey, dict[str, float], str]:
-    """Run progress on ``folder``; return the survey, each notebook's run time, and when it started (UTC ISO)."""
-    ran_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    survey = progress.survey(folder, **options)
-    return survey, dict(survey.ran), ran_at
-
-
 def build(
     survey: progress.Survey,
     *,
     learner: str,
     ran_at: str,
-    notebook_seconds: dict[str, float] | None = None,
     course: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The report for one survey, as a dict that :data:`SCHEMA` accepts."""
-    timing = {**survey.reused, **(notebook_seconds or {})}
+    timing = {**survey.reused, **survey.ran}  # a reused notebook carries the seconds of the run that made its results
     return {
         "format": FORMAT,
         "course": course if course is not None else course_version(),
@@ -189,8 +181,9 @@ def main(
     meter = progress.start_meter(folder, err)
     if meter is None:
         return 2
-    survey, seconds, ran_at = timed_survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
-    report = build(survey, learner=learner_name(name), ran_at=ran_at, notebook_seconds=seconds)
+    ran_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    survey = progress.survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
+    report = build(survey, learner=learner_name(name), ran_at=ran_at)
     text = dumps(report)
     if report_file:
         path = destination(report_file, report["learner"])

@@ -159,7 +159,6 @@ class MemoDatabase:
     """
 
     def __init__(self, file: SQLiteFile, *, pool_size: int, pool_timeout: float) -> None:
-        self._file = file
         self.path = file.path
         self.pool_size = pool_size
         self.engine: AsyncEngine = file.engine(pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
@@ -183,16 +182,11 @@ class MemoDatabase:
         """Connections lent to sessions right now."""
         return int(self.engine.pool.checkedout())
 
-    def reset_counts(self) -> None:
-        with self._lock:
-            self.checkouts = self.checkins = 0
-
     async def close(self) -> None:
-        """Close every session still open, every connection, then delete the file."""
+        """Close every session still open, and every connection (``memo_database`` then deletes the file)."""
         for session in self.Session.made:
             await session.close()
         await self.engine.dispose()
-        self._file.remove()
 
     def __repr__(self) -> str:
         return f"MemoDatabase(pool of {self.pool_size}, {self.checked_out} checked out, {self.checkouts} checkouts, {self.checkins} checkins)"

@@ -216,7 +216,7 @@ def handed_out_service(folder: Path | None = None) -> Path:
     from asynclab.bench.workspace import workspace
     from asynclab.course import authoring
 
-    solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
+    solution = authoring.find_solution(SECTION)
     text = authoring.handed_out(solution)[Path(SECTION) / "orders_service.py"]
     target = (folder or Path(tempfile.mkdtemp(prefix="capstone-", dir=workspace()))) / "orders_service.py"
     target.write_text(text, encoding="utf-8")

@@ -177,5 +177,5 @@ def handed_out(name: str = SERVICE) -> str:
     """Exercise 9.1's file ``name`` exactly as handed out (made from the solution)."""
     from asynclab.course import authoring
 
-    solution = authoring.ROOT / "solutions" / authoring.named(SECTION, "solutions")
+    solution = authoring.find_solution(SECTION)
     return authoring.handed_out(solution)[Path(SECTION) / name]
