@@ -130,6 +130,8 @@ def test_run_all_fails_every_check_with_a_short_message_and_the_first_hint_is_ne
     assert [(r.id, r.solved, r.check_failed, r.short) for r in plan] == [(r.id, False, True, True) for r in plan]
     for result in plan:
         assert not [word for word in NOT_SAID.get(result.id, ()) if word in result.seen], result.seen
+    strays = [o.text for c in code for o in c.outputs if o.output_type == "stream" and "never awaited" in o.text]
+    assert not strays, f"a check's never-awaited coroutine was printed under a cell: {strays}"
     for check_cell, hint_cell in itertools.pairwise(code):
         found = progress.CHECK_CELL.search(check_cell.source)
         if not found:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from asynclab.course.notebook import report_exception_groups
+from asynclab.course import tracebacks
 
 if TYPE_CHECKING:
     from asynclab.bench.figures import timeline
@@ -71,4 +71,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'asynclab' has no attribute {name!r}")
 
 
-report_exception_groups()
+tracebacks.install()  # in a notebook: short tracebacks for errors in the learner's code

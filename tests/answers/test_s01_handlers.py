@@ -115,12 +115,46 @@ def test_1_1_rejects_an_await_elsewhere() -> None:
 
 
 def test_1_1_rejects_calling_before_offloading() -> None:
-    failure = fails("1.1", weather_app(calls_before_offloading), saying="your code raised TypeError")
-    assert "run_sync(weather.fetch(city))" in failure.observed  # the message points at the learner's line
+    failure = fails("1.1", weather_app(calls_before_offloading), saying="`run_sync()` was given the result of `weather.fetch(city)`, not the function")
+    assert "in forecast(): return" in failure.observed  # the learner's own line
+    assert "`run_sync(weather.fetch, city)`" in failure.hint
 
 
-def test_1_1_rejects_a_forgotten_await() -> None:
-    fails("1.1", weather_app(forgets_to_await), saying="your code raised")
+def test_1_1_names_a_forgotten_await_and_the_learners_line() -> None:
+    failure = fails(
+        "1.1",
+        weather_app(forgets_to_await),
+        saying="`forecast()` returned a coroutine from `weather.afetch(city)` instead of its result: did you forget `await`?",
+    )
+    assert 'in forecast(): return {"city": city, "forecast": weather.afetch(city)}' in failure.observed
+    assert 'Write `return {"city": city, "forecast": await weather.afetch(city)}`' in failure.hint
+    assert "ResponseValidationError" not in str(failure) and "validation error" not in str(failure)
+
+
+def test_1_1_names_a_coroutine_that_was_made_and_dropped() -> None:
+    def also_calls_the_async_twin(weather: WeatherService) -> Callable[..., object]:
+        async def forecast(city: str) -> dict[str, str]:
+            weather.afetch(city)  # made, never awaited: its work never runs
+            return {"city": city, "forecast": await anyio.to_thread.run_sync(weather.fetch, city)}
+
+        return forecast
+
+    fails(
+        "1.1",
+        weather_app(also_calls_the_async_twin),
+        saying="every answer was as expected, but `forecast()` called `weather.afetch(city)` and never awaited the coroutine it returned",
+    )
+
+
+def test_1_1_names_an_async_function_handed_to_a_thread() -> None:
+    def offloads_the_async_twin(weather: WeatherService) -> Callable[..., object]:
+        async def forecast(city: str) -> dict[str, object]:
+            return {"city": city, "forecast": await anyio.to_thread.run_sync(weather.afetch, city)}
+
+        return forecast
+
+    failure = fails("1.1", weather_app(offloads_the_async_twin), saying="WeatherService.afetch() was handed to code that only calls it")
+    assert "never awaited" in failure.observed and "validation" not in str(failure)
 
 
 def test_1_1_rejects_one_at_a_time() -> None:

@@ -349,8 +349,8 @@ def test_3_2_rejects_rendering_in_a_def_handler() -> None:
 
 
 def test_3_2_rejects_calling_before_offloading() -> None:
-    failure = fails("3.2", reports(calls_before_offloading), saying="your code raised TypeError")
-    assert "run_sync(renderer.render(n))" in failure.observed
+    failure = fails("3.2", reports(calls_before_offloading), saying="`run_sync()` was given the result of `renderer.render(n)`")
+    assert "`run_sync(renderer.render, n)`" in failure.hint
 
 
 def test_3_2_rejects_one_at_a_time_and_a_lost_result() -> None:

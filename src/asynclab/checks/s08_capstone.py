@@ -164,6 +164,7 @@ async def loop_stays_free(answer: Any) -> str:
 @exercise(
     "8.2",
     '"An order appeared that no staff member placed"',
+    reveals=("StaffTokens.verify",),
     hints=[
         "Try POST /orders with no Authorization header at all. What does it answer, and why?",
         "Look at what the staff dependency gets back from `tokens.verify(...)`: is it a name, or something still to be awaited?",

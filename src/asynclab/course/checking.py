@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 import anyio
 
 from asynclab.bench.load import first_error
+from asynclab.course import mistakes, unawaited
 
 #: Every mark carries a word: without an emoji font the marks render as empty boxes.
 PASSED, NOT_YET = "✅ passed", "❌ not yet"
@@ -87,6 +88,7 @@ class Exercise:
     hints: list[str]
     run: CheckFunction
     timeout: float = DEFAULT_TIMEOUT
+    reveals: tuple[str, ...] = ()  # coroutine functions whose forgotten `await` is this exercise's puzzle
     hints_given: int = field(default=0, compare=False)
     last_observed: str | None = field(default=None, compare=False)  # what this kernel's previous failed check saw
 
@@ -94,13 +96,19 @@ class Exercise:
 REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(id: str, title: str, hints: list[str], *, timeout: float = DEFAULT_TIMEOUT) -> Callable[[CheckFunction], CheckFunction]:
-    """Register an async check for exercise ``id``; ``hints`` go from a nudge to nearly the answer."""
+def exercise(
+    id: str, title: str, hints: list[str], *, timeout: float = DEFAULT_TIMEOUT, reveals: tuple[str, ...] = ()
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Register an async check for exercise ``id``; ``hints`` go from a nudge to nearly the answer.
+
+    ``reveals`` names coroutine functions (``"TokenService.verify"``) whose forgotten ``await`` is
+    the exercise's fault to find: its check names it only after a first hint, other checks never.
+    """
 
     def register(func: CheckFunction) -> CheckFunction:
         if id in REGISTRY:
             raise ValueError(f"exercise {id} is registered twice")
-        REGISTRY[id] = Exercise(id, title, list(hints), func, timeout)
+        REGISTRY[id] = Exercise(id, title, list(hints), func, timeout, reveals)
         return func
 
     return register
@@ -163,7 +171,7 @@ def _where(exc: BaseException) -> str:
 
 
 def raised(exc: BaseException) -> str:
-    """"your code raised <type>: <message>" and the learner's line that raised it."""
+    """ "your code raised <type>: <message>" and the learner's line that raised it."""
     return f"your code raised {_describe(exc)}{_where(exc)}"
 
 
@@ -227,6 +235,13 @@ class _Guard:
                 def start_as_daemon(thread: threading.Thread) -> None:
                     if not thread._started.is_set() and not thread.daemon:  # type: ignore[attr-defined]
                         thread.daemon = True
+                    work = thread.run
+
+                    def tracked() -> None:  # the learner's coroutines made on this thread say where
+                        unawaited.track_origins()
+                        work()
+
+                    thread.run = tracked  # type: ignore[method-assign]
                     with guard._lock:
                         guard.started.append(thread)
                     real_start(thread)
@@ -261,6 +276,7 @@ def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None,
     outcome: dict[str, Any] = {}
 
     def target() -> None:
+        unawaited.track_origins()
         try:
             outcome["value"] = func()
         except BaseException as exc:  # noqa: BLE001 - everything is reported to the learner
@@ -292,7 +308,7 @@ def _learner_frames(exc: BaseException) -> list[traceback.FrameSummary]:
 
 
 def exited(exc: SystemExit | LearnerExit) -> str:
-    """"your code exited the process (status N) in <function>"."""
+    """ "your code exited the process (status N) in <function>"."""
     code = exc.code
     status = code if isinstance(code, int) else (0 if code is None else 1)
     frames = _learner_frames(exc)
@@ -307,37 +323,73 @@ def exited(exc: SystemExit | LearnerExit) -> str:
 
 
 def run(id: str, *answer: Any, timeout: float | None = None) -> str:
-    """Check exercise ``id`` against ``answer``: return the line saying what passed, or raise :class:`CheckFailed`."""
+    """Check exercise ``id`` against ``answer``: return the line saying what passed, or raise :class:`CheckFailed`.
+
+    Every coroutine the answer leaves unawaited is caught while the check runs and judged here, by
+    this check alone: none is printed later under another cell, or held against another answer.
+    """
     ex = get(id)
     limit = ex.timeout if timeout is None else timeout
-    value, error, timed_out = _run_in_thread(
-        lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": _check_loop}), limit
-    )
-    if timed_out:
-        raise _failed(
-            ex,
+    revealed = ex.hints_given > 0  # a find-it exercise names its own fault only once a hint has been shown
+    with unawaited.recording() as forgotten:
+        value, error, timed_out = _run_in_thread(
+            lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": _check_loop}), limit
+        )
+        verdict = _verdict(error, timed_out, limit) if timed_out or error is not None else None
+        error = None  # the learner's exception holds their app: let it go while the recording is open
+    mine = [f for f in forgotten if f.function not in _revealed_elsewhere(ex) and (revealed or f.function not in ex.reveals)]
+    if verdict is None:
+        if mine:
+            said = mistakes.forgot_await(mine[0])
+            raise _failed(ex, f"every answer was as expected, but {said.observed[0].lower()}{said.observed[1:]}", said.hint)
+        ex.last_observed, ex.hints_given = None, 0
+        return f"{PASSED} · Exercise {ex.id} ({ex.title}): {value}"
+    if verdict.about_a_coroutine and any(f.made_by_learner for f in mine):  # e.g. "'coroutine' object has no attribute"
+        serialising = "serializ" in verdict.observed.lower()  # the coroutine was in the route's answer
+        used = mistakes.forgot_await(next(f for f in mine if f.made_by_learner), "returned" if serialising else "used")
+        evidence = "" if serialising else f"\n   ({verdict.observed.removeprefix('your code raised ')})"
+        raise _failed(ex, used.observed + evidence, used.hint)
+    raise _failed(ex, verdict.observed, verdict.hint, mistakes.note(mine) if verdict.may_add else "")
+
+
+def _revealed_elsewhere(ex: Exercise) -> set[str]:
+    """Coroutine functions whose forgotten ``await`` is another exercise's puzzle: not this check's business."""
+    return {name for other in REGISTRY.values() if other is not ex for name in other.reveals}
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    observed: str
+    hint: int | str
+    may_add: bool = True  # a forgotten `await` seen meanwhile may be added to the message
+    about_a_coroutine: bool = False  # the learner's code raised an error that names a coroutine
+
+
+def _verdict(error: BaseException | None, timed_out: bool, limit: float) -> _Verdict:
+    """What a check that did not pass saw, in the learner's terms."""
+    if timed_out or error is None:
+        return _Verdict(
             f"the check did not finish within {limit:.0f} s: something in your code blocks for ever or waits on itself.",
             "Look for an endless loop or a blocking call with no end; restart the kernel if the notebook feels stuck.",
         )
-    if error is not None:
-        leaf = _leaf(error)
-        if isinstance(leaf, Observed):
-            raise _failed(ex, leaf.observed, leaf.hint)
-        if isinstance(leaf, SystemExit | LearnerExit):
-            raise _failed(ex, exited(leaf), "Do not end the process from your code: raise an exception, or return.")
-        if isinstance(leaf, StartupTimedOut):
-            raise _failed(
-                ex,
-                f"{leaf}: something before the lifespan's `yield` waits for ever",
-                "Look at the code before `yield` in your lifespan: every await there must end.",
-            )
-        raise _failed(
-            ex,
-            raised(leaf),
-            "Fix that error first: the check calls your code just as a server would.",
+    leaf = _leaf(error)
+    if isinstance(leaf, Observed):
+        return _Verdict(leaf.observed, leaf.hint)
+    if isinstance(leaf, SystemExit | LearnerExit):
+        return _Verdict(exited(leaf), "Do not end the process from your code: raise an exception, or return.")
+    if isinstance(leaf, StartupTimedOut):
+        return _Verdict(
+            f"{leaf}: something before the lifespan's `yield` waits for ever",
+            "Look at the code before `yield` in your lifespan: every await there must end.",
         )
-    ex.last_observed = None
-    return f"{PASSED} · Exercise {ex.id} ({ex.title}): {value}"
+    explained = mistakes.explain(leaf)
+    if explained is not None:
+        return _Verdict(explained.observed, explained.hint, may_add=False)
+    return _Verdict(
+        raised(leaf),
+        "Fix that error first: the check calls your code just as a server would.",
+        about_a_coroutine="coroutine" in str(leaf),
+    )
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -365,14 +417,13 @@ def check(id: str, *answer: Any, timeout: float | None = None) -> None:
 SAME_AS_BEFORE = " (The same as your previous check: the app still behaves as it did then.)"
 
 
-def _failed(ex: Exercise, observed: str, hint: int | str) -> CheckFailed:
+def _failed(ex: Exercise, observed: str, hint: int | str, note: str = "") -> CheckFailed:
     """The learner's failure message; a hint from the list counts as given, so ``hint()`` goes on from the next one."""
-    said = observed + SAME_AS_BEFORE if observed == ex.last_observed else observed
+    said = observed + note + (SAME_AS_BEFORE if observed == ex.last_observed else "")
     ex.last_observed = observed
     if isinstance(hint, str):
         return CheckFailed(ex.id, ex.title, said, hint)
-    if hint == ex.hints_given:
-        ex.hints_given += 1
+    ex.hints_given = hint + 1
     return CheckFailed(ex.id, ex.title, said, ex.hints[hint], f"Hint {hint + 1} of {len(ex.hints)}")
 
 
@@ -462,7 +513,10 @@ def expect_responses(report: Any, describe: Callable[[int], str], expected: Call
     """Fail on the first request of a load report whose status is not 200 or whose body is not ``expected(i)``."""
     for r in report.results:
         if r.status != 200:
-            fail(f"{describe(r.index)} answered {r.status}: {str(r.body)[:120]}", "Every route must still answer 200 with the same body as before.")
+            fail(
+                f"{describe(r.index)} answered {r.status}: {str(r.body)[:120]}",
+                "Every route must still answer 200 with the same body as before.",
+            )
         if r.body != expected(r.index):
             fail(
                 f"{describe(r.index)} answered {r.body!r}, expected {expected(r.index)!r}",

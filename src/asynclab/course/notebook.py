@@ -1,44 +1,17 @@
-"""Notebook plumbing: report every failure in a cell, and run notebooks headless without port races.
-
-IPython 9 does not report an escaping ExceptionGroup as an error.
-
-Without this, a cell whose ``assert`` fails inside a task group prints a traceback to stderr and
-still counts as passed, for the learner and for nbval alike.
-"""
+"""Run notebooks headless without port races."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # nbclient is imported on use: `import asynclab` stays light for uvicorn workers
     from nbclient import NotebookClient
-
-
-def _show_group(
-    shell: Any, etype: type[BaseException], value: BaseException, tb: TracebackType | None, tb_offset: int | None = None
-) -> list[str]:
-    stb = traceback.format_exception(etype, value, tb)
-    shell._showtraceback(etype, value, stb)  # publishes an error output and marks the cell as failed
-    return stb
-
-
-def report_exception_groups() -> None:
-    """In IPython or Jupyter, report an ExceptionGroup that escapes a cell as a failure; elsewhere do nothing."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with the course
-        return
-    shell = get_ipython()
-    if shell is not None and BaseExceptionGroup not in shell.custom_exceptions:
-        shell.set_custom_exc((BaseExceptionGroup,), _show_group)
 
 
 @contextmanager
