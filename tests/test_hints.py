@@ -70,6 +70,30 @@ def test_the_first_hint_after_a_failure_goes_on_from_the_hint_the_message_showed
     assert first.startswith("💡 Hint 2 of 3 for exercise 0.1: ") and not repeats(HINT_LINE.match(first)[2], message)
 
 
+def test_hints_are_one_sequence_that_goes_on_from_what_the_check_printed() -> None:
+    """After ``reset`` and Run All in the same kernel, ``hint()`` follows the check's hint, not an old count."""
+
+    def says_hello_as_text() -> FastAPI:
+        app = FastAPI()
+        app.get("/hello")(lambda: "hello")
+        return app
+
+    def says_hello() -> FastAPI:
+        app = FastAPI()
+        app.get("/hello")(lambda: {"message": "hello"})
+        return app
+
+    exercise = checking.get("0.1")
+    for _ in range(len(exercise.hints) + 1):  # the learner asked for every hint before starting over
+        checking.next_hint("0.1")
+    with pytest.raises(checking.CheckFailed) as info:
+        checking.run("0.1", says_hello_as_text)
+    assert f"Hint 1 of {len(exercise.hints)}" in str(info.value)
+    assert checking.next_hint("0.1").startswith(f"💡 Hint 2 of {len(exercise.hints)} for exercise 0.1")
+    assert checking.run("0.1", says_hello).startswith("✅ passed")
+    assert checking.next_hint("0.1").startswith(f"💡 Hint 1 of {len(exercise.hints)} for exercise 0.1"), "a pass starts over"
+
+
 def test_the_same_failure_twice_says_the_app_did_not_change() -> None:
     exercise = checking.get("0.1")
     exercise.last_observed = None

@@ -127,6 +127,7 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
                     "Let the calls overlap: no lock and no single worker thread around them.",
                 )
     return (
-        f"all {len(SHOP_ROUTES)} routes served {n} concurrent requests each, and no route blocked the event loop: no call "
+        f"all {len(SHOP_ROUTES) + 1} routes answered as before, the {len(SHOP_ROUTES)} that call the back end served {n} "
+        "concurrent requests each, and no route blocked the event loop: no call "
         f"ran on its thread, and it ran other work during each of the {watch.calls} blocking calls."
     )

@@ -13,6 +13,7 @@ import httpx
 from asynclab.bench.inprocess import inprocess_client, lifespan_started
 from asynclab.bench.probes import capture_logs
 from asynclab.course.checking import build_app, exercise, fail
+from asynclab.course.mistakes import warning_text
 from asynclab.standins.s04_lifespan import Mailer, Resources, run_as_process
 
 NEEDED = ("db", "payments")
@@ -72,8 +73,7 @@ def _built_without_deprecation(factory: Callable[[Resources], Any], resources: R
         app = build_app(factory, resources)
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)]
     if deprecated:
-        first = str(deprecated[0].message).strip().splitlines()[0]
-        fail(f"building the app emitted a DeprecationWarning: {first}", 0)
+        fail(f"building the app emitted a DeprecationWarning: {warning_text(deprecated[0].message)}", 0)
     return app
 
 

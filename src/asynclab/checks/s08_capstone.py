@@ -13,6 +13,7 @@ import dataclasses
 import gc
 import itertools
 import logging
+import re
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,7 @@ from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, s
 from asynclab.bench.workspace import fresh_copy
 from asynclab.checks._harness import concurrently, counting_connections, import_fresh, noting_errors
 from asynclab.course.checking import exercise, fail, module_file, raised
+from asynclab.course.mistakes import warning_text
 from asynclab.standins import s08_capstone as capstone
 from asynclab.standins.s08_capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
 
@@ -207,7 +209,7 @@ def _mentions(record: logging.LogRecord, *words: str) -> bool:
     hints=[
         "Send an order to an address whose mailbox is full, then read your service's log. Then stop the service while a slow e-mail is on its way.",
         "A task nobody awaits loses its exception, and a shutdown that does not wait for it loses the e-mail. FastAPI's BackgroundTasks runs it as part of the request.",
-        "`background.add_task(send_confirmation, mail, order.number, order.email)` with a `send_confirmation` that catches, and `log.exception(...)`s with the order number, every failure.",
+        "`background.add_task(send_confirmation, request.app.state.mail, order.number, order.email)` (with a `background: BackgroundTasks` parameter) and a `send_confirmation` that catches, and `log.exception(...)`s with the order number, every failure.",
     ],
 )
 async def mail_is_tracked(answer: Any) -> str:
@@ -270,8 +272,7 @@ async def lifespan_owns_resources(answer: Any) -> str:
             await connections.close_leftovers()
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "on_event" in str(w.message)]
     if deprecated:
-        said = " ".join(str(deprecated[0].message).split())
-        fail(f"the service uses on_event, and FastAPI warned: {said[:140]}", 1)
+        fail(f"the service uses on_event, and FastAPI warned: {warning_text(deprecated[0].message)}", 1)
     if journal.left_open():
         fail(f"after a normal shutdown, {', '.join(journal.left_open())} was still open", 2)
     if still_open:
@@ -394,7 +395,7 @@ def _did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
     hints=[
         "Run the service with two workers and place one order on each. Compare the order numbers.",
         "A counter in a module's memory exists once per worker: both workers count from 1.",
-        "Let the database hand out the number: `await session.flush()` gives `order.id`, then `order.number = f\"ORD-{order.id:05d}\"`.",
+        "Let the database hand out the number: `await session.flush()` gives `order.id`, then `order.number = f\"ORD-{order.id:05d}\"`. Orders placed at the same moment also need 8.6's fix: one session per request.",
     ],
     timeout=WORKER_TIMEOUT,
 )
@@ -424,8 +425,19 @@ async def unique_across_workers(answer: Any) -> str:
 ORDER = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
 
 
+DUPLICATE = re.compile(r"UNIQUE constraint failed: orders\.number(?:.*?\n\[parameters: \('([^']+)')?", re.DOTALL)
+
+
 def _because(log: str, answer: Answer) -> str:
-    """Why an order failed: the server log's last error, or else the answer's body."""
+    """Why an order failed: a duplicate number if the database refused one, else the log's last error, else the body.
+
+    A duplicate number is 8.7's own fault; whatever the shared session of 8.6 made of it afterwards
+    (a PendingRollbackError, "Session is already flushing") is not what this exercise is about.
+    """
+    duplicate = DUPLICATE.search(log)
+    if duplicate:
+        number = f" a second order numbered {duplicate.group(1)}" if duplicate.group(1) else " a duplicate order number"
+        return f"; the database refused{number} (the server's log says: UNIQUE constraint failed: orders.number)"
     error = last_error(log)
     return f"; the server's log says: {error}" if error else f": {str(answer.body)[:120]}"
 

@@ -146,3 +146,20 @@ def explain(exc: BaseException) -> Mistake | None:
                 f"Pass the function and its arguments separately: `{offloaded.group(1)}({function}, {args.rstrip(')')})`.",
             )
     return None
+
+
+MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def warning_text(message: object, limit: int = 200) -> str:
+    """A library's warning as one plain line: markdown links spelled out, cut only between sentences."""
+    text = MARKDOWN_LINK.sub(r"\1: \2", " ".join(str(message).split()))
+    if len(text) <= limit:
+        return text
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    kept = sentences[0]
+    for sentence in sentences[1:]:
+        if len(kept) + 1 + len(sentence) > limit:
+            break
+        kept += " " + sentence
+    return kept
