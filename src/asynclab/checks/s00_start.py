@@ -15,7 +15,7 @@ from asynclab.course.checking import build_app, exercise, fail
     hints=[
         "GET /hello must answer with the JSON object {\"message\": \"hello\"}.",
         "Return a dict from the handler: FastAPI turns it into JSON.",
-        "`return {\"message\": \"hello\"}`",
+        "`return {\"message\": \"hello\"}`, with the return annotation to match: `async def hello() -> dict[str, str]:`",
     ],
 )
 async def say_hello(factory: Callable[[], Any]) -> str:

@@ -54,7 +54,7 @@ def _names_error(record: logging.LogRecord) -> bool:
             "task.exception() with the address (e.g. via the task's name). In the lifespan, after `yield`, drain the set."
         ),
         (
-            "Drain: `_, pending = await asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
+            "Drain what is still running (skip it when nothing is: asyncio.wait refuses an empty set): `_, pending = await asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
             "`await asyncio.gather(*pending, return_exceptions=True)`. Or own an anyio task group in the lifespan (see the lesson)."
         ),
     ],

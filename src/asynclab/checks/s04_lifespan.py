@@ -146,7 +146,7 @@ GRACE = 1.5  # how much longer than the deadline the check waits for the shutdow
         "Sleeping a fixed 0.1 s does not wait for the emails: at shutdown, wait for the tracked tasks themselves.",
         (
             "Wait with a deadline: `done, pending = await asyncio.wait(tasks, timeout=deadline)` returns when all are "
-            "done or when the deadline passes, whichever comes first."
+            "done or when the deadline passes, whichever comes first. It refuses an empty set: wait only while a task is left."
         ),
         (
             "After the deadline, cancel each pending task, log a warning naming it (task.get_name()), then await them "

@@ -389,9 +389,9 @@ def _leak(i: int, call: Call, body: Any, new_texts: dict[str, str]) -> tuple[str
             "uvicorn starts a request from the context the previous one left."
         ),
         (
-            "`async def caller(x_user: Annotated[str, Header()], x_tenant: Annotated[str, Header()]) -> tuple[str, str]: "
-            "return x_user, x_tenant`, then `who: Annotated[tuple[str, str], Depends(caller)]` in each handler, "
-            "and use `who` instead of the globals."
+            "`async def caller(x_user: Annotated[str | None, Header()] = None, x_tenant: Annotated[str | None, Header()] = None) "
+            "-> tuple[str | None, str | None]: return x_user, x_tenant`, then `who: Annotated[tuple[str | None, str | None], "
+            "Depends(caller)]` in each handler, and `user, tenant = who` instead of the globals (None for an anonymous caller, as before)."
         ),
     ],
 )

@@ -16,11 +16,13 @@ import ctypes
 import gc
 import importlib
 import inspect
+import logging
 import os
 import pkgutil
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,7 +333,7 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
     ex = get(id)
     limit = ex.timeout if timeout is None else timeout
     revealed = ex.hints_given > 0  # a find-it exercise names its own fault only once a hint has been shown
-    with unawaited.recording() as forgotten:
+    with unawaited.recording() as forgotten, _quiet():
         value, error, timed_out = _run_in_thread(
             lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": _check_loop}), limit
         )
@@ -350,6 +352,22 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
         evidence = "" if serialising else f"\n   ({verdict.observed.removeprefix('your code raised ')})"
         raise _failed(ex, used.observed + evidence, used.hint)
     raise _failed(ex, verdict.observed, verdict.hint, mistakes.note(mine) if verdict.may_add else "")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """While a check runs, the answer's warnings and unhandled log records are the check's: none is printed.
+
+    What a check judges, it reads itself (its own ``catch_warnings`` or log capture); the rest would
+    only clutter the cell, or a later one.
+    """
+    last_resort = logging.lastResort
+    logging.lastResort = logging.NullHandler()  # records no handler takes: dropped, not printed to stderr
+    try:
+        with warnings.catch_warnings(record=True):
+            yield
+    finally:
+        logging.lastResort = last_resort
 
 
 def _revealed_elsewhere(ex: Exercise) -> set[str]:
