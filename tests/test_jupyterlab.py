@@ -3,13 +3,15 @@
 The first tests need nothing but Python: the README's open command, the script behind it (it runs pip
 only when the requirements changed) and the course's JupyterLab settings (no news pop-up).
 
-The browser test starts JupyterLab the way tools/open_course.py does, from a copy of the course (so Run
-All and autosave never write outputs into the repo), on 127.0.0.1 on a free port, with a fixed token
-that exists only for this test. Debian's chromium, driven headless by Playwright for Python (never
-`playwright install`), opens the start-here notebook and lesson 1 from the file browser, runs all
-cells, and checks what a learner sees. It skips when chromium or Playwright is missing, and fails
-instead when ASYNCLAB_BROWSER_REQUIRED=1 (CI). JupyterLab and every kernel are stopped, also when the
-test fails. Screenshots go to build/test-artefacts/jupyterlab/ (ignored by git).
+The browser tests start JupyterLab the way tools/open_course.py does, from a copy of the course (so Run
+All and autosave never write outputs into the repo), on 127.0.0.1 on a free port, with the token
+JupyterLab makes itself. Debian's chromium, driven headless by Playwright for Python (never `playwright
+install`), opens the link JupyterLab prints, exactly as printed, then lesson 2 and lesson 1 from the
+file browser; it runs all cells and checks what a learner sees. It skips when chromium or Playwright is
+missing, and fails instead when ASYNCLAB_BROWSER_REQUIRED=1 (CI). Two tests need JupyterLab but no
+browser: the printed link, followed over HTTP, and `reset` with the notebook open. JupyterLab and every
+kernel are stopped, also when a test fails. Screenshots go to build/test-artefacts/jupyterlab/
+(ignored by git).
 """
 
 from __future__ import annotations
@@ -24,24 +26,27 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import nbformat
 import psutil
 import pytest
+from traitlets.config import Config
 
 from asynclab.bench.ports import free_port
+from asynclab.course import authoring
 from tests.browser import chromium, load_tool
 from tests.browser import unavailable as skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTEFACTS = ROOT / "build" / "test-artefacts" / "jupyterlab"
 REQUIRED = "ASYNCLAB_BROWSER_REQUIRED"  # CI sets it to 1
-TOKEN = "asynclab-browser-test-only"  # fixed on purpose: this server listens on 127.0.0.1 for this test alone
 NEWS = "Would you like to get notified about official Jupyter news?"
 
 
@@ -70,8 +75,12 @@ def test_open_command_opens_the_course_root_with_the_notebook_and_the_course_set
     assert command[:3] == [sys.executable, "-m", "jupyterlab"]
     assert f"--ServerApp.root_dir={ROOT}" in command
     assert f"--config={ROOT / 'tools' / 'jupyter_server_config.py'}" in command
-    # the notebook opens, and the file browser shows the course folder, not notebooks/
-    assert "--LabApp.default_url=/lab/tree/notebooks/00-start-here.ipynb?file-browser-path=/" in command
+    # the course's start page (asynclab.course.labserver): the notebook, the file browser at the course
+    # root. It has no query: JupyterLab prints it with ?token=… added, and that link must work.
+    assert "--LabApp.default_url=/asynclab/open/notebooks/00-start-here.ipynb" in command
+    assert open_course.jupyterlab_command("exercises/01-exercises-async-handlers.ipynb")[-1] == (
+        "--LabApp.default_url=/asynclab/open/exercises/01-exercises-async-handlers.ipynb"
+    )
 
 
 def test_pip_runs_only_when_the_requirements_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,12 +118,15 @@ def test_outside_an_environment_the_script_says_what_to_do(
 
 
 def test_course_settings_turn_off_the_news_and_the_update_check() -> None:
-    c = SimpleNamespace(ServerApp=SimpleNamespace(), LabApp=SimpleNamespace())
+    c = Config()
     runpy.run_path(str(ROOT / "tools" / "jupyter_server_config.py"), init_globals={"c": c})  # as Jupyter loads it
     assert c.LabApp.news_url is None and c.LabApp.check_for_updates_class == "jupyterlab.NeverCheckForUpdate"
     hook = c.ServerApp.tornado_settings["page_config_hook"]
     page = hook(None, {"disabledExtensions": ["some:plugin"]})
     assert page["disabledExtensions"] == ["some:plugin", "@jupyterlab/apputils-extension:announcements"]
+    # the course's start page and its notebooks as the kernel reports them (asynclab.course.labserver)
+    assert c.ServerApp.jpserver_extensions.get_value({}) == {"asynclab.course.labserver": True}
+    assert c.ServerApp.contents_manager_class == "asynclab.course.labserver.CourseContents"
 
 
 # --------------------------------------------------------------------------- in a real browser
@@ -130,6 +142,9 @@ class Lab:
     root: Path
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str]
+    link: str = ""  # the link JupyterLab prints, exactly as printed
+    token: str = ""  # the token JupyterLab made, read from that link
 
 
 def _course_copy(into: Path) -> Path:
@@ -147,7 +162,9 @@ def _stop(lab: Lab) -> list[str]:
     except psutil.NoSuchProcess:
         family = [lab.process.pid]
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # whatever went wrong, the next lines stop it
-        request = urllib.request.Request(f"{lab.url}/api/shutdown", method="POST", headers={"Authorization": f"token {TOKEN}"})
+        request = urllib.request.Request(
+            f"{lab.url}/api/shutdown", method="POST", headers={"Authorization": f"token {lab.token}"}
+        )
         urllib.request.urlopen(request, timeout=10).close()
         lab.process.wait(timeout=30)
     left = []
@@ -179,28 +196,22 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     }
     port = free_port()
     command = open_course.jupyterlab_command(root=root) + [
-        "--no-browser",
+        "--no-browser",  # options are passed on, as tools/open_course.py passes them
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests read a notebook's state from it
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI containers run as root
     log = tmp_path / "jupyterlab.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    started = Lab(f"http://127.0.0.1:{port}", root, process, log)
+    started = Lab(f"http://127.0.0.1:{port}", root, process, log, env)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"JupyterLab exited: {log.read_text()[-2000:]}"
-            try:
-                urllib.request.urlopen(f"{started.url}/api/status?token={TOKEN}", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"JupyterLab did not start in 90 s: {log.read_text()[-2000:]}"
-                time.sleep(0.3)
+        started.link = _printed_link(started)
+        started.token = parse_qs(urlsplit(started.link).query)["token"][0]
+        _wait_until_it_answers(started)
         yield started
     finally:
         left = _stop(started)
@@ -209,8 +220,155 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     assert not left, f"still running after JupyterLab's shutdown (killed): {left}"
 
 
+def _printed_link(lab: Lab, limit_s: float = 90) -> str:
+    """The link JupyterLab prints for a learner to copy: the one under "Or copy and paste one of these URLs"."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        printed = re.search(
+            r"Or copy and paste one of these URLs:\s+(\S+)", lab.log.read_text(encoding="utf-8", errors="replace")
+        )
+        if printed:
+            return printed.group(1)
+        assert lab.process.poll() is None, f"JupyterLab exited: {lab.log.read_text()[-2000:]}"
+        assert time.monotonic() < deadline, f"JupyterLab printed no link in {limit_s:.0f} s: {lab.log.read_text()[-2000:]}"
+        time.sleep(0.3)
+
+
+def _wait_until_it_answers(lab: Lab, limit_s: float = 90) -> None:
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            _api(lab, "status")
+            return
+        except OSError:
+            assert lab.process.poll() is None, f"JupyterLab exited: {lab.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, f"JupyterLab did not answer in {limit_s:.0f} s: {lab.log.read_text()[-2000:]}"
+            time.sleep(0.3)
+
+
+def _api(lab: Lab, path: str, body: dict | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"token {lab.token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(
+        f"{lab.url}/api/{path}", data=data, headers=headers, method="GET" if body is None else "POST"
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_the_printed_link_signs_in_and_opens_the_notebook_at_the_course_root(lab: Lab) -> None:
+    """The link a learner copies from the terminal (WSL, a remote machine, --no-browser): its token is read,
+    and the page sends the browser on to the notebook with the file browser at the course root."""
+    assert lab.link.startswith(f"{lab.url}/asynclab/open/notebooks/00-start-here.ipynb?token=") and lab.link.count("?") == 1
+    try:
+        urllib.request.build_opener(_NoRedirect).open(lab.link, timeout=60)
+        raise AssertionError("the printed link answered without a redirect")
+    except urllib.error.HTTPError as answer:
+        assert answer.code == 302
+        location = answer.headers["Location"]
+    where = urlsplit(location)
+    assert where.path == "/lab/tree/notebooks/00-start-here.ipynb", f"sent to {location}, not to the notebook (a login page?)"
+    assert parse_qs(where.query) == {"file-browser-path": ["/"], "token": [lab.token]}
+
+
 def _notebook(page):
     return page.locator(".jp-NotebookPanel:visible")
+
+
+def _opened_unchanged(page, name: str) -> None:
+    """Once the notebook's kernel has started and JupyterLab has recorded its kernelspec and language_info,
+    the untouched notebook is not marked as changed."""
+    dirty = page.evaluate(
+        """async () => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            await panel.context.ready;
+            await panel.sessionContext.ready;
+            const kernel = panel.sessionContext.session.kernel;
+            await kernel.info;   // JupyterLab records language_info from this answer
+            await kernel.spec;   // and the kernelspec from this one
+            await new Promise(resolve => setTimeout(resolve, 0));
+            return panel.context.model.dirty;
+        }"""
+    )
+    assert dirty is False, f"{name}: untouched, yet JupyterLab marks it as changed"
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+    assert "jp-mod-dirty" not in (tab.get_attribute("class") or ""), f"{name}: its tab shows the changed mark"
+
+
+def _close_tab(page, name: str) -> None:
+    """File › Close Tab; wait until the tab is gone or JupyterLab asks something, and say which."""
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Close Tab$")).click()
+    page.wait_for_function(
+        "name => document.querySelector('.jp-Dialog') !== null"
+        " || ![...document.querySelectorAll('.lm-DockPanel-tabBar .lm-TabBar-tab')].some(t => t.textContent.includes(name))",
+        arg=name,
+        timeout=60_000,
+    )
+    asked = page.locator(".jp-Dialog").all_inner_texts()
+    assert asked == [], f"closing the untouched {name} asked: {asked}"
+    assert tab.count() == 0
+
+
+def _save(page) -> list[str]:
+    """Ctrl-S in the notebook, as a learner saves; wait until it is saved or JupyterLab asks something; what it asked."""
+    saved = "() => window.jupyterapp.shell.currentWidget.context.contentsModel.last_modified"
+    before = page.evaluate(saved)
+    _notebook(page).locator(".jp-Cell").first.click()
+    page.keyboard.press("Escape")  # command mode: the notebook, not a cell's editor, has the key
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        f"before => document.querySelector('.jp-Dialog') !== null || ({saved})() !== before", arg=before, timeout=60_000
+    )
+    return page.locator(".jp-Dialog").all_inner_texts()
+
+
+def _shows(page, text: str) -> bool:
+    """Whether the visible notebook's cells, as JupyterLab holds them, contain ``text``."""
+    return page.evaluate(
+        "text => window.jupyterapp.shell.currentWidget.content.model.toJSON().cells.some(c => c.source.includes(text))", text
+    )
+
+
+def _wait_until_it_shows_no(page, text: str) -> None:
+    page.wait_for_function(
+        "text => !window.jupyterapp.shell.currentWidget.content.model.toJSON().cells.some(c => c.source.includes(text))",
+        arg=text,
+        timeout=60_000,
+    )
+
+
+def _type_in_first_code_cell(page, text: str) -> None:
+    editor = _notebook(page).locator(".jp-CodeCell .cm-content").first
+    editor.click()
+    page.keyboard.press("Control+Home")
+    page.keyboard.type(text)
+    page.keyboard.press("Escape")
+
+
+def _reset(lab: Lab, section: str) -> str:
+    """`python -m asynclab reset N --yes` in the course folder, beside this JupyterLab (its runtime folder)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "asynclab", "reset", section, "--yes"],
+        cwd=lab.root,
+        env=lab.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _sources(path: Path) -> list[str]:
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells]
 
 
 def _run_all(page, name: str, timeout_s: float = 180) -> list[dict]:
@@ -280,8 +438,9 @@ def test_a_learner_runs_start_here_and_lesson_1_in_jupyterlab(lab: Lab) -> None:
     began = time.monotonic()
     with chromium(REQUIRED) as browser:
         page = browser.new_page(viewport={"width": 1366, "height": 900})  # a common laptop screen
-        page.goto(f"{lab.url}/?token={TOKEN}")  # what the open command's browser tab does
+        page.goto(lab.link)  # exactly as JupyterLab printed it, as a learner pastes it
         page.wait_for_url(re.compile(r"/lab/tree/notebooks/00-start-here\.ipynb"))
+        assert "/login" not in page.url and page.locator("input[type=password]").count() == 0, "a login page"
         _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
         # the browser first follows the notebook into notebooks/, then goes to the course root
         root_listing = page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^solutions$"))
@@ -290,6 +449,20 @@ def test_a_learner_runs_start_here_and_lesson_1_in_jupyterlab(lab: Lab) -> None:
         for entry in ("notebooks", "exercises", "solutions", "README.md"):
             assert entry in listing, f"the file browser does not show the course root: {listing}"
         page.screenshot(path=ARTEFACTS / "01-start-here-opened.png")
+        _opened_unchanged(page, "00-start-here.ipynb")
+
+        # Lesson 2, opened from the file browser, left untouched and closed: nothing asked, nothing written
+        lesson_2 = lab.root / "notebooks" / "02-async-dependencies.ipynb"
+        before = lesson_2.read_bytes()
+        page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^notebooks$")).dblclick()
+        page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^02-async-dependencies\.ipynb$")).dblclick()
+        page.wait_for_url(re.compile(r"02-async-dependencies\.ipynb"))
+        _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
+        _opened_unchanged(page, lesson_2.name)
+        _close_tab(page, lesson_2.name)
+        assert lesson_2.read_bytes() == before, "closing the untouched lesson 2 changed its file"
+        page.locator(".jp-BreadCrumbs-home").click()  # the file browser back at the course root
+        page.locator(".jp-DirListing-itemName", has_text=re.compile(r"^solutions$")).wait_for(timeout=20_000)
 
         cells = _run_all(page, "start here")
         intended = _meant_to_fail(lab.root / "notebooks" / "00-start-here.ipynb")
@@ -332,22 +505,99 @@ def test_a_learner_runs_start_here_and_lesson_1_in_jupyterlab(lab: Lab) -> None:
     print(f"browser test: {time.monotonic() - began:.0f} s with JupyterLab already started")
 
 
-def test_run_all_in_exercise_1_shows_every_exercise_status(lab: Lab) -> None:
-    """Issue 13 item 5: a failing check must not stop Run All (its cell is tagged raises-exception)."""
+def test_run_all_in_exercise_1_shows_every_exercise_status_then_reset_while_it_is_open(lab: Lab) -> None:
+    """Issue 13 item 5: a failing check must not stop Run All (its cell is tagged raises-exception).
+
+    Then `reset 1` while the notebook is open, and the learner does what the command says. Saving first
+    shows JupyterLab's "File Changed" question with Overwrite, the button that undoes the reset, as the
+    one Enter presses: the command's Revert gives the reset version. Its File › Reload Notebook from
+    Disk does too, and the next save writes the reset version.
+    """
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    exercise = lab.root / "exercises" / "01-exercises-async-handlers.ipynb"
+    handed_out = exercise.read_text(encoding="utf-8")
     with chromium(REQUIRED) as browser:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
-        page.goto(f"{lab.url}/lab/tree/exercises/01-exercises-async-handlers.ipynb?token={TOKEN}")
+        page.goto(f"{lab.url}/lab/tree/exercises/{exercise.name}?token={lab.token}")
         _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
         try:
             cells = _run_all(page, "exercise 1")
         finally:
             with contextlib.suppress(Exception):  # the last check's status, in view
-                _notebook(page).locator(".jp-CodeCell").last.locator(".jp-OutputArea").scroll_into_view_if_needed(
-                    timeout=5_000
-                )
+                _notebook(page).locator(".jp-CodeCell").last.locator(".jp-OutputArea").scroll_into_view_if_needed(timeout=5_000)
             page.screenshot(path=ARTEFACTS / "07-exercise-1-run-all.png")
         checks = [i for i, c in enumerate(cells) if re.search(r"\bcheck\(", c["source"])]
         assert checks and not set(checks) & set(_never_ran(cells)), (
             f"checks never run: {sorted(set(checks) & set(_never_ran(cells)))}"
         )
+
+        # The learner's work, saved; then `reset 1` while the notebook is open
+        _type_in_first_code_cell(page, "# my work\n")
+        assert _save(page) == [] and "# my work" in exercise.read_text(encoding="utf-8")
+        said = _reset(lab, "1")
+        assert f"{exercise.name} is open in JupyterLab ({lab.url}/), and its tab still shows your old version." in said, said
+        assert "choose File › Reload Notebook from Disk (if JupyterLab asks, choose Reload)" in said
+        assert 'If JupyterLab says "File Changed", choose Revert: Overwrite would put your old version back.' in said
+        assert exercise.read_text(encoding="utf-8") == handed_out
+
+        # Saving before reloading: "File Changed", with Overwrite as the button Enter presses
+        assert _save(page) != []
+        dialog = page.locator(".jp-Dialog")
+        page.screenshot(path=ARTEFACTS / "08-exercise-1-file-changed.png")
+        assert dialog.locator(".jp-Dialog-header").inner_text().strip() == "File Changed"
+        buttons = [b.strip() for b in dialog.locator(".jp-Dialog-button").all_inner_texts()]
+        assert buttons == ["Cancel", "Revert", "Overwrite"]
+        assert page.evaluate("() => document.activeElement.textContent.trim()") == "Overwrite"
+        dialog.locator(".jp-Dialog-button", has_text="Revert").click()  # as the command says
+        dialog.wait_for(state="detached", timeout=60_000)
+        _wait_until_it_shows_no(page, "# my work")
+        assert exercise.read_text(encoding="utf-8") == handed_out, "Revert wrote the file"
+
+        # Again, the command's first way: File › Reload Notebook from Disk, with unsaved work in the tab
+        _type_in_first_code_cell(page, "# my work\n")
+        assert _save(page) == []
+        said = _reset(lab, "1")
+        assert "File › Reload Notebook from Disk" in said
+        _type_in_first_code_cell(page, "# more work, not saved\n")
+        assert _shows(page, "# more work, not saved")
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Reload Notebook from Disk$")).click()
+        dialog.wait_for(timeout=60_000)  # unsaved changes: JupyterLab asks first
+        assert "Reload Notebook from Disk" in dialog.locator(".jp-Dialog-header").inner_text()
+        dialog.locator(".jp-Dialog-button", has_text=re.compile(r"^Reload$")).click()
+        dialog.wait_for(state="detached", timeout=60_000)
+        _wait_until_it_shows_no(page, "# more work, not saved")
+        assert not _shows(page, "# my work")
+        assert _save(page) == [], "saving after the reload asked something"
+        saved, committed = (nbformat.read(p, as_version=4) for p in (exercise, authoring.ROOT / "exercises" / exercise.name))
+        assert [c.source for c in saved.cells] == [c.source for c in committed.cells]
+        assert [c.id for c in saved.cells] == [c.id for c in committed.cells] and saved.nbformat_minor == 5  # ids kept
+        page.screenshot(path=ARTEFACTS / "09-exercise-1-reset-and-reloaded.png")
+
+
+def test_reset_says_what_to_do_when_jupyterlab_has_the_notebook_open(lab: Lab) -> None:
+    """A notebook is open in JupyterLab while it has a session (its kernel runs): `reset` names the server and
+    says, step by step, what to do in that tab. For a notebook that is not open it says what to do if it is."""
+    exercises = lab.root / "exercises"
+    for name in ("06-exercises-request-isolation.ipynb", "05-exercises-error-handling.ipynb"):
+        nb = nbformat.read(exercises / name, as_version=4)
+        nb.cells[1].source = "# my work\n" + nb.cells[1].source
+        nbformat.write(nb, exercises / name)
+    opened = "exercises/06-exercises-request-isolation.ipynb"
+    _api(lab, "sessions", {"path": opened, "name": "06", "type": "notebook", "kernel": {"name": "python3"}})
+    assert [s["path"] for s in _api(lab, "sessions")] == [opened]
+
+    said = _reset(lab, "6")
+    assert said.splitlines() == [
+        "reset exercises/06-exercises-request-isolation.ipynb (your previous version: 06-exercises-request-isolation.ipynb.bak)",
+        "",
+        f"06-exercises-request-isolation.ipynb is open in JupyterLab ({lab.url}/), and its tab still shows your old version.",
+        "  Before you type or save anything in that tab, choose File › Reload Notebook from Disk (if JupyterLab asks, choose Reload).",
+        'If JupyterLab says "File Changed", choose Revert: Overwrite would put your old version back.',
+    ]
+    assert _sources(exercises / "06-exercises-request-isolation.ipynb") == _sources(authoring.ROOT / opened)
+    assert "# my work" in (exercises / "06-exercises-request-isolation.ipynb.bak").read_text(encoding="utf-8")
+
+    said = _reset(lab, "5")
+    assert "If 05-exercises-error-handling.ipynb is open in JupyterLab, its tab still shows your old version." in said
+    assert "is open in JupyterLab (" not in said

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -24,6 +27,72 @@ def check_ids(nb: nbformat.NotebookNode) -> list[str]:
 def test_notebook_is_clean(path: Path) -> None:
     """No outputs, execution counts or per-machine metadata in git: `python -m asynclab build` fixes it."""
     assert path.read_text(encoding="utf-8") == authoring.dumps(authoring.clean(authoring.read(path)))
+
+
+@pytest.mark.parametrize("path", authoring.notebooks(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_is_nbformat_4_5_with_an_id_on_every_cell(path: Path) -> None:
+    """What JupyterLab writes: a notebook stored so opens and saves without being converted or given new ids."""
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    assert (stored["nbformat"], stored["nbformat_minor"]) == (4, 5)
+    ids = [cell.get("id") for cell in stored["cells"]]
+    assert all(isinstance(i, str) and authoring.CELL_ID.fullmatch(i) for i in ids), f"a cell without a valid id: {ids}"
+    assert len(set(ids)) == len(ids), f"ids repeated: {sorted(i for i in ids if ids.count(i) > 1)}"
+    nbformat.validate(nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT))
+
+
+def test_build_would_change_nothing(tmp_path: Path) -> None:
+    """`python -m asynclab build`, run on a copy of the course as committed, rewrites no file."""
+    for folder in ("notebooks", "solutions", "exercises"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns(".*", "*.bak", "__pycache__"))
+    for target, source in authoring.COPIED.items():
+        for relative in (target, source):
+            (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / relative, tmp_path / relative)
+    changed = authoring.build(tmp_path)
+    assert changed == [], f"run `python -m asynclab build`: it rewrites {[str(p.relative_to(tmp_path)) for p in changed]}"
+
+
+def test_cell_ids_are_kept_given_once_and_unique() -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(text) for text in ("kept", "none", "repeated", "invalid")]
+    nb.cells[0].id, nb.cells[2].id, nb.cells[3].id = "kept-id", "kept-id", "not valid!"
+    del nb.cells[1]["id"]
+    first = [c.id for c in authoring.clean(nb).cells]
+    assert first[0] == "kept-id" and len(set(first)) == 4
+    assert all(authoring.CELL_ID.fullmatch(i) for i in first)
+    assert [c.id for c in authoring.clean(nb).cells] == first, "once given, an id stays"
+    again = nbformat.reads(authoring.dumps(nb), as_version=4)
+    assert [c.id for c in again.cells] == first and again.nbformat_minor == 5
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_an_exercise_cell_keeps_its_solution_cells_id(solution: Path) -> None:
+    solved = authoring.read(solution)
+    exercise = authoring.read(ROOT / "exercises" / authoring.exercise_name(solution))
+    kept = [c.id for c in solved.cells if authoring.SOLUTION_ONLY not in c.metadata.get("tags", [])]
+    assert [c.id for c in exercise.cells] == kept
+
+
+def test_a_clean_notebook_opens_unchanged_in_the_course_jupyterlab(tmp_path: Path) -> None:
+    """JupyterLab marks a notebook as changed when a starting kernel's kernelspec or language_info differs
+    from the stored one. The stored kernelspec is the one the kernel has; the course's server fills
+    in language_info (it names the Python version) just as the kernel reports it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from asynclab.course import labserver
+
+    spec = KernelSpecManager().get_kernel_spec(authoring.KERNELSPEC["name"])
+    recorded = {"name": authoring.KERNELSPEC["name"], "display_name": spec.display_name, "language": spec.language}
+    assert recorded == authoring.KERNELSPEC  # what JupyterLab records once the kernel has started
+
+    nb = authoring.clean(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]))
+    sent = labserver.as_the_kernel_reports(copy.deepcopy(nb.metadata))
+    with kernel_client(nb, tmp_path, timeout=60) as client:
+        client.execute()  # nbclient records the kernel's language_info, as JupyterLab does
+    assert sent["language_info"] == nb.metadata["language_info"]
+    assert sent["kernelspec"] == authoring.KERNELSPEC
+    learners = {"kernelspec": authoring.KERNELSPEC, "language_info": {"name": "python", "version": "3.11.0"}}
+    assert labserver.as_the_kernel_reports(copy.deepcopy(learners)) == learners  # a saved notebook is sent as it is
 
 
 def test_every_section_has_a_lesson_an_exercise_and_a_solution_told_apart_by_name() -> None:

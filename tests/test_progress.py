@@ -69,7 +69,9 @@ def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_
     again = _progress_command(learner)
     assert again.returncode == 0, again.stderr
     assert [line for line in again.stdout.splitlines() if line.startswith("    ")] == table
-    assert f"{len(names)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one" in again.stdout
+    assert (
+        f"{len(names)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one" in again.stdout
+    )
     changed = next(name for name in names if name.startswith("04"))  # the quickest notebook to run again
     nb = nbformat.read(learner / changed, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code")
@@ -137,9 +139,13 @@ def test_reset_gives_the_handed_out_notebook_back_and_keeps_the_learners(
     mine.write_text("my work", encoding="utf-8")
     command = ["reset", "3", "--folder", str(tmp_path)]
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: nobody to ask
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))  # no JupyterLab running (see test_jupyterlab)
     assert cli.main(command) == 1 and "add --yes" in capsys.readouterr().err
     assert mine.read_text(encoding="utf-8") == "my work"
     assert cli.main([*command, "--yes"]) == 0
+    said = capsys.readouterr().out
+    assert f"If {mine.name} is open in JupyterLab, its tab still shows your old version." in said
+    assert "choose File › Reload Notebook from Disk" in said and 'says "File Changed", choose Revert' in said
     assert mine.read_text(encoding="utf-8") == (ROOT / "exercises" / mine.name).read_text(encoding="utf-8")
     assert (tmp_path / f"{mine.name}.bak").read_text(encoding="utf-8") == "my work"
     capsys.readouterr()
@@ -228,7 +234,9 @@ class FakeRuns:
         self.stopped: set[str] = set()
         self.slow_check: set[str] = set()
 
-    async def __call__(self, path: Path, plan: list[progress.Result], troubles: list[progress.Trouble], cell_limit: float) -> bool:
+    async def __call__(
+        self, path: Path, plan: list[progress.Result], troubles: list[progress.Trouble], cell_limit: float
+    ) -> bool:
         self.ran.append(path.name)
         for result in plan:
             result.solved = path.name in self.solved
@@ -237,7 +245,9 @@ class FakeRuns:
         if path.name in self.slow_check:
             plan[0].seen = "the check did not finish within 10 s: something in your code blocks for ever or waits on itself."
         if path.name in self.stopped:
-            troubles.append(progress.Trouble(path.name, 2, f"it ran for more than {cell_limit:.0f} s and was interrupted (an endless loop?)"))
+            troubles.append(
+                progress.Trouble(path.name, 2, f"it ran for more than {cell_limit:.0f} s and was interrupted (an endless loop?)")
+            )
             return False
         return True
 
@@ -264,7 +274,10 @@ def test_a_second_run_reuses_every_unchanged_notebook_and_runs_only_the_one_chan
     again = progress.survey(tmp_path, cache=True)
     assert fake.ran == [] and set(again.reused) == set(plan) and again.ran == {}
     assert again.solved == len(plan[first]) and all(r.solved == (r.notebook == first) for r in again.results)
-    assert f"{len(plan)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one" in progress.report(again)
+    assert (
+        f"{len(plan)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one"
+        in progress.report(again)
+    )
     nbformat.write(_notebook("# a comment", "x = 1"), tmp_path / first)
     fake.solved = set()
     assert fake.survey(tmp_path) == [first]

@@ -5,6 +5,9 @@ Nothing here touches your home folder: the settings hold only while JupyterLab r
 - No "Would you like to get notified about official Jupyter news?" pop-up, and no update check:
   JupyterLab's announcements plugin is switched off in the page JupyterLab sends to the browser, and
   the server neither fetches the news feed nor asks PyPI for a newer version (a room may be offline).
+- The course's additions to the server (asynclab.course.labserver): the start page behind the link
+  JupyterLab prints, /asynclab/open/<notebook>, which opens the notebook with the file browser at the
+  course root; and lessons that open unchanged, so closing one you did not touch asks nothing.
 """
 
 # ruff: noqa: F821  (`c` is the config object Jupyter passes to this file)
@@ -21,5 +24,7 @@ def _without_announcements(handler, page_config):  # jupyterlab_server calls it 
 
 
 c.ServerApp.tornado_settings = {"page_config_hook": _without_announcements}
+c.ServerApp.jpserver_extensions.update({"asynclab.course.labserver": True})
+c.ServerApp.contents_manager_class = "asynclab.course.labserver.CourseContents"
 c.LabApp.news_url = None
 c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"

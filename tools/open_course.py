@@ -101,9 +101,13 @@ def install() -> None:
 
 
 def jupyterlab_command(notebook: str = START, root: Path = ROOT) -> list[str]:
-    """JupyterLab at the course root, the notebook open, the file browser at the root (not the notebook's folder)."""
+    """JupyterLab at the course root, the notebook open, the file browser at the root (not the notebook's folder).
+
+    The start page is the course's /asynclab/open/<notebook> (asynclab.course.labserver), which has no
+    query of its own: JupyterLab adds ?token=… to it in the link it prints, and that link must work.
+    """
     relative = Path(notebook).resolve().relative_to(root).as_posix() if Path(notebook).is_absolute() else notebook
-    url = f"/lab/tree/{quote(relative)}?file-browser-path=/"
+    url = f"/asynclab/open/{quote(relative)}"
     return [
         sys.executable,
         "-m",
@@ -133,6 +137,8 @@ def main(argv: list[str]) -> int:
         install()
     command = jupyterlab_command(notebook) + options
     print("Opening", notebook, "in JupyterLab (Ctrl-C, twice, stops it)…", flush=True)
+    if "--no-browser" in options:
+        print("When JupyterLab is ready it prints a link with ?token= in it: open that link in your browser.", flush=True)
     if os.name == "posix":  # become JupyterLab: Ctrl-C and signals reach it directly
         os.chdir(ROOT)
         os.execv(sys.executable, command)

@@ -87,11 +87,35 @@ def _reset(args: argparse.Namespace) -> int:
             return 1
     written = authoring.reset(solution, folder)
     for path in written:
-        print(f"reset {path} (your previous version: {path.name}.bak)" if path.with_name(path.name + ".bak").exists() else f"restored {path}")
+        print(
+            f"reset {path} (your previous version: {path.name}.bak)"
+            if path.with_name(path.name + ".bak").exists()
+            else f"restored {path}"
+        )
     if not written:
         print(f"{names}: already as handed out, nothing changed.")
-    print("If the notebook is open in JupyterLab, reload it from disk (File > Reload Notebook from Disk).")
+        return 0
+    print()
+    print(_reload_advice(written))
     return 0
+
+
+def _reload_advice(written: list[Path]) -> str:
+    """What to do in JupyterLab now. A tab open on a reset file still shows the old version, and saving it
+    brings up JupyterLab's "File Changed" question, where Overwrite (the button Enter presses) undoes the reset."""
+    from asynclab.course import labserver
+
+    lines = []
+    for path in written:
+        servers = labserver.open_in(path) if path.suffix == ".ipynb" else []
+        if servers:
+            lines.append(f"{path.name} is open in JupyterLab ({', '.join(servers)}), and its tab still shows your old version.")
+        else:
+            lines.append(f"If {path.name} is open in JupyterLab, its tab still shows your old version.")
+        item = "Reload Notebook from Disk" if path.suffix == ".ipynb" else "Reload Python File from Disk"
+        lines.append(f"  Before you type or save anything in that tab, choose File › {item} (if JupyterLab asks, choose Reload).")
+    lines.append('If JupyterLab says "File Changed", choose Revert: Overwrite would put your old version back.')
+    return "\n".join(lines)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -107,7 +131,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--folder", default="exercises", help="the folder of exercise notebooks (default: exercises)")
     p.add_argument("--jobs", type=int, default=3, help="notebooks run at once (default: 3)")
     p.add_argument("--cell-limit", type=float, default=20.0, help="seconds a cell other than a check may run (default: 20)")
-    p.add_argument("--json", action="store_true", help="print your result as a JSON report (for the class view) instead of the table")
+    p.add_argument(
+        "--json", action="store_true", help="print your result as a JSON report (for the class view) instead of the table"
+    )
     p.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE (a folder: FILE/<name>.json)")
     p.add_argument("--name", help="your name in the report (default: JUPYTERHUB_USER, then your user name)")
     p.add_argument(
@@ -125,7 +151,9 @@ def main(argv: list[str]) -> int:
     r.set_defaults(run=_reset)
     b = commands.add_parser("build", help="(authors) clean notebooks and make exercises from the solutions")
     b.set_defaults(run=_build)
-    c = commands.add_parser("class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page")
+    c = commands.add_parser(
+        "class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page"
+    )
     c.add_argument("paths", nargs="+", metavar="PATH", help="report files, or folders of them")
     c.add_argument("--out", default=".", help="where to write class-view.png and class-view.html (default: here)")
     c.add_argument("--stuck", type=int, default=3, help="how many exercises to list under 'where the room is stuck' (default: 3)")

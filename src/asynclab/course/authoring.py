@@ -12,6 +12,10 @@ The exercise gets the lines under ``# HANDED OUT`` with their leading ``# `` rem
 the solution lines. A cell tagged ``solution-only`` is left out of the exercise entirely.
 Every notebook is kept clean: no outputs, no execution counts, no per-machine metadata.
 
+Every notebook is stored as nbformat 4.5, the format JupyterLab writes, and every cell keeps its id:
+a cell without one gets one once, and from then on the id is committed with it. An exercise's cells
+carry their solution cells' ids.
+
 A section may own a folder of module files named after it (``solutions/08-capstone/*.py``);
 those files carry the same markers and are handed out the same way.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,14 @@ CHECK_CELL = re.compile(r'^check\(\s*"(\d+\.\d+)"', re.MULTILINE)
 # and the learner must still see every exercise's status. Solutions never carry it, so nbval stays strict there.
 RUN_ALL_GOES_ON = "raises-exception"
 ROOT = Path(__file__).resolve().parents[3]  # src/asynclab/course/authoring.py -> the course folder
-KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
+# The kernel every notebook runs on, exactly as JupyterLab records it when that kernel starts, so that
+# opening a notebook changes nothing. JupyterLab also records the kernel's language_info, which names the
+# exact Python version (3.11.7); a notebook stores only its name, and the course's JupyterLab server fills
+# in the rest as it sends the notebook to the browser (asynclab.course.labserver).
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+LANGUAGE_INFO = {"name": "python"}
+NBFORMAT = (4, 5)
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5's rule for a cell id
 
 
 class MarkerError(ValueError):
@@ -93,10 +105,8 @@ def has_markers(source: str) -> bool:
 
 
 def clean(nb: Any) -> Any:
-    """Strip outputs, execution counts and per-machine metadata, in place; return the notebook."""
-    nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
-    if "language_info" in nb.metadata:
-        nb.metadata["language_info"] = {"name": "python"}
+    """Strip outputs, execution counts and per-machine metadata, and give every cell an id, in place; return the notebook."""
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": dict(LANGUAGE_INFO)}
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags")
         jupyter = cell.get("metadata", {}).get("jupyter")
@@ -105,10 +115,22 @@ def clean(nb: Any) -> Any:
             cell.metadata["tags"] = list(tags)
         if jupyter:  # keeps "source_hidden" (collapsed answers)
             cell.metadata["jupyter"] = dict(jupyter)
-        cell.pop("id", None)
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+    give_ids(nb)
+    return nb
+
+
+def give_ids(nb: Any) -> Any:
+    """Keep every cell's id; give a cell that has none (or an invalid or repeated one) a new, random one."""
+    seen: set[str] = set()
+    for cell in nb.cells:
+        given = cell.get("id")
+        while not isinstance(given, str) or not CELL_ID.fullmatch(given) or given in seen:
+            given = uuid.uuid4().hex[:8]  # as nbformat makes them
+        cell["id"] = given
+        seen.add(given)
     return nb
 
 
@@ -134,10 +156,12 @@ def read(path: Path) -> Any:
 
 
 def dumps(nb: Any) -> str:
+    """The notebook's text as nbformat 4.5 (its cells must have their ids: ``clean`` gives them)."""
     nb = copy.deepcopy(nb)
-    nb.nbformat, nb.nbformat_minor = 4, 4
-    for cell in nb.cells:
-        cell.pop("id", None)
+    nb.nbformat, nb.nbformat_minor = NBFORMAT
+    missing = [i for i, cell in enumerate(nb.cells) if not cell.get("id")]
+    if missing:
+        raise ValueError(f"cells {missing} have no id: clean() the notebook first")
     text = nbformat.writes(nb, version=4)
     return text if text.endswith("\n") else text + "\n"
 
