@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from asynclab.bench.probes import asyncio_debug, capture_logs, loop_lag
     from asynclab.bench.server import uvicorn_server
     from asynclab.course.checking import CheckFailed, check, hint
+    from asynclab.course.predict import reveal
 
 _WHERE = {
     "CheckFailed": "course.checking",
     "check": "course.checking",
     "hint": "course.checking",
+    "reveal": "course.predict",
     "InFlight": "bench.gauges",
     "ThreadPool": "bench.gauges",
     "thread_pool": "bench.gauges",
@@ -58,6 +60,7 @@ __all__ = [
     "loop_lag",
     "nothing_left_running",
     "ratio",
+    "reveal",
     "thread_pool",
     "thread_tokens",
     "timeline",

@@ -6,6 +6,7 @@
 - ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
 - ``python -m asynclab class PATH...``: (instructors) the class view of many learners' reports.
 - ``python -m asynclab build``: clean the notebooks and make the exercises from the solutions (for authors).
+- ``python -m asynclab lessons``: each lesson's core path against its teaching block (for authors).
 - ``python -m asynclab bench-checks [N ...]``: time each check on its solution and on the handed-out code (for authors).
 """
 
@@ -27,6 +28,17 @@ def _build(_: argparse.Namespace) -> int:
     for path in changed:
         print(f"rewrote {path.relative_to(authoring.ROOT)}")
     print(f"{len(changed)} file(s) rewritten" if changed else "every notebook is clean and the exercises are up to date")
+    return 0
+
+
+def _lessons(_: argparse.Namespace) -> int:
+    from asynclab.course import teaching
+
+    print(teaching.table())
+    print(
+        f"(estimated at {teaching.WORDS_PER_MINUTE} words and {teaching.CODE_LINES_PER_MINUTE} code lines a minute; "
+        "the core is what comes before a 'Going deeper' heading)"
+    )
     return 0
 
 
@@ -151,6 +163,8 @@ def main(argv: list[str]) -> int:
     r.set_defaults(run=_reset)
     b = commands.add_parser("build", help="(authors) clean notebooks and make exercises from the solutions")
     b.set_defaults(run=_build)
+    lessons = commands.add_parser("lessons", help="(authors) each lesson's core path: words, code lines, estimated minutes")
+    lessons.set_defaults(run=_lessons)
     c = commands.add_parser(
         "class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page"
     )
