@@ -601,3 +601,67 @@ def test_reset_says_what_to_do_when_jupyterlab_has_the_notebook_open(lab: Lab) -
     said = _reset(lab, "5")
     assert "If 05-exercises-error-handling.ipynb is open in JupyterLab, its tab still shows your old version." in said
     assert "is open in JupyterLab (" not in said
+
+
+def _edit_cell(page, containing: str, source: str) -> None:
+    """Replace the source of the visible notebook's code cell that contains ``containing``, as a learner's typing would."""
+    page.evaluate(
+        """([containing, source]) => {
+            const cells = window.jupyterapp.shell.currentWidget.content.model.sharedModel.cells;
+            const cell = cells.find(c => c.cell_type === 'code' && c.getSource().includes(containing));
+            cell.setSource(source);
+        }""",
+        [containing, source],
+    )
+
+
+def _run_cell(page, containing: str, timeout_s: float = 120) -> str:
+    """Run the code cell that contains ``containing`` (click it, Shift-Enter); the text it shows when it is done."""
+    cell = _notebook(page).locator(".jp-CodeCell", has=page.locator(".cm-content", has_text=containing)).first
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-InputArea-prompt").click()
+    page.keyboard.press("Shift+Enter")
+    prompt = cell.locator(".jp-InputArea-prompt")
+    deadline = time.monotonic() + timeout_s
+    while not re.fullmatch(r"\[\d+\]:", prompt.text_content().strip()):
+        assert time.monotonic() < deadline, f"the cell with {containing!r} did not finish in {timeout_s} s"
+        time.sleep(0.25)
+    return cell.locator(".jp-OutputArea").text_content() or ""
+
+
+def test_a_forgotten_await_is_named_in_the_learners_terms_and_leaves_nothing_behind(lab: Lab) -> None:
+    """Exercise 1.1 with `weather.afetch(city)` and no `await`: the try-it cell and the check say so, with the
+    learner's line and one screen; after the fix the check passes and no cell shows a stray warning."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    exercise = lab.root / "exercises" / "01-exercises-async-handlers.ipynb"
+    route = "report = weather.fetch(city)"
+    with chromium(REQUIRED) as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(f"{lab.url}/lab/tree/exercises/{exercise.name}?token={lab.token}")
+        _notebook(page).locator(".jp-Cell").first.wait_for(timeout=60_000)
+        page.locator("#jp-main-statusbar").get_by_text(re.compile(r"\|\s*Idle")).wait_for(timeout=60_000)
+        handed_out = next(c.source for c in nbformat.read(exercise, as_version=4).cells if route in c.source)
+        _run_cell(page, "from asynclab import")
+        _edit_cell(page, route, handed_out.replace(route, "report = weather.afetch(city)"))
+        _run_cell(page, "report = weather.afetch(city)")
+        tried = _run_cell(page, "print(await load(client")
+        assert (
+            "What happened: `forecast()` returned a coroutine from `weather.afetch(city)` instead of its result: did you forget `await`?"
+            in tried
+        )
+        assert "frames of the libraries underneath are hidden" in tried and "site-packages" not in tried
+        checked = _run_cell(page, 'check("1.1"')
+        page.screenshot(path=ARTEFACTS / "10-exercise-1-forgotten-await.png")
+        assert "❌ not yet · Exercise 1.1" in checked and "did you forget `await`?" in checked
+        assert (
+            "in forecast(): report = weather.afetch(city)" in checked and "Write `report = await weather.afetch(city)`" in checked
+        )
+        assert "ResponseValidationError" not in checked
+
+        _edit_cell(page, "report = weather.afetch(city)", handed_out.replace(route, "report = await weather.afetch(city)"))
+        _run_cell(page, "report = await weather.afetch(city)")
+        passed = _run_cell(page, 'check("1.1"')
+        page.screenshot(path=ARTEFACTS / "11-exercise-1-fixed.png")
+        assert passed.startswith("✅ passed · Exercise 1.1"), passed
+        shown = _notebook(page).locator(".jp-OutputArea").all_text_contents()
+        assert not [text for text in shown if "never awaited" in text], "a stray warning under a cell"

@@ -43,7 +43,7 @@ def short_traceback(shell: Any, etype: type[BaseException], value: BaseException
         value.__cause__, value.__context__, value.__suppress_context__ = chained
     explained = mistakes.explain(value)
     if explained is not None:
-        stb.append(f"What happened: {explained.observed}\nWhat to do: {explained.hint}")
+        stb.append(f"\nWhat happened: {explained.observed}\nWhat to do: {explained.hint}")
         unawaited.collect_quietly()  # its twins from the other requests: explained once, here, not again in a later cell
     stb.append(f"({hidden} frames of the libraries underneath are hidden: {FULL}.)")
     return stb
