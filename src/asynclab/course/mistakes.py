@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import linecache
 import re
 import traceback
 from dataclasses import dataclass
@@ -73,6 +74,21 @@ def note(forgotten: list[Forgotten]) -> str:
     return f" Python also saw this: {said}" + (f" (`{seen.line}`)" if seen.line else "")
 
 
+def _in_endpoint(exc: BaseException, seen: Forgotten) -> Forgotten:
+    """Where no origin was recorded (a notebook's own thread), find the call in the route FastAPI names."""
+    function, filename, first = (getattr(exc, f"endpoint_{k}", None) for k in ("function", "file", "line"))
+    if seen.line is not None or not (function and filename and isinstance(first, int)):
+        return Forgotten(seen.function, seen.caller or function, seen.line, seen.made_by_learner)
+    short = seen.function.rsplit(".", 1)[-1] + "("
+    for number in range(first, first + 80):
+        line = linecache.getline(filename, number)
+        if not line:
+            break
+        if short in line and "await " + short not in line:
+            return Forgotten(seen.function, function, line.strip(), seen.made_by_learner)
+    return Forgotten(seen.function, function, None, seen.made_by_learner)
+
+
 def _validation_errors(exc: BaseException) -> list[dict[str, Any]] | None:
     errors = getattr(exc, "errors", None)
     if not callable(errors):
@@ -118,11 +134,7 @@ def explain(exc: BaseException) -> Mistake | None:
         coroutines = [c for e in errors for c in unawaited.coroutines_in(e.get("input"))]
         seen = unawaited.close(coroutines)
         if seen:
-            function = getattr(exc, "endpoint_function", None)
-            first = seen[0]
-            if function and first.caller is None:
-                first = Forgotten(first.function, function, first.line, first.made_by_learner)
-            return forgot_await(first, "returned")
+            return forgot_await(_in_endpoint(exc, seen[0]), "returned")
         return _validation(exc, errors)
     text = str(exc)
     line = learner_line(exc)

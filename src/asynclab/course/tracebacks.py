@@ -101,4 +101,3 @@ def install() -> None:
     if shell is not None and shell.custom_exceptions != HANDLED:
         shell.set_custom_exc(HANDLED, _show)
         shell.register_magic_function(_whole_traceback, "line", "tb")
-        unawaited.track_origins()  # a coroutine made in a cell can then say which line made it
