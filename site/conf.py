@@ -3,6 +3,10 @@
 The build script stages the pages into build/site/src (lessons already executed, outputs
 sanitized; exercises as handed out; no solutions) and runs Sphinx with this folder as its
 configuration directory. Nothing is executed here: `nb_execution_mode = "off"`.
+
+Also here: figures.toml (each figure's alt text, which the build script writes into the cell's
+`mystnb.image.alt` metadata), _static/course.css and course.js (the course's styles; a tab stop on
+every block that scrolls), _templates/search.html (the search page's heading).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ html_theme = "furo"
 html_title = "FastAPI under concurrency"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
+html_js_files = ["course.js"]  # a tab stop for every code block that scrolls (keyboard readers)
+templates_path = ["_templates"]  # search.html: the heading Furo's search page lacks
 html_copy_source = False  # no raw notebooks or markdown next to the pages
 html_show_sourcelink = False
 html_show_sphinx = False

@@ -8,12 +8,11 @@ when either is missing, except in CI. Screenshots go to build/test-artefacts/sit
 
 from __future__ import annotations
 
-import functools
+import html
 import html.parser
-import http.server
 import re
+import shutil
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import nbformat
 import pytest
 
 from asynclab.course import authoring
-from tests.browser import chromium, load_tool
+from tests.browser import chromium, load_tool, serve_folder
 from tests.browser import unavailable as skip_or_fail
 
 ROOT = authoring.ROOT
@@ -96,6 +95,12 @@ def test_outputs_are_cleaned_of_the_building_machine() -> None:
         assert host not in text
 
 
+def test_a_token_in_a_link_is_a_leak_and_the_parameters_name_is_not(tmp_path: Path) -> None:
+    (tmp_path / "leaky.html").write_text('<a href="http://127.0.0.1:8888/lab?token=3f2a9c">open</a>', encoding="utf-8")
+    (tmp_path / "fine.html").write_text("JupyterLab prints a link with <code>?token=</code> in it.", encoding="utf-8")
+    assert [problem.split(":")[0] for problem in build_site.leaks(tmp_path)] == ["leaky.html"]
+
+
 def test_links_to_solutions_and_folders_are_rewritten(tmp_path: Path) -> None:
     root = tmp_path / "course"
     for name in ("notebooks", "solutions", "docs", "templates/kit"):
@@ -118,6 +123,91 @@ def test_links_to_solutions_and_folders_are_rewritten(tmp_path: Path) -> None:
     )
     assert (tmp_path / "src" / "notebooks" / "helper.py").is_file()  # a linked file is published for download
     assert {p.name for p in stager.queue} == {"guide.md", "README.md"}
+
+
+def test_exercise_pages_are_made_from_the_solutions_never_from_the_learners_folder(tmp_path: Path) -> None:
+    """A learner's answers, saved outputs and own files in exercises/ never reach the site: it publishes fresh handed-out copies."""
+    solution = authoring.find_solution("8")  # the capstone: a notebook and a module file
+    root = tmp_path / "course"
+    (root / "solutions").mkdir(parents=True)
+    shutil.copy(solution, root / "solutions" / solution.name)
+    shutil.copytree(solution.parent / authoring.section(solution), root / "solutions" / authoring.section(solution))
+    (root / "README.md").write_text(
+        "# Home\n\n[the service](exercises/08-capstone/orders_service.py), [my notes](exercises/notes.txt)\n", encoding="utf-8"
+    )
+    name, module = authoring.exercise_name(solution), Path("08-capstone/orders_service.py")
+    handed_out = authoring.handed_out(solution)
+    # The learner's folder: the notebook answered, run and saved with its outputs; the module edited; a file of their own.
+    learner = root / "exercises"
+    (learner / module).parent.mkdir(parents=True)
+    worked = nbformat.reads(handed_out[Path(name)], as_version=4)
+    for cell in worked.cells:
+        if cell.cell_type == "code":
+            cell.source += "\nMY_ANSWER = 42"
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="saved on /home/ada/course\n")]
+    nbformat.write(worked, learner / name)
+    (learner / module).write_text("MY_SERVICE = 'edited'\n", encoding="utf-8")
+    (learner / "notes.txt").write_text("my notes\n", encoding="utf-8")
+
+    src = tmp_path / "site" / "src"
+    pages = build_site.stage(src, {}, root)
+
+    assert f"exercises/{name}" in pages
+    staged = nbformat.read(src / "exercises" / name, as_version=4)
+    expected = nbformat.reads(handed_out[Path(name)], as_version=4)
+    assert staged.cells[1].source.startswith(":::{admonition} Open this in JupyterLab")  # the banner, after the title
+    assert [c.source for c in staged.cells[:1] + staged.cells[2:]] == [c.source for c in expected.cells]
+    assert not any(c.get("outputs") for c in staged.cells)
+    assert (src / "exercises" / module).read_text(encoding="utf-8") == handed_out[module]
+    assert not (src / "exercises" / "notes.txt").exists()
+    index = (src / "index.md").read_text(encoding="utf-8")
+    assert "[the service](exercises/08-capstone/orders_service.py)" in index and "[my notes]" not in index
+    staged_text = "".join(f.read_text(encoding="utf-8") for f in src.rglob("*") if f.is_file())
+    assert "MY_ANSWER" not in staged_text and "MY_SERVICE" not in staged_text and "/home/ada" not in staged_text
+
+
+def test_each_figure_gets_the_alt_text_written_for_it() -> None:
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure size 640x480 with 1 Axes>"}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 1 · A lesson"),
+        nbformat.v4.new_code_cell('timeline(("blocking", a))', outputs=[nbformat.v4.new_output("display_data", data=png)]),
+        nbformat.v4.new_code_cell('print("no figure")', outputs=[nbformat.v4.new_output("stream", name="stdout", text="x")]),
+    ]
+    alt_texts = {("01-x.ipynb", '("blocking", a)'): "A staircase.", ("02-y.ipynb", '("blocking", a)'): "Another lesson's."}
+    assert build_site.describe_figures("01-x.ipynb", nb, alt_texts) == {("01-x.ipynb", '("blocking", a)')}
+    assert nb.cells[1].metadata["mystnb"] == {"image": {"alt": "A staircase."}}  # MyST-NB writes it into the <img>
+    assert "mystnb" not in nb.cells[2].metadata
+    with pytest.raises(SystemExit, match="no entry"):
+        build_site.describe_figures("03-z.ipynb", nb, alt_texts)  # a figure nobody described stops the build
+
+
+def test_every_alt_text_belongs_to_one_figure_and_says_what_it_shows() -> None:
+    """site/figures.toml, checked against the lessons' sources: each entry names one cell that draws a figure."""
+    alt_texts = build_site.read_alt_texts()
+    lessons = {p.name: authoring.read(p) for p in LESSONS}
+    for (lesson, drawn_by), alt in alt_texts.items():
+        assert lesson in lessons, f"{lesson}: no such lesson"
+        cells = [c for c in lessons[lesson].cells if c.cell_type == "code" and drawn_by in c.source]
+        assert len(cells) == 1, f"{lesson}: {drawn_by!r} is in {len(cells)} code cells, not one"
+        assert len(alt.split()) >= 25 and ".png" not in alt, f"{lesson}: {drawn_by!r}: say what is plotted and what it shows"
+
+
+def test_the_themes_markup_is_mended_for_screen_readers() -> None:
+    page = (
+        '<aside class="sidebar-drawer"><p class="caption" role="heading"><span>Lessons</span></p></aside>\n'
+        '<aside class="toc-drawer no-toc"></aside>\n'
+        '<table><thead>\n<tr class="row-odd"><th class="head"><p></p></th>\n<th class="head"><p></p></th>\n</tr>\n</thead>\n'
+        "<tbody><tr><td><p><strong>Questions</strong></p></td><td><p>Why?</p></td></tr></tbody></table>\n"
+        '<table><thead><tr><th class="head"><p></p></th><th class="head"><p>one kernel</p></th></tr></thead></table>\n'
+    )
+    mended = build_site.accessible(page)
+    assert '<p class="caption" role="heading" aria-level="2">' in mended  # a heading has a level
+    assert '<aside class="sidebar-drawer" aria-label="Site navigation">' in mended  # two landmarks told apart
+    assert '<aside class="toc-drawer no-toc" aria-label="On this page">' in mended
+    assert mended.count("<thead>") == 1, "a header row with nothing in it is dropped"
+    assert '<td class="head"></td><th class="head"><p>one kernel</p></th>' in mended, "an empty corner is a plain cell"
+    assert build_site.accessible(mended) == mended
 
 
 # --------------------------------------------------------------------------- the built site
@@ -162,15 +252,27 @@ def test_exercise_page_is_as_handed_out_with_the_command_to_open_it(site: Path, 
     text = text_of(page)
     assert "Open this in JupyterLab" in text and f"python tools/open_course.py exercises/{exercise.name}" in text
     assert 'class="cell_output' not in page.read_text(encoding="utf-8"), "exercises are shown as handed out, not run"
-    handed_out = "\n".join(cell.source for cell in authoring.read(exercise).cells)
+    solution = authoring.find_solution(exercise.name)
+    handed_out_nb = nbformat.reads(authoring.handed_out(solution)[Path(exercise.name)], as_version=4)
+    handed_out = "\n".join(cell.source for cell in handed_out_nb.cells)
     flat = re.sub(r"\s+", " ", text)
-    for cell in authoring.read(authoring.find_solution(exercise.name)).cells:
+    for cell in authoring.read(solution).cells:
         if cell.cell_type != "code" or not authoring.has_markers(cell.source):
             continue
         answer, _ = authoring.split_source(cell.source)
         secret = {line.strip() for line in answer.splitlines() if line.strip() not in handed_out}
         for line in sorted(s for s in secret if len(s) > 25):
             assert line not in flat, f"a solution line is published: {line}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_every_figure_says_what_it_shows(site: Path, lesson: Path) -> None:
+    """Each <img> of a lesson's page carries the alt text site/figures.toml wrote for it, not the PNG's path."""
+    source = (site / "notebooks" / f"{lesson.stem}.html").read_text(encoding="utf-8")
+    shown = sorted(html.unescape(alt) for alt in re.findall(r'<img [^>]*alt="([^"]*)"', source))
+    written = sorted(alt for (name, _), alt in build_site.read_alt_texts().items() if name == lesson.name)
+    assert len(shown) == len(re.findall(r"<img ", source)), "an image without alt text"
+    assert shown == written
 
 
 def test_every_relative_link_and_anchor_resolves(site: Path) -> None:
@@ -187,21 +289,8 @@ def test_nothing_leaks_the_building_machine(site: Path) -> None:
 @pytest.fixture
 def served(site: Path) -> Iterator[str]:
     """The built site over HTTP on 127.0.0.1 (a free port), stopped after the test."""
-    handler = functools.partial(_QuietHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    with serve_folder(site) as url:
+        yield url
 
 
 def test_site_in_headless_chromium(served: str) -> None:

@@ -11,9 +11,13 @@ What it does, in order:
 2. Cleans the outputs of anything that describes the building machine (the course folder's
    absolute path, the home folder, temporary folders, site-packages, the host name).
 3. Stages the pages in build/site/src: the README as the home page (with the syllabus), the
-   executed lessons, the exercises as handed out (not run) with the command that opens them, and
-   every page or file those pages link to. Solutions are never staged: a link to one becomes text.
-4. Renders them with Sphinx + MyST-NB (configuration in site/), warnings treated as errors.
+   executed lessons, each figure with its alt text (site/figures.toml), the exercises as handed out
+   (not run) with the command that opens them, and every page or file those pages link to. The
+   exercises are made afresh from the solutions into build/site/handed-out: the course folder's
+   exercises/ is the learner's, with their answers and saved outputs, and is never read. Solutions
+   are never staged: a link to one becomes text.
+4. Renders them with Sphinx + MyST-NB (configuration in site/), warnings treated as errors, then
+   mends what the theme's markup lacks for screen readers and keyboards (see `accessible`).
 5. Checks the result: every relative link and anchor resolves, nothing leaks the machine.
 
 Open build/site/html/index.html in a browser; nothing on the site needs the network.
@@ -35,6 +39,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -50,6 +55,8 @@ OUT = ROOT / "build" / "site"
 CELL_TIMEOUT = 180
 PAGE_SUFFIXES = (".md", ".ipynb")
 NEVER_PUBLISHED = ("solutions",)  # top-level folders whose files never reach the site
+LEARNERS = "exercises"  # the learner's folder: only what is handed out reaches the site, made afresh from solutions/
+FIGURES = CONF_DIR / "figures.toml"  # the alt text of every figure a lesson draws
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -67,7 +74,10 @@ def execute(path: Path, logs: Path) -> tuple[str, float]:
 
     nb = nbformat.read(path, as_version=4)
     start = time.monotonic()
-    with kernel_client(nb, path.parent, timeout=CELL_TIMEOUT) as client, (logs / f"{path.stem}.log").open("w", encoding="utf-8") as log:
+    with (
+        kernel_client(nb, path.parent, timeout=CELL_TIMEOUT) as client,
+        (logs / f"{path.stem}.log").open("w", encoding="utf-8") as log,
+    ):
         client.execute(stderr=log)
     return nbformat.writes(nb), time.monotonic() - start
 
@@ -181,11 +191,33 @@ def exercise_banner(relative: str) -> str:
     )
 
 
-class Stager:
-    """Copies pages into the staging folder, following their links, and rewrites links the site cannot serve."""
+def handed_out_exercises(into: Path, root: Path = ROOT) -> dict[Path, Path]:
+    """Write every exercise file as handed out, made from its solution, under ``into``; return where each belongs.
 
-    def __init__(self, src: Path, root: Path = ROOT) -> None:
+    The result maps a file's place in the course (``root/exercises/...``, resolved) to its fresh copy.
+    The course folder's own exercises/ is never read: it is the learner's, with their answers and the
+    outputs their runs saved, and none of that may reach the site."""
+    if into.exists():
+        shutil.rmtree(into)
+    copies: dict[Path, Path] = {}
+    for solution in authoring.solutions(root):
+        for relative, text in authoring.handed_out(solution).items():
+            copy = into / relative
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_text(text, encoding="utf-8")
+            copies[(root / LEARNERS / relative).resolve()] = copy
+    return copies
+
+
+class Stager:
+    """Copies pages into the staging folder, following their links, and rewrites links the site cannot serve.
+
+    ``handed_out`` maps each file of the course's exercises/ to the fresh copy to publish instead (see
+    `handed_out_exercises`); a link to any other file there keeps only its text."""
+
+    def __init__(self, src: Path, root: Path = ROOT, handed_out: dict[Path, Path] | None = None) -> None:
         self.src, self.root = src, root
+        self.handed_out = handed_out or {}
         self.pages: list[str] = []  # staged page paths, relative, in discovery order
         self.queue: list[Path] = []
 
@@ -201,18 +233,21 @@ class Stager:
             return None
         if relative.parts and relative.parts[0] in NEVER_PUBLISHED:
             return None
-        if resolved.is_dir():
+        if relative.parts and relative.parts[0] == LEARNERS:
+            if resolved not in self.handed_out:
+                return None  # the learner's own file, or a folder: never published
+        elif resolved.is_dir():
             if not (resolved / "README.md").is_file():
                 return None
             resolved = resolved / "README.md"
             relative = resolved.relative_to(self.root)
-        if not resolved.exists():
+        elif not resolved.exists():
             return link  # left as is: the build and the link check report it
         staged = Path("index.md") if relative == Path("README.md") else relative
         if resolved.suffix in PAGE_SUFFIXES:
             self.queue.append(resolved)
         else:
-            self.copy_file(resolved, staged)
+            self.copy_file(self.handed_out.get(resolved, resolved), staged)
         here = Path("index.md") if page.resolve() == (self.root / "README.md") else page.resolve().relative_to(self.root)
         new = os.path.relpath(staged, here.parent).replace(os.sep, "/")
         return new + (f"#{parts.fragment}" if parts.fragment else "")
@@ -267,22 +302,71 @@ class Stager:
             self.stage_markdown(page, staged)
 
 
+def read_alt_texts(path: Path = FIGURES) -> dict[tuple[str, str], str]:
+    """``(lesson file, drawn_by) -> alt text`` from site/figures.toml, each text on one line."""
+    entries = tomllib.loads(path.read_text(encoding="utf-8"))["figure"]
+    found: dict[tuple[str, str], str] = {}
+    for entry in entries:
+        key = (entry["lesson"], entry["drawn_by"])
+        if key in found:
+            raise SystemExit(f"{path.name}: two entries for {key}")
+        found[key] = " ".join(entry["alt"].split())
+    return found
+
+
+def describe_figures(lesson: str, nb: nbformat.NotebookNode, alt_texts: dict[tuple[str, str], str]) -> set[tuple[str, str]]:
+    """Give every figure the lesson drew its alt text (MyST-NB's ``mystnb.image.alt`` cell metadata); return the entries used.
+
+    A figure's entry is the one whose ``drawn_by`` appears in the source of the cell that drew it. A
+    figure with no entry, or with two, stops the build: without it the site's alt text is the PNG's path."""
+    mine = {drawn_by: alt for (name, drawn_by), alt in alt_texts.items() if name == lesson}
+    used: set[tuple[str, str]] = set()
+    for number, cell in enumerate(nb.cells):
+        drawn = sum("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+        if not drawn:
+            continue
+        matches = [drawn_by for drawn_by in mine if drawn_by in cell.source]
+        where = f"{lesson}, cell {number} ({(cell.source.strip().splitlines() or [''])[-1][:80]!r})"
+        if len(matches) != 1:
+            found = "no entry" if not matches else f"{len(matches)} entries ({matches})"
+            raise SystemExit(
+                f"{where}: {found} in {FIGURES.relative_to(ROOT)} for its figure; give it one, whose drawn_by "
+                "is a piece of this cell's source and whose alt says what is plotted and what it shows"
+            )
+        if drawn > 1:
+            raise SystemExit(f"{where}: {drawn} figures in one cell share one alt text; draw them in separate cells")
+        cell.metadata.setdefault("mystnb", {})["image"] = {"alt": mine[matches[0]]}
+        used.add((lesson, matches[0]))
+    return used
+
+
 def toctree(caption: str, entries: list[str]) -> str:
     lines = "\n".join(entry.rsplit(".", 1)[0] for entry in entries)
     return f"\n\n```{{toctree}}\n:caption: {caption}\n:hidden:\n:maxdepth: 1\n\n{lines}\n```\n"
 
 
-def stage(src: Path, executed: dict[Path, tuple[nbformat.NotebookNode, float]], root: Path = ROOT) -> list[str]:
+def stage(
+    src: Path, executed: dict[Path, tuple[nbformat.NotebookNode, float]], root: Path = ROOT, figures: Path = FIGURES
+) -> list[str]:
+    """Stage every page in ``src``; the exercises as handed out are written beside it, in ``src/../handed-out``."""
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
-    stager = Stager(src, root)
+    copies = handed_out_exercises(src.parent / "handed-out", root)
+    stager = Stager(src, root, copies)
+    alt_texts = read_alt_texts(figures)
+    unused = set(alt_texts)
     for path, (nb, seconds) in executed.items():
         relative = path.relative_to(root).as_posix()
+        unused -= describe_figures(path.name, nb, alt_texts)
         stager.stage_notebook(path, nb, lesson_banner(relative, seconds))
+    if executed and unused:
+        stale = "; ".join(f"{lesson}: {drawn_by!r}" for lesson, drawn_by in sorted(unused))
+        raise SystemExit(f"{figures.name} describes figures no lesson draws any more ({stale}): update or remove them")
     for path in exercises(root):
         relative = path.relative_to(root).as_posix()
-        stager.stage_notebook(path, nbformat.read(path, as_version=4), exercise_banner(relative))
+        copy = copies[path.resolve()]
+        stager.stage_notebook(path, nbformat.read(copy, as_version=4), exercise_banner(relative))
     stager.stage_markdown(root / "README.md", Path("index.md"))
     stager.follow_links()
     lesson_pages = [p for p in stager.pages if p.startswith("notebooks/")]
@@ -293,6 +377,54 @@ def stage(src: Path, executed: dict[Path, tuple[nbformat.NotebookNode, float]], 
         index.write(toctree("Exercises", exercise_pages))
         index.write(toctree("For instructors and teams", other))
     return stager.pages
+
+
+# --------------------------------------------------------------------------- 4. mend the theme's markup
+
+# What axe-core (tests/test_accessibility.py) found on every page of the rendered site, mended here
+# because no template or option of Sphinx or Furo reaches it (scrollable code blocks get a tab stop
+# from site/_static/course.js instead: only the ones that scroll, at the reader's window width).
+LANDMARK_LABELS = {"sidebar-drawer": "Site navigation", "toc-drawer": "On this page"}
+HEADING_WITHOUT_LEVEL = re.compile(r'<(\w+)((?:(?!aria-level=)[^>])*?\brole="heading"(?:(?!aria-level=)[^>])*)>')
+UNLABELLED_ASIDE = re.compile(r'<aside class="({})((?: [\w-]+)*)">'.format("|".join(LANDMARK_LABELS)))
+TABLE_HEAD = re.compile(r"<thead>(.*?)</thead>\s*", re.DOTALL)
+EMPTY_HEADER = re.compile(r'<th class="head">(?:<p></p>)?</th>')
+
+
+def _table_head(match: re.Match[str]) -> str:
+    head = match.group(1)
+    if not EMPTY_HEADER.search(head):
+        return match.group(0)
+    if not re.sub(r"<[^>]+>|\s", "", head):
+        return ""  # a header row with nothing in it (a markdown table used for layout): no header at all
+    return match.group(0).replace(match.group(1), EMPTY_HEADER.sub('<td class="head"></td>', head))  # an empty corner
+
+
+def accessible(page: str) -> str:
+    """One page's HTML with what screen readers need and Sphinx and Furo leave out.
+
+    - the sidebar's captions (``role="heading"``) get the ``aria-level`` a heading must have;
+    - Furo's two ``<aside>`` landmarks get names that tell them apart;
+    - a table's empty header cells go: an all-empty header row (a markdown table used for layout)
+      is dropped, and an empty corner cell becomes a plain cell.
+    """
+    page = HEADING_WITHOUT_LEVEL.sub(r'<\1\2 aria-level="2">', page)
+    page = UNLABELLED_ASIDE.sub(
+        lambda m: f'<aside class="{m.group(1)}{m.group(2)}" aria-label="{LANDMARK_LABELS[m.group(1)]}">', page
+    )
+    return TABLE_HEAD.sub(_table_head, page)
+
+
+def make_accessible(html_dir: Path) -> int:
+    """Mend every page of the built site in place (see `accessible`); return how many pages changed."""
+    changed = 0
+    for path in sorted(html_dir.rglob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        mended = accessible(text)
+        if mended != text:
+            path.write_text(mended, encoding="utf-8")
+            changed += 1
+    return changed
 
 
 # --------------------------------------------------------------------------- 5. check the result
@@ -348,7 +480,8 @@ def leak_patterns() -> list[tuple[str, re.Pattern[str]]]:
         ("a temporary folder", re.compile(re.escape(tempfile.gettempdir()) + "/|/tmp/|/var/tmp/")),
         ("the build machine's work folder", re.compile(r"/work/")),
         ("a site-packages path", re.compile(r"/(?:site|dist)-packages/")),
-        ("a token in a URL", re.compile(r"[?&]token=|token=[0-9a-f]{16,}")),
+        # a token's value; the README may name the parameter itself (a link "with `?token=` in it")
+        ("a token in a URL", re.compile(r"""[?&]token=[^\s"'<>&]|token=[0-9a-f]{16,}""")),
         (
             "a process ID",
             re.compile(r"\bpid[=: ]+\d{3,}|\b(?:worker|parent) \d{3,}|\b(?:process(?:es)?|running): \[?\d{3,}|ipykernel_\d+"),
@@ -442,6 +575,7 @@ def build(out: Path = OUT, jobs: int = 2, check: bool = True, reuse: bool = Fals
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(CONF_DIR), "-E", "-W", "--keep-going", "-q"]
     subprocess.run([*command, "-j", str(jobs), str(src), str(html_dir)], check=True, cwd=ROOT)
     shutil.rmtree(html_dir / ".doctrees", ignore_errors=True)
+    make_accessible(html_dir)
     total = time.monotonic() - start
 
     if check:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 WAITING = "#c8c8c8"
 RUNNING = "#1f77b4"
+#: One colour *and* one marker shape per worker: the workers stay apart without colour vision, in greyscale and in print.
+WORKER_STYLES = [("#1f77b4", "o"), ("#ff7f0e", "s"), ("#2ca02c", "^"), ("#d62728", "D"), ("#9467bd", "v")]
 
 #: A panel with at most this many requests draws one bar per request; above it, counts over time.
 BARS_UP_TO = 20
@@ -92,7 +94,8 @@ def timeline(*panels: tuple[str, LoadReport]) -> Figure:
         ax.set_title(f"{title}{peak}", fontsize=FONT)
         ax.tick_params(labelsize=FONT)
         ax.set_xlabel("seconds since the burst began", fontsize=FONT)
-        ax.set_xlim(left=0)
+    # Once every panel is drawn: a limit set earlier stops the shared axis growing for the panels after it.
+    axes[0][0].set_xlim(left=0)
     fig.legend(
         handles=[Patch(color=WAITING, label="sent, waiting for its answer"), Patch(color=RUNNING, label="handler running")],
         loc="outside upper center",
@@ -108,20 +111,23 @@ def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") ->
     """One panel per run of :func:`~asynclab.bench.workers.fresh_requests`: the count each answer reported, by request number, one colour per worker.
 
     The dashed line is the true number of requests sent so far: a correct shared count lies on it.
+    Each worker has its own marker shape as well as its own colour (:data:`WORKER_STYLES`).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 0.6, 3.3), sharey=True, squeeze=False)
+    width = min(MAX_WIDTH, 1.0 + 3.65 * len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.4), sharey=True, squeeze=False, layout="constrained")
     for ax, (title, answers) in zip(axes[0], panels, strict=True):
         pids = list(dict.fromkeys(a.pid for a in answers))
         n = len(answers)
         ax.plot([1, n], [1, n], "--", color="#888888", linewidth=1, label="requests sent")
         for number, pid in enumerate(pids, 1):
             mine = [(a.index + 1, a.body[key]) for a in answers if a.pid == pid]
-            ax.plot(*zip(*mine, strict=True), "o", markersize=5, label=f"worker {number}")
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("request number")
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
-    axes[0][0].set_ylabel(f"{key} in the answer")
-    fig.tight_layout()
+            colour, marker = WORKER_STYLES[(number - 1) % len(WORKER_STYLES)]
+            ax.plot(*zip(*mine, strict=True), marker, color=colour, markersize=6, label=f"worker {number}")
+        ax.set_title(title, fontsize=FONT)
+        ax.set_xlabel("request number", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+        ax.legend(fontsize=FONT, loc="upper left", frameon=False)
+    axes[0][0].set_ylabel(f"{key} in the answer", fontsize=FONT)
     plt.close(fig)  # the notebook shows the returned figure once
     return fig
 
