@@ -13,8 +13,8 @@ def _same(prediction: Any, measured: Any) -> bool:
     return bool(prediction == measured)
 
 
-def reveal(prediction: Any, measured: Any, what: str = "") -> bool:
-    """Print the learner's ``prediction`` beside ``measured``; True when they agree.
+def reveal(prediction: Any, measured: Any, what: str = "") -> None:
+    """Print the learner's ``prediction`` beside ``measured`` (nothing returned: the cell shows only the line).
 
     A lesson writes ``my_prediction = None`` in the cell before its demo and asks the learner to
     change it; ``None`` (no guess) is fine: the measurement is shown all the same.
@@ -22,8 +22,7 @@ def reveal(prediction: Any, measured: Any, what: str = "") -> bool:
     label = f" {what}" if what else ""
     if prediction is None or prediction == "":
         print(f"Measured{label}: {measured!r}. {NO_GUESS}")
-        return False
+        return
     agree = _same(prediction, measured)
     verdict = "You were right." if agree else "Not what you predicted: the next cells show why."
     print(f"You predicted{label} {prediction!r}; measured {measured!r}. {verdict}")
-    return agree
