@@ -199,11 +199,6 @@ JUPYTERLAB_OWN = [
         ),
     ),
 ]
-# What the course itself still breaks in JupyterLab, known and left to the lessons' authors: the block
-# under each lesson's title (Questions, Objectives, Time) is a markdown table with an empty header row,
-# `| | |`. The site drops that row when it builds (tools/build_site.py `accessible`); in JupyterLab the
-# fix is the lessons' own first cell. When it is fixed this test fails: remove the entry.
-LESSONS_OWN_PENDING = [("empty-table-header", r"\.jp-RenderedMarkdown\b[^ ]* > table > thead > tr > th")]
 LESSON = "notebooks/01-async-handlers.ipynb"
 
 
@@ -223,16 +218,13 @@ def test_a_lesson_in_jupyterlab_has_no_violation_of_the_courses_own(lab: jupyter
         found = violations(page, script)
         page.screenshot(path=ARTEFACTS / "jupyterlab-lesson-1.png")
     (ARTEFACTS / "jupyterlab-lesson-1.json").write_text(json.dumps(found, indent=1), encoding="utf-8")
-    courses, pending = [], []
-    for v in found:
-        for node in v["nodes"]:
-            if _whose(v["rule"], node["target"], JUPYTERLAB_OWN):
-                continue
-            (pending if _whose(v["rule"], node["target"], LESSONS_OWN_PENDING) else courses).append(
-                f"{v['rule']} ({v['impact']}): {node['target']}: {node['html'][:160]}"
-            )
+    courses = [
+        f"{v['rule']} ({v['impact']}): {node['target']}: {node['html'][:160]}"
+        for v in found
+        for node in v["nodes"]
+        if not _whose(v["rule"], node["target"], JUPYTERLAB_OWN)
+    ]
     assert not courses, "violations from the course's own content in JupyterLab:\n" + "\n".join(courses)
-    assert pending, "the lessons' header tables no longer break empty-table-header in JupyterLab: remove LESSONS_OWN_PENDING"
 
 
 # --------------------------------------------------------------------------- figures, without a browser

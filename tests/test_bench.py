@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.lowlevel
 import httpx
+import psutil
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from sqlalchemy import select
@@ -36,6 +37,7 @@ from asynclab.bench.calls import on_event_loop_thread
 from asynclab.bench.database import rows_of, temporary_database
 from asynclab.bench.leftovers import leftovers
 from asynclab.bench.lint import ruff
+from asynclab.bench.processes import pid_namespace_unavailable, uvicorn_process
 from asynclab.bench.server import StartupFailed
 from asynclab.course import authoring, checking, environment
 
@@ -448,3 +450,20 @@ def test_bench_checks_times_each_check_on_its_solution_and_as_handed_out() -> No
     verdicts = [(t.exercise, t.solution_verdict, t.handed_out_verdict.split(":")[0]) for t in timings]
     assert verdicts == [("1.1", "passed", "failed"), ("1.2", "passed", "failed")]
     assert all(None not in (t.solution, t.solution_first, t.handed_out, t.handed_out_first) for t in timings)
+
+
+@pytest.mark.skipif(pid_namespace_unavailable() is not None, reason=f"no PID namespace here: {pid_namespace_unavailable()}")
+async def test_uvicorn_process_as_pid_1_is_stopped_with_its_namespace_even_when_the_block_fails() -> None:
+    """A container's uvicorn: PID 1 of its own namespace, SIGTERM ignored on re-raise (status 0), gone after a failure."""
+    app = "from fastapi import FastAPI\n\napp = FastAPI()\n"
+    async with uvicorn_process(app, pid_namespace=True) as server:
+        assert await server.started()
+        assert server.lines("Started server process [1]")  # uvicorn is PID 1 in there
+        server.terminate()
+        assert await server.exited() == 0  # as PID 1 the re-raised SIGTERM is ignored
+    with pytest.raises(RuntimeError, match="on purpose"):
+        async with uvicorn_process(app, pid_namespace=True) as server:
+            assert await server.started()
+            inside = [server.process.pid, server.first_pid]
+            raise RuntimeError("a cell that fails on purpose")
+    assert not [pid for pid in inside if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]

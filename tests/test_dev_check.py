@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 import asynclab
-from asynclab.course import authoring, checking, progress
+from asynclab.course import authoring, checking, progress, teaching
 
 ROOT = authoring.ROOT
 PACKAGE = ROOT / "src" / "asynclab"
 SECTIONS = [authoring.section(p) for p in authoring.solutions()]  # "01-async-handlers", ...
 HEADING = re.compile(r"^## (?:Exercise )?(\d+\.\d+) · (.+)$", re.MULTILINE)
-MINUTES = re.compile(r"\*\*Time\*\* \| (\d+) min \w+ · ([\d–]+) min exercises")
+MINUTES = teaching.TIME
 
 
 def one(folder: Path, pattern: str) -> Path:
@@ -80,3 +80,71 @@ def test_the_syllabus_minutes_are_the_lessons_own() -> None:
         teaching, exercises = MINUTES.search(lesson.cells[0].source).groups()  # type: ignore[union-attr]
         row = next(line for line in readme.splitlines() if f"(notebooks/{section}.ipynb)" in line)
         assert row.rstrip(" |").endswith(f"| {teaching} + {exercises}"), f"README's minutes for {section}: {row}"
+
+
+# --- the learner loop: a lesson's core fits its teaching block --------------------------------------
+
+TAUGHT = [p for p in authoring.lessons() if teaching.measure(p).planned_minutes]  # every lesson but start-here
+OBJECTIVE = re.compile(r"^- (.+?) \*\(([^)]*)\)\*$", re.MULTILINE)
+OPTION = re.compile(r"^\s+- ([A-D])\) ", re.MULTILINE)
+
+
+def quiz(nb: object) -> dict[str, str]:
+    """The lesson's quiz: each numbered question's text (options included), by its number."""
+    cell = next(c for c in nb.cells if c.cell_type == "markdown" and "## Check your understanding" in c.source)  # type: ignore[attr-defined]
+    body = cell.source.split("## Check your understanding", 1)[1]
+    parts = re.split(r"^(\d+)\. ", body, flags=re.MULTILINE)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts) - 1, 2)}
+
+
+@pytest.mark.parametrize("lesson", TAUGHT, ids=lambda p: p.name[:2])
+def test_a_lessons_core_fits_its_teaching_block(lesson: Path) -> None:
+    """Before "Going deeper": at most 1,600 words and 250 code lines, no cell over 25 lines, read within the planned minutes."""
+    core = teaching.measure(lesson)
+    assert core.words <= teaching.MAX_WORDS, f"{core.words} words of prose in the core"
+    assert core.code_lines <= teaching.MAX_CODE_LINES, f"{core.code_lines} code lines in the core"
+    assert core.long_cells == (), f"core code cells over {teaching.MAX_CELL_LINES} lines: {core.long_cells}"
+    assert core.planned_minutes is not None and core.minutes <= core.planned_minutes, (
+        f"about {core.minutes:.0f} min to read ({teaching.WORDS_PER_MINUTE} words, {teaching.CODE_LINES_PER_MINUTE} "
+        f"code lines a minute), planned {core.planned_minutes}"
+    )
+
+
+@pytest.mark.parametrize("lesson", TAUGHT, ids=lambda p: p.name[:2])
+def test_a_lesson_asks_for_a_prediction_before_its_demo_and_reveals_it(lesson: Path) -> None:
+    cells = teaching.core_cells(authoring.read(lesson))
+    asked = [i for i, c in enumerate(cells) if c.cell_type == "code" and re.search(r"^my_prediction\s*=", c.source, re.MULTILINE)]
+    assert asked, "no `my_prediction = ...` cell in the core"
+    shown = [i for i, c in enumerate(cells) if c.cell_type == "code" and "reveal(my_prediction" in c.source]
+    assert shown and min(shown) > min(asked), "the prediction is revealed after the demo, in the core"
+
+
+@pytest.mark.parametrize("lesson", TAUGHT, ids=lambda p: p.name[:2])
+def test_objectives_are_few_and_each_is_assessed_and_every_question_serves_one(lesson: Path) -> None:
+    nb = authoring.read(lesson)
+    objectives = OBJECTIVE.findall(nb.cells[0].source)
+    assert 1 <= len(objectives) <= 4, f"{len(objectives)} objectives, each `- ... *(Q1, exercise N.M)*`"
+    assert not [o for o, _ in objectives if re.match(r"(Watch|See)\b", o)], "objectives are things a learner does"
+    questions = quiz(nb)
+    exercises = set(progress.check_ids(authoring.read(authoring.find_solution(lesson.name[:2]))))
+    cited: set[str] = set()
+    for objective, assessed in objectives:
+        named_q = set(re.findall(r"Q(\d+)", assessed))
+        named_x = set(re.findall(r"\b(\d+\.\d+)\b", assessed)) | {
+            f"{lesson.name[1]}.{n}"
+            for a, b in re.findall(r"\b\d+\.(\d+)[–-](?:\d+\.)?(\d+)\b", assessed)
+            for n in range(int(a), int(b) + 1)
+        }
+        assert named_q or named_x, f"nothing assesses: {objective}"
+        assert named_q <= set(questions), f"{objective}: no question {sorted(named_q - set(questions))}"
+        assert named_x <= exercises, f"{objective}: no exercise {sorted(named_x - exercises)}"
+        cited |= named_q
+    assert cited == set(questions), f"questions that serve no objective: {sorted(set(questions) - cited)}"
+
+
+@pytest.mark.parametrize("lesson", TAUGHT, ids=lambda p: p.name[:2])
+def test_the_quiz_is_multiple_choice(lesson: Path) -> None:
+    """3 or 4 options per question, A) B) C) (D)): wrong options are the mistakes learners make (the answers name them)."""
+    for number, text in quiz(authoring.read(lesson)).items():
+        letters = OPTION.findall(text)
+        assert letters in (list("ABC"), list("ABCD")), f"question {number}: options {letters}"

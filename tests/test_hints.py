@@ -125,7 +125,15 @@ def test_solutions_carry_no_such_tag_so_nbval_stays_strict() -> None:
 
 #: Words a handed-out check's message must not contain: for "find it" exercises, the message tells the
 #: symptom, not the place; for 2.2, what a learner can observe, not the cause.
-NOT_SAID = {"1.2": ("/rates", "exchange_rates"), "2.2": ("coroutine", "await")}
+NOT_SAID = {
+    "1.2": ("/rates", "exchange_rates", "latest_rates", "rates"),
+    "2.2": ("coroutine", "await"),
+    "3.3": ("CancelledError", "BaseException", "except", "retr"),
+    "4.2": ("lifespan", "LifespanManager", "manager.app", "startup"),
+    "5.4": ("ValueError", "handler", "invalid_request", "exception"),
+    "6.3": ("request.state", "lifespan", "RequestContext", "context"),
+    "7.3": ("worker", "known", "memory", "cache"),
+}
 
 
 @pytest.mark.parametrize("path", EXERCISE_NOTEBOOKS, ids=lambda p: p.name)

@@ -108,24 +108,6 @@ def test_every_section_has_a_lesson_an_exercise_and_a_solution_told_apart_by_nam
         assert {authoring.section(n) for n in three} == {name}
 
 
-def test_an_old_exercise_name_carries_the_learners_work_over(tmp_path: Path) -> None:
-    """A learner who has worked in ``01-async-handlers.ipynb`` (the old name) keeps that work under the new name,
-    unless the new file holds work too: then both stay."""
-    first, second = SOLUTIONS[:2]
-    (tmp_path / f"{authoring.section(first)}.ipynb").write_text("my work on 1", encoding="utf-8")
-    authoring.reset(first, tmp_path)  # the new name, as handed out
-    (tmp_path / f"{authoring.section(second)}.ipynb").write_text("my work on 2", encoding="utf-8")
-    (tmp_path / authoring.exercise_name(second)).write_text("newer work on 2", encoding="utf-8")
-
-    moved = authoring.adopt_old_names(tmp_path)
-
-    assert [(old.name, new.name) for old, new in moved] == [(f"{authoring.section(first)}.ipynb", authoring.exercise_name(first))]
-    assert (tmp_path / authoring.exercise_name(first)).read_text(encoding="utf-8") == "my work on 1"
-    assert (tmp_path / f"{authoring.section(second)}.ipynb").read_text(encoding="utf-8") == "my work on 2"
-    assert (tmp_path / authoring.exercise_name(second)).read_text(encoding="utf-8") == "newer work on 2"
-    assert authoring.adopt_old_names(tmp_path) == []
-
-
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
 def test_exercise_is_generated_from_its_solution(solution: Path) -> None:
     """Single source: the exercise equals the solution outside the marked regions."""
@@ -175,7 +157,7 @@ def test_lesson_has_the_episode_shape(lesson: Path) -> None:
     questions with hidden answers, and a final proof that nothing is left running."""
     nb = authoring.read(lesson)
     first = nb.cells[0].source
-    assert all(f"**{word}**" in first for word in ("Questions", "Objectives", "Time")), "header incomplete"
+    assert all(f"**{word}:**" in first for word in ("Questions", "Objectives", "Time")), "header incomplete"
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "| The guide says | We measured" in text
     assert "## Key points" in text and "## Check your understanding" in text

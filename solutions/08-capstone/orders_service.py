@@ -56,6 +56,8 @@ class NewOrder(BaseModel):
 
 
 # BEGIN SOLUTION
+# Opened in the lifespan, one of each per worker, and closed after it. Kept on app.state, set here;
+# the lifespan's yielded state (request.state) would do as well. Never opened at import time.
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:

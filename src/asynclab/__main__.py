@@ -4,7 +4,7 @@
   (only those changed since the last run; ``--all`` runs every one; ``--watch`` again at every save).
 - ``python -m asynclab reset NN``: give exercise notebook NN back as handed out (asks first; ``--yes`` does not).
 - ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
-- ``python -m asynclab class PATH...``: (instructors) the class view of many learners' reports.
+- ``python -m asynclab class PATH...`` or ``class --hub URL``: (instructors) the class view of a room.
 - ``python -m asynclab build``: clean the notebooks and make the exercises from the solutions (for authors).
 - ``python -m asynclab lessons``: each lesson's core path against its teaching block (for authors).
 - ``python -m asynclab bench-checks [N ...]``: time each check on its solution and on the handed-out code (for authors).
@@ -74,8 +74,26 @@ def _progress(args: argparse.Namespace) -> int:
 
 def _class(args: argparse.Namespace) -> int:
     from asynclab.course import classview
+    from asynclab.course.room import hub
 
-    return classview.main(args.paths, out_dir=Path(args.out), stuck=args.stuck)
+    if args.stuck < 1 or args.parallel < 1 or args.timeout <= 0:
+        print("--stuck and --parallel must be 1 or more, and --timeout more than 0 seconds.", file=sys.stderr)
+        return 2
+    options = classview.Options(
+        paths=tuple(args.paths),
+        hub=args.hub or "",
+        hub_options=hub.Options(folder=args.exercises or "", parallel=args.parallel, fresh=args.fresh, timeout=args.timeout),
+        out_dir=Path(args.out),
+        stuck=args.stuck,
+        roster=Path(args.roster) if args.roster else None,
+        upto=args.upto,
+        hide_names=args.hide_names,
+        by_progress=args.sort == "progress",
+        csv=Path(args.csv) if args.csv else None,
+        watch=args.watch,
+        every=args.every,
+    )
+    return classview.main(options=options)
 
 
 def _reset(args: argparse.Namespace) -> int:
@@ -85,8 +103,6 @@ def _reset(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(exc, file=sys.stderr)
         return 2
-    for old, new in authoring.adopt_old_names(folder):
-        print(f"your {old.name} is now {new.name} (the course renamed it so its tab stands out from the lesson's)")
     targets = [folder / relative for relative in authoring.handed_out(solution)]
     names = ", ".join(str(t) for t in targets)
     if not args.yes:
@@ -168,9 +184,33 @@ def main(argv: list[str]) -> int:
     c = commands.add_parser(
         "class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page"
     )
-    c.add_argument("paths", nargs="+", metavar="PATH", help="report files, or folders of them")
+    c.add_argument(
+        "paths", nargs="*", metavar="PATH", help="report files, or folders of them (self-reported: learners wrote them)"
+    )
+    c.add_argument(
+        "--hub",
+        metavar="URL",
+        help="instead: collect the room from this JupyterHub (token in JUPYTERHUB_API_TOKEN; docs/room.md)",
+    )
     c.add_argument("--out", default=".", help="where to write class-view.png and class-view.html (default: here)")
     c.add_argument("--stuck", type=int, default=3, help="how many exercises to list under 'where the room is stuck' (default: 3)")
+    c.add_argument(
+        "--upto", metavar="N.M", help="the room's frontier: rank 'stuck' up to this exercise (default: where half the room is)"
+    )
+    c.add_argument("--roster", metavar="FILE", help="who should be there, one name a line (on --hub: the hub's users)")
+    c.add_argument("--hide-names", action="store_true", help="show #1, #2, ... instead of names (to project), sorted by progress")
+    c.add_argument("--sort", choices=["name", "progress"], default="name", help="order of the rows (default: name)")
+    c.add_argument("--csv", metavar="FILE", help="also write a gradebook: one row per learner and exercise")
+    c.add_argument("--watch", action="store_true", help="again every --every seconds until Ctrl-C; the page reloads itself")
+    c.add_argument("--every", type=float, default=30.0, help="seconds between rounds with --watch (default: 30)")
+    c.add_argument(
+        "--exercises", metavar="FOLDER", help="with --hub: each learner's exercises folder, from their home (default: found)"
+    )
+    c.add_argument("--parallel", type=int, default=4, help="with --hub: learners collected at once (default: 4)")
+    c.add_argument("--fresh", action="store_true", help="with --hub: run every notebook again, no cached results (slower)")
+    c.add_argument(
+        "--timeout", type=float, default=600.0, help="with --hub: seconds for one learner's progress run (default: 600)"
+    )
     c.set_defaults(run=_class)
     t = commands.add_parser("bench-checks", help="(authors) time each check on its solution and on the handed-out code")
     t.add_argument("sections", nargs="*", help='only these sections, e.g. "2 8" (default: all)')

@@ -167,7 +167,7 @@ def exercise(id: str) -> Exercise:
             return Path(source.split("\n", 1)[0].split(maxsplit=1)[1]).name in file_names
         if source.startswith("%"):
             return False
-        return any(isinstance(n, ast.FunctionDef) and n.name in names for n in _tree(source).body)
+        return any(isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name in names for n in _tree(source).body)
 
     own = next((i for i in range(at - 1, -1, -1) if is_its_cell(cells[i])), None)
     modules = {str(path): text for path, text in files.items() if path.suffix == ".py"}
@@ -203,8 +203,18 @@ class Followed:
 
 
 # Code the edits below look for in the code as handed out, or write in its place, where several entries share it.
-ASYNC_SESSION = """        async with db.Session() as session:
-            yield session"""
+HANDED_OUT_23 = """        session = db.Session()
+        try:
+            yield session
+        except Exception as exc:
+            log.warning("memo request failed: %r", exc)
+        await session.close()"""
+ASYNC_SESSION_23 = """        async with db.Session() as session:
+            try:
+                yield session
+            except Exception as exc:
+                log.warning("memo request failed: %r", exc)
+                raise"""
 LIFESPAN_41 = """    @asynccontextmanager
     async def lifespan(app: FastAPI):
 {body}
@@ -227,6 +237,21 @@ STATE_41 = (
     "db, payments = request.app.state.db, request.app.state.payments",
     "db, payments = request.state.db, request.state.payments",
 )
+CLIENT_42 = """    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client"""
+CLIENT_42_STEP = """    from asgi_lifespan import LifespanManager
+
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client"""
+CLIENT_42_FIX = """    from asgi_lifespan import LifespanManager
+
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client"""
 ONE_READ_51 = """            user = result.scalar_one_or_none()
             if not user:
                 raise HTTPException(status_code=404, detail=f"no user {user_id}")
@@ -385,9 +410,9 @@ FOLLOWED = [
     ),
     Followed(
         "1.2",
-        2,
+        1,
         EXPLORE,
-        shows=("print(await load(client, path, n=6))",),
+        shows=("async with inprocess_client(build_shop(ShopBackend())) as client:", "print(await load(client, path, n=6))"),
         cell="""async with inprocess_client(build_shop(ShopBackend())) as client:
     for path in ["/health", "/products/1", "/stock/1", "/rates", "/invoices/1"]:
         print(path, end=" ")
@@ -397,8 +422,22 @@ FOLLOWED = [
         "1.2",
         3,
         PASSES,
-        shows=("await anyio.to_thread.run_sync(shop.exchange_rates)",),
+        shows=("return await anyio.to_thread.run_sync(shop.exchange_rates)",),
+        quotes=("latest_rates()", "shop.exchange_rates()"),
         edits=(("return shop.exchange_rates()", "return await anyio.to_thread.run_sync(shop.exchange_rates)"),),
+    ),
+    Followed(
+        "1.2",
+        3,
+        PASSES,
+        variant="def",
+        quotes=("shop.exchange_rates()",),
+        edits=(
+            (
+                "async def rates() -> dict[str, float]:\n        return await latest_rates()",
+                "def rates() -> dict[str, float]:\n        return shop.exchange_rates()",
+            ),
+        ),
     ),
     Followed(
         "2.1",
@@ -416,9 +455,9 @@ FOLLOWED = [
         "2.2",
         3,
         PASSES,
-        shows=("user = await tokens.verify(token)",),
-        quotes=("if not user",),
-        edits=(("user = tokens.verify(token)", "user = await tokens.verify(token)"),),
+        shows=("return await tokens.verify(token)",),
+        quotes=("if user is None",),
+        edits=(("return tokens.verify(token)", "return await tokens.verify(token)"),),
     ),
     Followed(
         "2.3",
@@ -428,8 +467,8 @@ FOLLOWED = [
         shows=("finally:",),
         edits=(
             (
-                "        yield session\n        await session.close()",
-                "        try:\n            yield session\n        finally:\n            await session.close()",
+                '            log.warning("memo request failed: %r", exc)\n        await session.close()',
+                '            log.warning("memo request failed: %r", exc)\n            raise\n        finally:\n            await session.close()',
             ),
         ),
     ),
@@ -439,7 +478,7 @@ FOLLOWED = [
         PASSES,
         variant="async-with",
         shows=("async with db.Session() as session:",),
-        edits=(("        session = db.Session()\n        yield session\n        await session.close()", ASYNC_SESSION),),
+        edits=((HANDED_OUT_23, ASYNC_SESSION_23),),
     ),
     Followed(
         "2.3",
@@ -447,7 +486,7 @@ FOLLOWED = [
         PASSES,
         shows=("async with db.Session() as session:",),
         quotes=("yield session",),
-        edits=(("        session = db.Session()\n        yield session\n        await session.close()", ASYNC_SESSION),),
+        edits=((HANDED_OUT_23, ASYNC_SESSION_23),),
     ),
     Followed(
         "3.1",
@@ -460,30 +499,27 @@ FOLLOWED = [
         ),
         edits=(
             (
-                "    @asynccontextmanager\n    async def lifespan(app: FastAPI):\n        yield\n",
+                "    tasks: set[asyncio.Task] = set()  # the guide's set: it keeps each task alive\n",
                 """    tasks: set[asyncio.Task] = set()
 
     def ended(task: asyncio.Task) -> None:
         tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed", task.get_name(), exc_info=task.exception())
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        yield
-        _, pending = await asyncio.wait(tasks, timeout=0.2)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
 """,
             ),
             (
-                "            asyncio.create_task(mailer.send(to))",
-                (
-                    '            task = asyncio.create_task(mailer.send(to), name=f"newsletter to {to}")\n'
-                    "            tasks.add(task)\n            task.add_done_callback(ended)"
-                ),
+                '        await asyncio.sleep(0.1)  # the guide: "allow pending tasks to complete gracefully"',
+                """        _, pending = await asyncio.wait(tasks, timeout=0.2)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)""",
             ),
+            (
+                "            task = asyncio.create_task(mailer.send(to))\n",
+                '            task = asyncio.create_task(mailer.send(to), name=f"newsletter to {to}")\n',
+            ),
+            ("task.add_done_callback(tasks.discard)", "task.add_done_callback(ended)"),
         ),
     ),
     Followed(
@@ -519,6 +555,28 @@ FOLLOWED = [
         shows=("await renderer.arender(n)",),
         edits=(("pdf = renderer.render(n)", "pdf = await renderer.arender(n)"),),
     ),
+    Followed("3.3", 2, QUOTES, quotes=("task.cancel()", "except BaseException")),
+    Followed(
+        "3.3",
+        3,
+        PASSES,
+        variant="exception",
+        shows=("except Exception as exc:",),
+        edits=(("except BaseException as exc:  # whatever went wrong, try again", "except Exception as exc:"),),
+    ),
+    Followed(
+        "3.3",
+        3,
+        PASSES,
+        variant="reraise",
+        shows=("except asyncio.CancelledError: raise",),
+        edits=(
+            (
+                "            except BaseException as exc:",
+                "            except asyncio.CancelledError: raise\n            except BaseException as exc:",
+            ),
+        ),
+    ),
     Followed(
         "4.1",
         1,
@@ -541,6 +599,26 @@ FOLLOWED = [
         "4.1",
         2,
         STEP,
+        variant="app-state",
+        shows=("app.state.db = await resources.open('db')",),
+        edits=(
+            (
+                ON_EVENT_41,
+                LIFESPAN_41.format(
+                    body="""        app.state.db = await resources.open('db')
+        app.state.payments = await resources.open('payments')
+        yield
+        await app.state.payments.aclose()
+        await app.state.db.aclose()"""
+                ),
+            ),
+        ),
+    ),
+    Followed(
+        "4.1",
+        2,
+        STEP,
+        variant="lifespan-state",
         shows=("yield {'db': db, 'payments': payments}", "request.state.db"),
         edits=(
             (
@@ -577,32 +655,38 @@ FOLLOWED = [
         ),
     ),
     Followed(
-        "4.2",
-        2,
-        STEP,
-        shows=("done, pending = await asyncio.wait(tasks, timeout=deadline)",),
+        "4.1",
+        3,
+        PASSES,
+        variant="app-state",
+        shows=("async with AsyncExitStack() as stack:", "stack.push_async_callback(db.aclose)"),
         edits=(
             (
-                "await asyncio.sleep(0.1)  # let pending tasks finish",
-                "done, pending = await asyncio.wait(tasks, timeout=deadline)",
+                ON_EVENT_41,
+                LIFESPAN_41.format(
+                    body="""        async with AsyncExitStack() as stack:
+            db = app.state.db = await resources.open('db')
+            stack.push_async_callback(db.aclose)
+            payments = app.state.payments = await resources.open('payments')
+            stack.push_async_callback(payments.aclose)
+            yield"""
+                ),
             ),
         ),
     ),
     Followed(
         "4.2",
+        2,
+        STEP,
+        shows=("LifespanManager(app)",),
+        edits=((CLIENT_42, CLIENT_42_STEP),),
+    ),
+    Followed(
+        "4.2",
         3,
         PASSES,
-        shows=("await asyncio.gather(*pending, return_exceptions=True)",),
-        edits=(
-            (
-                "        await asyncio.sleep(0.1)  # let pending tasks finish",
-                """        done, pending = await asyncio.wait(tasks, timeout=deadline)
-        for task in pending:
-            task.cancel()
-            log.warning("shutdown: cancelled %s", task.get_name())
-        await asyncio.gather(*pending, return_exceptions=True)""",
-            ),
-        ),
+        shows=("async with LifespanManager(app) as manager:", "httpx.ASGITransport(app=manager.app)"),
+        edits=((CLIENT_42, CLIENT_42_FIX),),
     ),
     Followed("5.1", 2, STEP, shows=("result.scalar_one_or_none()",), quotes=(".scalar()",), edits=((TWO_READS_51, ONE_READ_51),)),
     Followed(
@@ -721,6 +805,32 @@ except TimeoutError:
         ),
     ),
     Followed(
+        "5.4",
+        3,
+        PASSES,
+        shows=(
+            "try: percent = parse_coupon(code)",
+            "except ValueError as exc: raise HTTPException(status_code=400, detail='not a coupon code') from exc",
+        ),
+        edits=(
+            (
+                """    @app.exception_handler(ValueError)
+    async def invalid_request(request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": "Invalid request"})
+""",
+                "",
+            ),
+            (
+                "        percent = parse_coupon(code)\n",
+                """        try:
+            percent = parse_coupon(code)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail='not a coupon code') from exc
+""",
+            ),
+        ),
+    ),
+    Followed(
         "6.1",
         3,
         PASSES,
@@ -758,6 +868,17 @@ except TimeoutError:
         PASSES,
         shows=(CALLER_62, WHO_62, "user, tenant = who"),
         edits=((IDENTIFY_62, f"    {CALLER_62}\n"), *_routes_62(WHO_62)),
+    ),
+    Followed(
+        "6.3",
+        3,
+        PASSES,
+        shows=("request.state.user = x_user",),
+        edits=(
+            ("request.state.context.user = x_user", "request.state.user = x_user"),
+            ("{request.state.context.user} cancelled", "{request.state.user} cancelled"),
+            ('"cancelled_by": request.state.context.user}', '"cancelled_by": request.state.user}'),
+        ),
     ),
     Followed(
         "7.1",
@@ -1044,7 +1165,7 @@ def test_the_answer_writes_what_the_hint_shows(entry: Followed) -> None:
         assert not written(piece, as_handed_out), f"{entry.name}: {piece!r} is there as handed out: list it in quotes"
         assert written(piece, after), f"{entry.name}: the answer does not write {piece!r} as the hint shows it"
     assert bool(entry.edits or entry.cell) == (entry.proof != QUOTES)
-    assert entry.proof != EXPLORE or entry.name == "1.2-hint2", "a new cell to run needs a test of what it shows"
+    assert entry.proof != EXPLORE or entry.name == "1.2-hint1", "a new cell to run needs a test of what it shows"
     if entry.builds_on:
         assert NAMED[entry.builds_on].id in entry.text, f"{entry.name} needs {entry.builds_on} done first: the hint must say so"
 
@@ -1066,8 +1187,8 @@ def test_a_step_runs_and_is_part_of_a_passing_answer(entry: Followed, tmp_path: 
 
 
 def test_the_measurement_finds_the_blocking_route(tmp_path: Path) -> None:
-    """1.2's second hint, run in a cell of its own: every route measured, /rates as slow as 6 requests in a row."""
-    entry = NAMED["1.2-hint2"]
+    """1.2's first hint, run in a cell of its own: every route measured, /rates as slow as 6 requests in a row."""
+    entry = NAMED["1.2-hint1"]
     _, namespace = answer(entry, tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -161,6 +161,24 @@ def test_1_1_rejects_one_at_a_time() -> None:
     fails("1.1", weather_app(serialises_with_a_lock), saying="only 1 of 8 requests were inside the weather service at once")
 
 
+def ignores_what_the_service_said(weather: WeatherService) -> Callable[..., object]:
+    async def forecast(city: str) -> dict[str, str]:
+        await anyio.to_thread.run_sync(weather.fetch, city)  # asked, off the loop, and the answer dropped
+        return {"city": city, "forecast": f"sunny in {city.title()}"}  # what the service said last time
+
+    return forecast
+
+
+def test_1_1_rejects_a_forecast_the_service_did_not_give() -> None:
+    """The forecast varies per check run: only the service's own answer matches it."""
+    failure = fails(
+        "1.1",
+        weather_app(ignores_what_the_service_said),
+        saying="GET /weather/oslo answered the forecast 'sunny in Oslo', not the one the weather service gave for 'oslo'",
+    )
+    assert "Return what the service answered" in failure.hint
+
+
 def test_1_1_rejects_a_changed_answer_and_a_missing_return() -> None:
     def changed(weather: WeatherService) -> Callable[..., object]:
         async def forecast(city: str) -> dict[str, str]:
@@ -168,16 +186,27 @@ def test_1_1_rejects_a_changed_answer_and_a_missing_return() -> None:
 
         return forecast
 
-    fails("1.1", weather_app(changed), saying="expected {'city': 'oslo', 'forecast': 'sunny in Oslo'}")
+    fails(
+        "1.1", weather_app(changed), saying="GET /weather/oslo answered the forecast 'rain', not the one the weather service gave"
+    )
     fails("1.1", lambda weather: None, saying="build_app(...) returned None")
 
 
 # --- 1.2 -------------------------------------------------------------------------------------------
 
 
-def shop(rates: str = "async-blocking", invoice: str = "def") -> Callable[[ShopBackend], FastAPI]:
+def shop(rates: str = "async-blocking", invoice: str = "def", stock: str = "decoy") -> Callable[[ShopBackend], FastAPI]:
+    """The shop as handed out (``rates`` awaits a helper that blocks inside; ``stock`` has a harmless sync look-up), or a variant."""
+
     def build(backend: ShopBackend) -> FastAPI:
         app = FastAPI()
+
+        async def latest_rates() -> dict[str, float]:  # the team's helper: awaited, and blocking inside
+            if rates == "yields-first":
+                await asyncio.sleep(0)  # an await in the helper, before the same blocking call
+            if rates == "offloaded":
+                return await anyio.to_thread.run_sync(backend.exchange_rates)
+            return backend.exchange_rates()
 
         @app.get("/health")
         async def health() -> dict[str, bool]:
@@ -187,15 +216,27 @@ def shop(rates: str = "async-blocking", invoice: str = "def") -> Callable[[ShopB
         async def product(pid: int) -> dict[str, object]:
             return await backend.product(pid)
 
-        @app.get("/stock/{pid}")
-        async def stock(pid: int) -> dict[str, int]:
-            return {"pid": pid, "units": await backend.stock(pid)}
+        if stock == "decoy":
 
-        if rates == "async-blocking":
+            @app.get("/stock/{pid}")
+            async def stock_decoy(pid: int) -> dict[str, int]:
+                if backend.sold_out(pid):  # a sync look-up in memory: quick, harmless
+                    return {"pid": pid, "units": 0}
+                return {"pid": pid, "units": await backend.stock(pid)}
+
+        else:  # the decoy "fixed": the look-up offloaded as well
+
+            @app.get("/stock/{pid}")
+            async def stock_offloaded(pid: int) -> dict[str, int]:
+                if await anyio.to_thread.run_sync(backend.sold_out, pid):
+                    return {"pid": pid, "units": 0}
+                return {"pid": pid, "units": await backend.stock(pid)}
+
+        if rates in ("async-blocking", "yields-first", "offloaded"):
 
             @app.get("/rates")
-            async def rates_blocking() -> dict[str, float]:
-                return backend.exchange_rates()
+            async def rates_awaiting_the_helper() -> dict[str, float]:
+                return await latest_rates()
 
         elif rates == "def":
 
@@ -203,7 +244,7 @@ def shop(rates: str = "async-blocking", invoice: str = "def") -> Callable[[ShopB
             def rates_def() -> dict[str, float]:
                 return backend.exchange_rates()
 
-        elif rates == "offloaded":
+        elif rates == "offloaded-in-route":
 
             @app.get("/rates")
             async def rates_offloaded() -> dict[str, float]:
@@ -228,16 +269,28 @@ def shop(rates: str = "async-blocking", invoice: str = "def") -> Callable[[ShopB
 
 def test_1_2_accepts_a_def_route_and_an_offloaded_call() -> None:
     assert "no route blocked the event loop" in passes("1.2", shop(rates="def"))
-    passes("1.2", shop(rates="offloaded"))
+    passes("1.2", shop(rates="offloaded"))  # in the helper, as the last hint shows
+    passes("1.2", shop(rates="offloaded-in-route"))
+
+
+SYMPTOM = "one of the shop's 5 routes serves concurrent requests one at a time: 6 sent to it at once went through one after another"
 
 
 def test_1_2_rejects_the_handed_out_shop_by_its_symptom_without_naming_the_route() -> None:
-    """A "find it" exercise: the message says what is wrong, the hints say where, the last one names the route."""
+    """A "find it" exercise: the message says what a client sees, the hints say how to find it, the last one names the route."""
     checking.get("1.2").hints_given = 0
-    failure = fails("1.2", shop(), saying="one of the shop's 5 routes blocks the event loop: 6 concurrent requests to it went through one at a time")
-    assert "/rates" not in str(failure) and "exchange_rates" not in str(failure)
-    assert "/rates" not in checking.next_hint("1.2")  # the first hint() after the message: how to find it
+    failure = fails("1.2", shop(), saying=SYMPTOM)
+    assert not [word for word in ("/rates", "rates", "latest_rates") if word in str(failure)], str(failure)
+    assert "print(await load(client, path, n=6))" in failure.hint  # shown with the message: how to measure, not a syntax rule
+    assert "/rates" not in checking.next_hint("1.2")  # the first hint() after the message: what to look for in the slow route
     assert "It is GET /rates" in checking.next_hint("1.2")  # the next one: where it is
+
+
+def test_1_2_rejects_fixing_the_decoy_or_an_await_in_the_helper() -> None:
+    """The harmless sync look-up in /stock offloaded, or an await added before the blocking call: the symptom stays."""
+    fails("1.2", shop(stock="offloaded"), saying=SYMPTOM)
+    fails("1.2", shop(rates="yields-first"), saying=SYMPTOM)
+    fails("1.2", shop(rates="yields-first", stock="offloaded"), saying=SYMPTOM)
 
 
 def test_1_2_a_wrong_fix_of_the_right_route_is_named_by_what_changed() -> None:

@@ -6,6 +6,7 @@ dependencies defined inside functions (strings could not be resolved from the mo
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -237,6 +238,16 @@ def runs_a_new_event_loop(tokens: TokenService) -> Callable[..., Any]:
     return current_user
 
 
+def a_new_event_loop_per_request(tokens: TokenService) -> Callable[..., Any]:
+    def current_user(authorization: Annotated[str | None, Header()] = None) -> User:  # a worker thread: no running loop
+        user = asyncio.run(tokens.verify((authorization or "").removeprefix("Bearer ")))
+        if not user:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
 def test_2_2_accepts_an_await_and_http_bearer() -> None:
     for answer in (awaits_the_verification, uses_http_bearer):
         assert "401 on both routes" in passes("2.2", reports_app(answer))
@@ -286,6 +297,16 @@ def test_2_2_rejects_a_header_check_that_lets_bad_tokens_in() -> None:
 
 def test_2_2_rejects_asyncio_run() -> None:
     fails("2.2", reports_app(runs_a_new_event_loop), saying="asyncio.run() cannot be called from a running event loop")
+
+
+def test_2_2_rejects_a_new_event_loop_per_request() -> None:
+    """A `def` dependency may call asyncio.run(): a new loop per request, which a client tied to the app's loop refuses."""
+    failure = fails(
+        "2.2",
+        reports_app(a_new_event_loop_per_request),
+        saying="tokens.verify() ran on a new event loop (asyncio.run), not on the app's",
+    )
+    assert "RuntimeError" in failure.observed and "await tokens.verify(token)" in failure.hint
 
 
 # --- 2.3 -------------------------------------------------------------------------------------------
@@ -477,3 +498,134 @@ def test_2_1_rejects_waiting_for_a_future_on_the_loop() -> None:
 
 def test_2_1_rejects_joining_a_thread_on_the_loop() -> None:
     fails("2.1", login_app(joins_a_thread), saying="password hashes ran in another thread, but the event loop waited for each")
+
+
+# 2.2 and 2.3 as handed out: a helper that forgets its `await`; a rollback that swallows the handler's error.
+
+
+def a_helper_that_forgets_the_await(tokens: TokenService) -> Callable[..., Any]:
+    """As handed out: current_user awaits a helper, and the helper returns tokens.verify(...) unawaited."""
+
+    async def authenticate(token: str) -> User | None:
+        if not token:
+            return None
+        return tokens.verify(token)  # type: ignore[return-value]
+
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = await authenticate((authorization or "").removeprefix("Bearer "))
+        if user is None:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
+def a_helper_that_awaits(tokens: TokenService) -> Callable[..., Any]:
+    async def authenticate(token: str) -> User | None:
+        if not token:
+            return None
+        return await tokens.verify(token)
+
+    async def current_user(authorization: Annotated[str | None, Header()] = None) -> User:
+        user = await authenticate((authorization or "").removeprefix("Bearer "))
+        if user is None:
+            raise not_authenticated()
+        return user
+
+    return current_user
+
+
+def test_2_2_accepts_the_helper_once_it_awaits() -> None:
+    assert "401 on both routes" in passes("2.2", reports_app(a_helper_that_awaits))
+
+
+def test_2_2_rejects_the_handed_out_helper_by_its_symptom_then_names_the_forgotten_await() -> None:
+    """No token is refused as handed out; a made-up one gets in. The forgotten await is named only after a hint."""
+    exercise = checking.get("2.2")
+    exercise.last_observed, exercise.hints_given = None, 0
+    failure = fails(
+        "2.2", reports_app(a_helper_that_forgets_the_await), saying="GET /reports with a made-up token answered 200: anybody gets in."
+    )
+    assert "without a token" not in str(failure)
+    assert "await" not in str(failure) and "coroutine" not in str(failure)
+    again = fails("2.2", reports_app(a_helper_that_forgets_the_await), saying="anybody gets in.")
+    assert "Python also saw this: `authenticate()` called `tokens.verify(token)` and never awaited" in again.observed
+
+
+memo_log = logging.getLogger("memos")
+
+
+def logs_and_swallows(db: MemoDatabase) -> Callable[..., Any]:
+    """As handed out: logs the handler's exception, swallows it, and closes after the try."""
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        except Exception as exc:  # noqa: BLE001 - the mistake under test: the error is swallowed
+            memo_log.warning("memo request failed: %r", exc)
+        await session.close()
+
+    return get_session
+
+
+def reraises_but_closes_after_the_try(db: MemoDatabase) -> Callable[..., Any]:
+    """The first failure's advice alone: the error is raised again, so the close after the try no longer runs."""
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        except Exception as exc:
+            memo_log.warning("memo request failed: %r", exc)
+            raise
+        await session.close()
+
+    return get_session
+
+
+def async_with_log_and_raise(db: MemoDatabase) -> Callable[..., Any]:
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        async with db.Session() as session:
+            try:
+                yield session
+            except Exception as exc:
+                memo_log.warning("memo request failed: %r", exc)
+                raise
+
+    return get_session
+
+
+def rollback_also_gives_the_connection_back(db: MemoDatabase) -> Callable[..., Any]:
+    """Also right: SQLAlchemy's rollback() hands the connection back to the pool, so a rollback and a raise suffice."""
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        session = db.Session()
+        try:
+            yield session
+        except Exception:
+            await session.rollback()
+            raise
+        await session.close()
+
+    return get_session
+
+
+def test_2_3_accepts_a_log_and_raise_inside_async_with_or_a_rollback() -> None:
+    for answer in (async_with_log_and_raise, rollback_also_gives_the_connection_back):
+        assert "12 given back" in passes("2.3", memos_app(answer))
+
+
+def test_2_3_rejects_the_handed_out_log_that_swallows_the_error() -> None:
+    failure = fails(
+        "2.3", memos_app(logs_and_swallows), saying='GET /memos/99 ended in a 500 with FastAPI\'s error "Response not awaited"'
+    )
+    assert "`raise`" in failure.hint
+
+
+def test_2_3_rejects_a_raise_that_skips_the_close() -> None:
+    fails(
+        "2.3",
+        memos_app(reraises_but_closes_after_the_try),
+        saying="after GET /memos/99 answered 404 (the handler raised HTTPException(404)), the pool still lent 1 of its 3 connections",
+    )

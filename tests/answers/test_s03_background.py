@@ -11,10 +11,10 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer
+from asynclab.standins.s03_background import MailboxFull, Mailer, Partners, ReportRenderer
 from tests.conftest import fails, passes
 
 log = logging.getLogger("newsletter")
@@ -73,10 +73,13 @@ def tracked_set(
                 await asyncio.gather(*sends, return_exceptions=True)
                 return
             _, pending = await asyncio.wait(sends, timeout=0.2)
-            if drain == "cancel":
+            if drain in ("cancel", "cancel only", "cancel then sleep"):
                 for task in pending:
                     task.cancel()
+            if drain == "cancel":
                 await asyncio.gather(*pending, return_exceptions=True)
+            elif drain == "cancel then sleep":  # guesses how long a cancelled send takes to end
+                await asyncio.sleep(0.1)
 
         return start, lifespan
 
@@ -171,6 +174,21 @@ def test_3_1_rejects_a_log_line_without_the_address() -> None:
 def test_3_1_rejects_no_drain_and_a_drain_that_does_not_cancel() -> None:
     fails("3.1", newsletter(tracked_set(drain="none")), saying="2 sends (eve@example.com, lee@example.com) were still running")
     fails("3.1", newsletter(tracked_set(drain="wait only")), saying="were still running")
+
+
+def test_3_1_rejects_cancelling_without_waiting_for_the_cancelled_sends() -> None:
+    """A cancelled send still has to clean up (as real I/O does): only a shutdown that waits for it sees it end."""
+    failure = fails(
+        "3.1",
+        newsletter(tracked_set(drain="cancel only")),
+        saying="the shutdown cancelled 2 sends (eve@example.com, lee@example.com) and finished before they had ended",
+    )
+    assert "asyncio.gather(*pending, return_exceptions=True)" in failure.hint
+    fails(
+        "3.1",
+        newsletter(tracked_set(drain="cancel then sleep")),
+        saying="the shutdown cancelled 2 sends (eve@example.com, lee@example.com) and finished before they had ended",
+    )
 
 
 def test_3_1_rejects_a_drain_without_a_deadline() -> None:
@@ -367,3 +385,166 @@ def test_3_1_accepts_a_failure_logged_above_error() -> None:
 
 def test_3_1_rejects_a_failure_logged_as_a_warning() -> None:
     fails("3.1", newsletter(tracked_set(level=logging.WARNING)), saying="logged with their address, but at WARNING, not ERROR")
+
+
+def test_3_1_rejects_the_handed_out_set_with_the_guides_sleep() -> None:
+    """As handed out: the guide's set, and its sleep(0.1) at shutdown."""
+
+    def the_guides_set_and_sleep(mailer: Mailer) -> tuple[Starter, Lifespan]:
+        start, _ = the_guides_set(mailer)
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            yield
+            await asyncio.sleep(0.1)  # the guide: "allow pending tasks to complete gracefully"
+
+        return start, lifespan
+
+    fails("3.1", newsletter(the_guides_set_and_sleep), saying="2 failed sends reached only asyncio's 'Task exception was never retrieved'")
+
+
+# --- 3.3 -------------------------------------------------------------------------------------------
+
+hooks_log = logging.getLogger("webhooks")
+
+
+def webhooks(deliver_with: str, *, drain: bool = True) -> Callable[[Partners], FastAPI]:
+    """The handed-out webhook app, its ``deliver`` written one way or another (``deliver_with``)."""
+
+    def build(partners: Partners) -> FastAPI:
+        deliveries: set[asyncio.Task[None]] = set()
+
+        def ended(task: asyncio.Task[None]) -> None:
+            deliveries.discard(task)
+            if task.cancelled():
+                hooks_log.warning("%s was cancelled", task.get_name())
+            elif task.exception() is not None:
+                hooks_log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+        async def deliver(url: str, event: dict[str, Any]) -> None:
+            for attempt in range(1, 4 if deliver_with != "one attempt" else 2):
+                try:
+                    await partners.post(url, event)
+                    return
+                except asyncio.CancelledError:
+                    if deliver_with == "reraise first":
+                        raise
+                    if deliver_with == "swallow and return":
+                        hooks_log.warning("delivery to %s stopped at shutdown", url)
+                        return
+                    if deliver_with in ("BaseException", "bare except"):
+                        hooks_log.warning("delivery to %s failed (attempt %d): cancelled", url, attempt)
+                        await asyncio.sleep(0.05 * attempt)
+                        continue
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a partner can fail in any way
+                    hooks_log.warning("delivery to %s failed (attempt %d): %r", url, attempt, exc)
+                    await asyncio.sleep(0.05 * attempt)
+            hooks_log.error("gave up on %s", url)
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            yield
+            if deliveries and drain:
+                _, late = await asyncio.wait(deliveries, timeout=0.2)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
+
+        app = FastAPI(lifespan=lifespan)
+
+        @app.post("/orders/{order_id}/paid", status_code=202)
+        async def order_paid(order_id: int) -> dict[str, int]:
+            for url in partners.urls:
+                task = asyncio.create_task(deliver(url, {"order": order_id}), name=f"webhook to {url}")
+                deliveries.add(task)
+                task.add_done_callback(ended)
+            return {"notified": len(partners.urls)}
+
+        return app
+
+    return build
+
+
+def as_handed_out_3_3(partners: Partners) -> FastAPI:
+    """The handed-out code itself: `except BaseException` around each attempt."""
+    deliveries: set[asyncio.Task[None]] = set()
+
+    async def deliver(url: str, event: dict[str, Any]) -> None:
+        for attempt in (1, 2, 3):
+            try:
+                await partners.post(url, event)
+                return
+            except BaseException as exc:  # noqa: BLE001 - the handed-out fault: it catches the cancel too
+                hooks_log.warning("delivery to %s failed (attempt %d): %r", url, attempt, exc)
+                await asyncio.sleep(0.05 * attempt)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if deliveries:
+            _, late = await asyncio.wait(deliveries, timeout=0.2)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/orders/{order_id}/paid", status_code=202)
+    async def order_paid(order_id: int) -> dict[str, int]:
+        for url in partners.urls:
+            task = asyncio.create_task(deliver(url, {"order": order_id}))
+            deliveries.add(task)
+            task.add_done_callback(deliveries.discard)
+        return {"notified": len(partners.urls)}
+
+    return app
+
+
+def webhooks_in_a_task_group(partners: Partners) -> FastAPI:
+    """Another right answer: a task group owned by the lifespan, with a deadline at shutdown."""
+
+    async def deliver(url: str, event: dict[str, Any]) -> None:
+        for attempt in (1, 2, 3):
+            try:
+                await partners.post(url, event)
+                return
+            except Exception as exc:  # noqa: BLE001 - a partner can fail in any way
+                hooks_log.warning("delivery to %s failed (attempt %d): %r", url, attempt, exc)
+                await anyio.sleep(0.05 * attempt)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with anyio.create_task_group() as deliveries:
+            yield {"deliveries": deliveries}
+            deliveries.cancel_scope.deadline = anyio.current_time() + 0.2
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/orders/{order_id}/paid", status_code=202)
+    async def order_paid(order_id: int, request: Request) -> dict[str, int]:
+        for url in partners.urls:
+            request.state.deliveries.start_soon(deliver, url, {"order": order_id})
+        return {"notified": len(partners.urls)}
+
+    return app
+
+
+def test_3_3_accepts_a_cancel_that_goes_through() -> None:
+    for answer in (webhooks("Exception"), webhooks("reraise first"), webhooks_in_a_task_group):
+        assert "the delivery to hung.example was cancelled once" in passes("3.3", answer)
+
+
+def test_3_3_rejects_a_retry_that_catches_the_cancel_with_the_symptom_only() -> None:
+    for answer in (as_handed_out_3_3, webhooks("BaseException"), webhooks("bare except")):
+        failure = fails("3.3", answer, saying="the app's shutdown was still running 2 s after it began")
+        assert not any(word in failure.observed for word in ("CancelledError", "BaseException", "except"))
+
+
+def test_3_3_rejects_a_cancel_swallowed_and_returned() -> None:
+    fails("3.3", webhooks("swallow and return"), saying="its task ended as if it had finished")
+
+
+def test_3_3_rejects_no_retries_and_no_drain() -> None:
+    fails("3.3", webhooks("one attempt"), saying="flaky.example failed once (503 Service Unavailable) and never got the event")
+    fails("3.3", webhooks("Exception", drain=False), saying="the delivery to hung.example was still running")

@@ -5,6 +5,7 @@ as a string and fail to resolve ``db``, a local variable of the app factory (eve
 """
 
 import asyncio
+import io
 import itertools
 import logging
 import traceback
@@ -20,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from asynclab.standins.s05_errors import StockService, User, UserDB
+from asynclab.standins.s05_errors import Catalog, StockService, User, UserDB
 from tests.conftest import fails, passes
 
 logger = logging.getLogger("shop")
@@ -490,3 +491,209 @@ def test_5_2_rejects_a_handler_that_needs_the_header() -> None:
 
 def test_5_2_rejects_a_handler_that_logs_only_requests_with_an_id() -> None:
     fails("5.2", handler_answer(logs_only_requests_with_an_id), saying="no ERROR record carries its exception and its path")
+
+
+# Root cause 6: the log is observed wherever it goes, also on a logger of the app's own that does not propagate to the root.
+
+
+def own_logger(name: str) -> logging.Logger:
+    """A logger with its own handler, cut off from the root logger, as many apps configure theirs."""
+    own = logging.getLogger(name)
+    own.propagate = False
+    if not own.handlers:
+        own.addHandler(logging.StreamHandler(io.StringIO()))
+    return own
+
+
+async def logs_to_its_own_logger(request: Request, exc: Exception) -> JSONResponse:
+    rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+    own_logger("orders.errors").error("%s %s failed (request %s)", request.method, request.url.path, rid, exc_info=exc)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error", "request_id": rid})
+
+
+async def logs_to_its_own_logger_without_exc_info(request: Request, exc: Exception) -> JSONResponse:
+    rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+    own_logger("orders.errors").error("%s %s failed (request %s)", request.method, request.url.path, rid)
+    return JSONResponse(status_code=500, content={"detail": "Internal server error", "request_id": rid})
+
+
+def test_5_2_accepts_a_logger_that_does_not_propagate() -> None:
+    assert "the log has the exception, method, path and request id" in passes("5.2", handler_answer(logs_to_its_own_logger))
+
+
+def test_5_2_reads_a_logger_that_does_not_propagate_and_names_what_is_missing() -> None:
+    fails("5.2", handler_answer(logs_to_its_own_logger_without_exc_info), saying="carries no exception (exc_info)")
+
+
+async def warns_on_its_own_logger(stock: StockService, deadline: float, sku: str) -> dict[str, object]:
+    try:
+        with anyio.fail_after(deadline):
+            level = await stock.level(sku)
+    except TimeoutError:
+        own_logger("orders.stock").warning("stock service timed out for %s", sku)
+        raise HTTPException(status_code=503, detail="stock service unavailable") from None
+    return {"sku": sku, "level": level}
+
+
+def test_5_3_reads_a_logger_that_does_not_propagate() -> None:
+    assert "each logged" in passes("5.3", stock_app(warns_on_its_own_logger))
+
+
+# --- 5.4 · find it: the shop's own broken data, answered as the customer's mistake ---------------------
+
+
+def parse_price(text: str) -> float:
+    return float(text)
+
+
+def parse_coupon(code: str) -> int:
+    if not code.startswith("SAVE"):
+        raise ValueError(f"not a coupon code: {code!r}")
+    return int(code.removeprefix("SAVE"))
+
+
+def shop_app(*, value_error_status: int | None, coupon_400: bool, price_500: bool = False) -> Callable[[Catalog], FastAPI]:
+    """5.4's shop: a ValueError handler answering ``value_error_status`` (None: no handler); the coupon route turning
+    its own ValueError into a 400 (``coupon_400``); the price reader turning a bad price into a 500 (``price_500``)."""
+
+    def price_of(text: str) -> float:
+        if not price_500:
+            return parse_price(text)
+        try:
+            return parse_price(text)
+        except ValueError as exc:
+            logger.error("the stored price %r is not a number", text, exc_info=exc)
+            raise HTTPException(status_code=500, detail="Internal server error") from exc
+
+    def build_shop(catalog: Catalog) -> FastAPI:
+        app = FastAPI()
+        if value_error_status is not None:
+
+            @app.exception_handler(ValueError)
+            async def value_error(request: Request, exc: ValueError) -> JSONResponse:
+                detail = "Invalid request" if value_error_status < 500 else "Internal server error"
+                return JSONResponse(status_code=value_error_status, content={"detail": detail})
+
+        @app.get("/products/{sku}")
+        async def product(sku: str) -> dict[str, object]:
+            price = await catalog.price(sku)
+            if price is None:
+                raise HTTPException(status_code=404, detail=f"no product {sku}")
+            return {"sku": sku, "price": price_of(price)}
+
+        @app.get("/basket")
+        async def basket(items: str) -> dict[str, object]:
+            prices = [await catalog.price(sku) for sku in items.split(",")]
+            if None in prices:
+                raise HTTPException(status_code=404, detail="a product in the basket does not exist")
+            return {"items": items.split(","), "total": round(sum(price_of(p) for p in prices), 2)}
+
+        @app.post("/coupons/{code}")
+        async def apply_coupon(code: str) -> dict[str, object]:
+            if not coupon_400:
+                return {"code": code, "percent": parse_coupon(code)}
+            try:
+                percent = parse_coupon(code)
+            except ValueError as exc:
+                raise HTTPException(status_code=400, detail="not a coupon code") from exc
+            return {"code": code, "percent": percent}
+
+        return app
+
+    return build_shop
+
+
+class NotACoupon(Exception):
+    """The customer's mistake, as the shop's own exception."""
+
+
+def domain_exception_shop(catalog: Catalog) -> FastAPI:
+    """A right answer of another shape: the coupon's mistake is a domain exception, mapped to 400 by a handler."""
+    app = shop_app(value_error_status=None, coupon_400=False)(catalog)
+
+    @app.exception_handler(NotACoupon)
+    async def not_a_coupon(request: Request, exc: NotACoupon) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": "not a coupon code"})
+
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/coupons/{code}"]
+
+    @app.post("/coupons/{code}")
+    async def apply_coupon(code: str) -> dict[str, object]:
+        if not code.startswith("SAVE") or not code.removeprefix("SAVE").isdigit():
+            raise NotACoupon(code)
+        return {"code": code, "percent": int(code.removeprefix("SAVE"))}
+
+    return app
+
+
+def test_5_4_accepts_the_handler_removed_and_the_coupon_answered_where_it_is_read() -> None:
+    assert "answered 500 on both routes" in passes("5.4", shop_app(value_error_status=None, coupon_400=True))
+
+
+def test_5_4_accepts_the_price_failure_turned_into_a_500_where_it_happens() -> None:
+    assert "still answered 400" in passes("5.4", shop_app(value_error_status=None, coupon_400=True, price_500=True))
+
+
+def test_5_4_accepts_a_domain_exception_for_the_customers_mistake() -> None:
+    assert "still answered 400" in passes("5.4", domain_exception_shop)
+
+
+def test_5_4_as_handed_out_tells_the_symptom_not_the_place() -> None:
+    failure = fails(
+        "5.4",
+        shop_app(value_error_status=400, coupon_400=False),
+        saying="GET /products/cake fails because of the shop's own data",
+    )
+    assert "told 400" in failure.observed
+    assert not [word for word in ("ValueError", "handler", "exception") if word in failure.observed]
+
+
+def test_5_4_rejects_the_handler_removed_alone() -> None:
+    fails(
+        "5.4",
+        shop_app(value_error_status=None, coupon_400=False),
+        saying="POST /coupons/SAVE-TEN (a code the customer mistyped) answered 500",
+    )
+
+
+def test_5_4_rejects_the_handler_answering_500_for_everything() -> None:
+    fails(
+        "5.4",
+        shop_app(value_error_status=500, coupon_400=False),
+        saying="now the customer's own mistake reads as the shop's failure",
+    )
+
+
+def test_5_4_rejects_a_fix_of_one_route_only() -> None:
+    """The price fixed where the product page reads it, the handler left: the basket still blames the customer."""
+
+    def product_page_only(catalog: Catalog) -> FastAPI:
+        app = shop_app(value_error_status=400, coupon_400=False)(catalog)
+        app.router.routes = [r for r in app.router.routes if getattr(r, "path", "") != "/products/{sku}"]
+
+        @app.get("/products/{sku}")
+        async def product(sku: str) -> dict[str, object]:
+            price = await catalog.price(sku)
+            if price is None:
+                raise HTTPException(status_code=404, detail=f"no product {sku}")
+            try:
+                return {"sku": sku, "price": parse_price(price)}
+            except ValueError as exc:
+                raise HTTPException(status_code=500, detail="Internal server error") from exc
+
+        return app
+
+    fails("5.4", product_page_only, saying="GET /basket?items=tea,cake fails because of the shop's own data")
+
+
+def test_5_4_rejects_a_500_that_tells_the_customer_why() -> None:
+    def says_why(catalog: Catalog) -> FastAPI:
+        app = shop_app(value_error_status=None, coupon_400=True)(catalog)
+
+        @app.exception_handler(Exception)
+        async def tell_all(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse(status_code=500, content={"detail": str(exc)})
+
+        return app
+
+    fails("5.4", says_why, saying="it tells the customer 'could not convert'")

@@ -2,6 +2,8 @@
 
 # No `from __future__ import annotations` here: FastAPI must resolve the handlers' local Annotated aliases.
 
+import asyncio
+import contextlib
 import gc
 import threading
 import warnings
@@ -11,12 +13,14 @@ from contextvars import ContextVar
 from typing import Annotated, Any
 
 import anyio
+import pytest
+import uvicorn
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from asynclab.standins.s06_isolation import AuditLog, Moderation, Note
+from asynclab.standins.s06_isolation import AuditLog, Moderation, Note, OrderBook
 from tests.conftest import fails, passes
 
 # --- 6.1 · one session per request -----------------------------------------------------------------
@@ -406,6 +410,51 @@ def test_62_accepts_a_dependency_that_returns_the_caller() -> None:
     assert "each saw and wrote only its own data" in said and "every anonymous request stayed anonymous" in said
 
 
+def test_62_a_limit_of_the_checks_own_is_the_checks_trouble(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy machine: uvicorn takes longer to start than the check allows. The check says so; it never blames the learner."""
+    import asynclab.checks.s06_isolation as s06
+
+    real_startup = uvicorn.Server.startup
+
+    async def busy_startup(self: uvicorn.Server, sockets: Any = None) -> None:
+        await asyncio.sleep(1.0)  # before the app's own startup: nothing of the learner's runs yet
+        await real_startup(self, sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "startup", busy_startup)
+    monkeypatch.setattr(s06, "SERVER_START", 0.2)
+    failure = fails(
+        "6.2",
+        dependency_returns_the_caller,
+        saying="the check could not start the server within 0.2 s: the machine is busy; run it again",
+    )
+    assert "your code" not in failure.observed and "TimeoutError" not in str(failure)
+
+
+def test_62_an_answer_that_never_comes_on_the_connection_is_the_apps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A route that never answers on real uvicorn: the connection's limit runs out while the request is inside the app."""
+    import asynclab.checks.s06_isolation as s06
+
+    monkeypatch.setattr(s06, "ANSWER_WITHIN", 0.5)
+    hangs_on_uvicorn = asyncio.Event()  # never set: waited on only by the keep-alive part's requests
+
+    def build(url: str, audit: AuditLog) -> FastAPI:
+        app = dependency_returns_the_caller(url, audit)
+        if audit.rendezvous is None:  # the keep-alive part, on real uvicorn (the burst's audit log has a rendezvous)
+
+            @app.middleware("http")
+            async def never_answers(request: Request, call_next: Any) -> Any:
+                await hangs_on_uvicorn.wait()
+                return await call_next(request)
+
+        return app
+
+    fails(
+        "6.2",
+        build,
+        saying="on real uvicorn, a request on a keep-alive connection had no answer after 0.5 s: 1 request(s) were still inside your app",
+    )
+
+
 def test_62_accepts_contextvars_set_in_an_async_dependency() -> None:
     passes("6.2", contextvars_in_async_dependency)
 
@@ -539,3 +588,132 @@ def test_62_rejects_a_middleware_that_skips_anonymous_requests() -> None:
 
 def test_62_rejects_a_reset_that_comes_after_the_response() -> None:
     fails("6.2", contextvars_set_and_reset_with_tokens, saying="answered {'user': 'alice', 'tenant': 'acme'}: the identity of the request before it")
+
+
+# --- 6.3 · find it: the audit trail names the wrong person -------------------------------------------
+
+
+class RequestContext:
+    def __init__(self, user: str | None = None) -> None:
+        self.user = user
+
+
+Identify = Callable[..., Any]
+Caller = Callable[[Request, Any], str | None]
+
+
+def orders_app(
+    identify: Identify, caller: Caller, *, lock: asyncio.Lock | None = None
+) -> Callable[[OrderBook, AuditLog], FastAPI]:
+    """6.3's service: ``identify`` runs as the route's dependency; ``caller(request, found)`` names who asks."""
+
+    def build_orders(orders: OrderBook, audit: AuditLog) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+            yield {"orders": orders, "audit": audit, "context": RequestContext()}
+
+        app = FastAPI(lifespan=lifespan)
+
+        @app.post("/orders/{order_id}/cancel")
+        async def cancel(order_id: int, request: Request, found: Annotated[Any, Depends(identify)]) -> dict[str, object]:
+            async with lock or contextlib.nullcontext():
+                await request.state.orders.cancel(order_id)
+                await request.state.audit.record(f"{caller(request, found)} cancelled order {order_id}")
+                return {"order": order_id, "cancelled_by": caller(request, found)}
+
+        return app
+
+    return build_orders
+
+
+async def into_shared_context(request: Request, x_user: Annotated[str, Header()]) -> None:
+    request.state.context.user = x_user  # as handed out: the lifespan's one RequestContext
+
+
+async def onto_the_request(request: Request, x_user: Annotated[str, Header()]) -> None:
+    request.state.user = x_user
+
+
+async def a_new_context(request: Request, x_user: Annotated[str, Header()]) -> None:
+    request.state.context = RequestContext(x_user)  # a fresh object, on this request's own state
+
+
+async def returns_the_caller(x_user: Annotated[str, Header()]) -> str:
+    return x_user
+
+
+audit_user: ContextVar[str | None] = ContextVar("audit_user", default=None)
+
+
+async def sets_a_contextvar(x_user: Annotated[str, Header()]) -> None:
+    audit_user.set(x_user)
+
+
+def sets_a_contextvar_in_def(x_user: Annotated[str, Header()]) -> None:
+    audit_user.set(x_user)
+
+
+async def onto_the_app(request: Request, x_user: Annotated[str, Header()]) -> None:
+    request.app.state.user = x_user
+
+
+local_caller = threading.local()
+
+
+async def into_a_thread_local(x_user: Annotated[str, Header()]) -> None:
+    local_caller.user = x_user
+
+
+def test_63_accepts_the_caller_kept_on_the_request() -> None:
+    assert "every audit entry and every answer named its own caller" in passes(
+        "6.3", orders_app(onto_the_request, lambda request, _: request.state.user)
+    )
+
+
+def test_63_accepts_a_new_context_for_every_request() -> None:
+    passes("6.3", orders_app(a_new_context, lambda request, _: request.state.context.user))
+
+
+def test_63_accepts_the_caller_returned_by_the_dependency() -> None:
+    passes("6.3", orders_app(returns_the_caller, lambda _, found: found))
+
+
+def test_63_accepts_a_contextvar_set_in_async_code() -> None:
+    passes("6.3", orders_app(sets_a_contextvar, lambda *_: audit_user.get()))
+
+
+def test_63_as_handed_out_tells_the_symptom_not_the_place() -> None:
+    failure = fails(
+        "6.3",
+        orders_app(into_shared_context, lambda request, _: request.state.context.user),
+        saying="the audit trail named the wrong person for 9 of them",
+    )
+    assert "sent one at a time, every entry was right" in failure.observed
+    assert not [word for word in ("request.state", "lifespan", "context", "shared") if word in failure.observed]
+
+
+def test_63_rejects_the_app_state() -> None:
+    fails(
+        "6.3", orders_app(onto_the_app, lambda request, _: request.app.state.user), saying="named the wrong person for 9 of them"
+    )
+
+
+def test_63_rejects_a_thread_local() -> None:
+    fails("6.3", orders_app(into_a_thread_local, lambda *_: local_caller.user), saying="named the wrong person for 9 of them")
+
+
+def test_63_rejects_a_contextvar_set_in_a_def_dependency() -> None:
+    fails(
+        "6.3",
+        orders_app(sets_a_contextvar_in_def, lambda *_: audit_user.get()),
+        saying="answered 200 {'order': 1, 'cancelled_by': None}",
+    )
+
+
+def test_63_rejects_a_lock_that_makes_requests_take_turns() -> None:
+    """Right names, one cancellation at a time: correct, and no longer a service under load."""
+    fails(
+        "6.3",
+        orders_app(onto_the_request, lambda request, _: request.state.user, lock=asyncio.Lock()),
+        saying="were never inside the app at the same time",
+    )

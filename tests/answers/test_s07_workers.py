@@ -227,6 +227,56 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
 )
 
 
+# Root cause 3: the counts must be in the database the exercise names, not in a store of the answer's own.
+
+JSON_FILE = (
+    QUOTA_HEAD
+    + """
+import json
+
+COUNTS = Path(__file__).with_name("counts.json")  # a file both workers see, next to the module
+
+
+@app.get("/ask/{key}")
+async def ask(key: str) -> dict[str, int | str]:
+    counts = json.loads(COUNTS.read_text()) if COUNTS.exists() else {}
+    if counts.get(key, 0) >= QUOTA:
+        raise HTTPException(429, "quota used up")
+    counts[key] = counts.get(key, 0) + 1
+    COUNTS.write_text(json.dumps(counts))
+    return {"key": key, "used": counts[key], "left": QUOTA - counts[key]}
+"""
+)
+
+# The same file, locked while it is read and written: right across workers, yet the counts are not in the database.
+LOCKED_JSON_FILE = JSON_FILE.replace("import json\n", "import fcntl\nimport json\n").replace(
+    """    counts = json.loads(COUNTS.read_text()) if COUNTS.exists() else {}
+    if counts.get(key, 0) >= QUOTA:
+        raise HTTPException(429, "quota used up")
+    counts[key] = counts.get(key, 0) + 1
+    COUNTS.write_text(json.dumps(counts))
+""",
+    """    with open(COUNTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one call at a time, across both workers
+        counts = json.loads(COUNTS.read_text()) if COUNTS.exists() else {}
+        if counts.get(key, 0) >= QUOTA:
+            raise HTTPException(429, "quota used up")
+        counts[key] = counts.get(key, 0) + 1
+        COUNTS.write_text(json.dumps(counts))
+""",
+)
+
+
+@pytest.mark.parametrize("source", [JSON_FILE, LOCKED_JSON_FILE], ids=["json-file", "locked-json-file"])
+def test_7_1_rejects_counts_kept_outside_the_database(tmp_path: Path, source: str) -> None:
+    assert source.count("fcntl.flock") == (source is LOCKED_JSON_FILE)
+    fails(
+        "7.1",
+        module(tmp_path, "quota.py", source),
+        saying="the usage table in quota.db holds no count for alice, who was allowed 5 calls",
+    )
+
+
 def test_7_1_accepts_one_upsert_with_a_condition(tmp_path: Path) -> None:
     said = passes("7.1", module(tmp_path, "quota.py", UPSERT_WHERE))
     assert "at the same moment" in said and "after a restart the used-up quotas still held" in said
@@ -411,6 +461,68 @@ async def convert(euros: float) -> dict[str, float]:
 )
 
 
+ON_EVENT = (
+    PRICES_HEAD
+    + """
+app = FastAPI()
+
+
+@app.on_event("startup")
+async def open_rates() -> None:
+    app.state.rates = RatesClient()
+
+
+@app.on_event("shutdown")
+async def close_rates() -> None:
+    await app.state.rates.aclose()
+"""
+    + ROUTE_ON_APP_STATE
+)
+
+OPENED_LAZILY = (
+    PRICES_HEAD
+    + """
+rates: RatesClient | None = None
+
+
+def client() -> RatesClient:
+    global rates
+    if rates is None:  # opened by the first request, once per process
+        rates = RatesClient()
+    return rates
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    yield
+    if rates is not None:
+        await rates.aclose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/convert/{euros}")
+async def convert(euros: float) -> dict[str, float]:
+    rate = await client().rate("EUR", "USD")
+    return {"eur": euros, "usd": round(euros * rate, 2)}
+"""
+)
+
+
+def test_7_2_rejects_on_event_as_4_1_and_8_4_do(tmp_path: Path) -> None:
+    failure = fails("7.2", module(tmp_path, "prices.py", ON_EVENT), saying="prices.py uses on_event, and FastAPI warned: ")
+    assert "lifespan" in failure.hint
+
+
+def test_7_2_rejects_a_client_opened_lazily_and_closed_at_shutdown(tmp_path: Path) -> None:
+    fails(
+        "7.2",
+        module(tmp_path, "prices.py", OPENED_LAZILY),
+        saying="started twice in one process (as a test suite does), GET /convert/10 answered 200 on the first start and 500 on the second",
+    )
+
+
 @pytest.mark.parametrize(
     "source",
     [LIFESPAN_APP_STATE, LIFESPAN_STATE_DICT, LIFESPAN_SETS_GLOBAL],
@@ -425,10 +537,148 @@ def test_7_2_accepts(tmp_path: Path, source: str) -> None:
     [
         (AT_IMPORT, "RatesClient was opened while the module was being imported"),
         (AT_IMPORT_CLOSED_IN_LIFESPAN, "RatesClient was opened while the module was being imported"),
-        (NEVER_CLOSED, "never closed its rates client when the server stopped"),
+        (NEVER_CLOSED, "the RatesClient it opened still answered: nothing closed it when the app stopped"),
         (PER_REQUEST, "opened 3 rates clients for 3 requests: open one per worker, not one per request."),
     ],
     ids=["at-import", "at-import-closed-in-lifespan", "never-closed", "one-per-request"],
 )
 def test_7_2_rejects(tmp_path: Path, source: str, saying: str) -> None:
     fails("7.2", module(tmp_path, "prices.py", source), saying=saying)
+
+
+# --- 7.3 -------------------------------------------------------------------------------------------
+
+PRICES_HEAD = """
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+DATABASE = Path(__file__).with_name("price_list.db")
+SELECT = text("SELECT cents FROM prices WHERE sku = :sku")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS prices (sku TEXT PRIMARY KEY, cents INTEGER NOT NULL)"))
+        await conn.execute(text("INSERT OR IGNORE INTO prices VALUES ('kettle', 3490), ('teapot', 2450)"))
+    app.state.engine = engine
+    yield {"sessions": async_sessionmaker(engine)}
+    await engine.dispose()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+class Price(BaseModel):
+    cents: int
+
+
+async def store(sku: str, cents: int, request: Request) -> None:
+    async with request.app.state.engine.begin() as conn:
+        changed = await conn.execute(text("UPDATE prices SET cents = :cents WHERE sku = :sku"), {"cents": cents, "sku": sku})
+    if changed.rowcount == 0:
+        raise HTTPException(404, "no such product")
+
+
+async def read(sku: str, request: Request) -> int | None:
+    async with request.app.state.engine.connect() as conn:
+        return (await conn.execute(SELECT, {"sku": sku})).scalar_one_or_none()
+
+
+def answer(sku: str, cents: int | None) -> dict[str, int | str]:
+    if cents is None:
+        raise HTTPException(404, "no such product")
+    return {"sku": sku, "cents": cents}
+"""
+
+READ_EVERY_TIME = (
+    PRICES_HEAD
+    + """
+
+@app.put("/prices/{sku}")
+async def set_price(sku: str, price: Price, request: Request):
+    await store(sku, price.cents, request)
+    return answer(sku, price.cents)
+
+
+@app.get("/prices/{sku}")
+async def get_price(sku: str, request: Request):
+    return answer(sku, await read(sku, request))
+"""
+)
+
+# The lifespan's yielded state instead of app.state: a session per request, the same single read.
+SESSION_FROM_LIFESPAN_STATE = READ_EVERY_TIME.replace(
+    "    return answer(sku, await read(sku, request))",
+    """    async with request.state.sessions() as session:
+        return answer(sku, (await session.execute(SELECT, {"sku": sku})).scalar_one_or_none())""",
+)
+
+KNOWN = (
+    PRICES_HEAD
+    + """
+known: dict[str, int | None] = {}
+lock = asyncio.Lock()
+fetched_at: dict[str, float] = {}
+
+
+@app.put("/prices/{sku}")
+async def set_price(sku: str, price: Price, request: Request):
+    await store(sku, price.cents, request)
+    known[sku] = price.cents  # KEEP
+    return answer(sku, price.cents)
+
+
+@app.get("/prices/{sku}")
+async def get_price(sku: str, request: Request):
+    if sku not in known:  # FRESH
+        known[sku] = await read(sku, request)
+    return answer(sku, known[sku])
+"""
+)
+# As handed out: each worker's dict, updated by the PUT in the worker that served it only.
+HANDED_OUT_73 = KNOWN
+# "A lock makes the dict safe": the lock is per process too.
+LOCKED_DICT = KNOWN.replace("    known[sku] = price.cents  # KEEP", "    async with lock:\n        known[sku] = price.cents").replace(
+    "    if sku not in known:  # FRESH\n        known[sku] = await read(sku, request)",
+    "    async with lock:\n        if sku not in known:\n            known[sku] = await read(sku, request)",
+)
+# Forget the price on a change, so the next read fetches it: only in the worker that served the PUT.
+FORGOTTEN_ON_CHANGE = KNOWN.replace("    known[sku] = price.cents  # KEEP", "    known.pop(sku, None)")
+# Entries that expire after a minute: a change shows, a minute later, on the other worker.
+EXPIRE_AFTER_A_MINUTE = KNOWN.replace(
+    "    if sku not in known:  # FRESH\n",
+    "    if sku not in known or time.monotonic() - fetched_at[sku] > 60:\n        fetched_at[sku] = time.monotonic()\n",
+)
+
+
+@pytest.mark.parametrize("source", [READ_EVERY_TIME, SESSION_FROM_LIFESPAN_STATE], ids=["engine-on-app-state", "lifespan-state-session"])
+def test_7_3_accepts_reading_the_database_on_every_request(tmp_path: Path, source: str) -> None:
+    assert "answered the new price (3540 cents)" in passes("7.3", module(tmp_path, "price_list.py", source))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [HANDED_OUT_73, LOCKED_DICT, FORGOTTEN_ON_CHANGE, EXPIRE_AFTER_A_MINUTE],
+    ids=["handed-out", "a-lock-around-it", "forgotten-on-change", "expires-after-a-minute"],
+)
+def test_7_3_rejects_a_copy_in_each_worker(tmp_path: Path, source: str) -> None:
+    failure = fails(
+        "7.3",
+        module(tmp_path, "price_list.py", source),
+        saying="answered [3540, 3490, 3540, 3490]: 2 of them the old price",
+    )
+    assert not [word for word in ("worker", "known", "memory", "cache") if word in str(failure).splitlines()[0]]
+
+
+def test_7_3_rejects_a_lost_404(tmp_path: Path) -> None:
+    source = READ_EVERY_TIME.replace('        raise HTTPException(404, "no such product")\n    return {', '        return {"sku": sku, "cents": 0}\n    return {')
+    fails("7.3", module(tmp_path, "price_list.py", source), saying="GET /prices/spoon (no such product) answered 200, expected 404")

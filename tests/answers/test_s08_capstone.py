@@ -99,6 +99,19 @@ def test_8_2_checking_only_that_a_header_is_there_is_rejected(tmp_path: Path) ->
     fails("8.2", variant(tmp_path, (VERIFY, wrong)), saying="with a forged token answered 201")
 
 
+def test_8_2_a_new_event_loop_per_request_is_rejected(tmp_path: Path) -> None:
+    """A `def` dependency that runs the client on asyncio.run(): a new loop per request, which the client refuses."""
+    signature = 'staff_member(authorization: Annotated[str, Header()] = "") -> str:\n'
+    wrong = 'name = asyncio.run(tokens.verify(authorization.removeprefix("Bearer ")))'
+    service = variant(
+        tmp_path,
+        (f"async def {signature}    {VERIFY}", f"def {signature}    {wrong}"),  # a worker thread: no loop of its own
+        ("import logging\n", "import asyncio\nimport logging\n"),
+    )
+    failure = fails("8.2", service, saying="tokens.verify() ran on a new event loop (asyncio.run), not on the app's")
+    assert "await tokens.verify(" in failure.hint
+
+
 # --- 8.3 ------------------------------------------------------------------------------------------
 
 BACKGROUND = "background.add_task(send_confirmation, request.app.state.mail, order.number, order.email)"

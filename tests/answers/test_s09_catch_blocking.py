@@ -103,6 +103,20 @@ def test_9_1_allowing_the_block_in_the_route_fails_under_load(tmp_path: Path) ->
     fails("9.1", answer, saying="under load, with blockbuster on, your service raised Blocking call to time.sleep")
 
 
+def test_9_1_prices_asked_once_at_import_fail(tmp_path: Path) -> None:
+    """Quoting every price once, at import, blocks no request, but every page then shows a price that may be stale."""
+    at_import = (
+        'app = FastAPI()\nPRICES = {sku: display_price(sku) for sku in ("kettle", "teapot", "mug")}  # asked once, at import\n'
+    )
+    answer = folder(tmp_path, edits={"app = FastAPI()\n": at_import, OFFLOADED: "price = PRICES[sku]"})
+    fails(
+        "9.1",
+        answer,
+        saying="after the pricing service changed the price of kettle from 34.90 EUR to 35.40 EUR, "
+        "GET /products/kettle still answered '34.90 EUR'",
+    )
+
+
 def test_9_1_not_a_folder_fails() -> None:
     fails("9.1", "catalog_service.py", saying="expected the folder of your service and its tests")
 

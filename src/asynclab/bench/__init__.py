@@ -4,7 +4,8 @@ An app in-process (``inprocess``) or on a real uvicorn: in the kernel's loop (``
 worker group (``workers``) or as a process of its own (``processes``); free ports (``ports``),
 a scratch folder for app modules (``workspace``) and a temporary SQLite database (``database``).
 Load and its gauges (``load``, ``gauges``, ``probes``, ``loopwatch``), a record of the calls a
-stand-in receives (``calls``), pictures (``figures``), raw HTTP (``rawhttp``, ``keepalive``,
+stand-in receives (``calls``), a stand-in client's tie to its event loop (``loopbound``), cancellation that takes time and a watch over
+an app's shutdown (``cancelling``), the bench's own time limits (``limits``), pictures (``figures``), raw HTTP (``rawhttp``, ``keepalive``,
 ``crowd``), and proof that nothing is left running (``leftovers``).
 Nothing here knows about a particular section.
 """

@@ -10,8 +10,10 @@ from typing import Any
 
 import anyio
 import httpx
+import psutil
 
-from asynclab.bench.workers import PID_HEADER, Answer, Workers
+from asynclab.bench.load import response_body
+from asynclab.bench.workers import PID_HEADER, Answer, Workers, WorkersFailed, _fresh_client, _paused, _pid_of
 
 
 @contextlib.contextmanager
@@ -68,4 +70,53 @@ async def at_once(
         async with anyio.create_task_group() as tg:
             for i in range(n):
                 tg.start_soon(one, i)
+    return sorted(answers, key=lambda a: a.index)
+
+
+def accepted(pid: int, port: int) -> int:
+    """How many connections to ``port`` the process ``pid`` has accepted and still holds open."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return 0
+    return sum(1 for c in connections if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
+
+
+async def _until(ready: Any, within: float, what: str) -> None:
+    deadline = anyio.current_time() + within
+    while not ready():
+        if anyio.current_time() > deadline:
+            raise WorkersFailed(f"{what} within {within:.0f} s")
+        await anyio.sleep(0.01)
+
+
+async def one_per_worker(
+    server: Workers, path: str, *, hold: Path, logged: str | None = None, within: float = 10.0
+) -> list[Answer]:
+    """One request to each worker, all in flight together while the writes of the SQLite file ``hold`` are held.
+
+    Each request goes to its worker with the others paused (so that worker alone can accept it);
+    the next is sent once that worker has accepted it and, with ``logged``, once the server's log
+    has one more line holding ``logged`` (say, the app's line after its read). Then the writes go.
+    So every request has read before any of them writes: an order of events, not a clock.
+    """
+    answers: list[Answer] = []
+    pids = server.worker_pids
+    async with _fresh_client(timeout=within + 5) as client:
+
+        async def one(i: int) -> None:
+            response = await client.get(server.url + path)
+            body = response_body(response)
+            answers.append(Answer(i, _pid_of(response, body), response.status_code, body))
+
+        async with anyio.create_task_group() as tg:
+            with writes_held(hold):
+                for i, pid in enumerate(pids):
+                    seen = len(server.lines(logged)) if logged else 0
+                    with _paused(set(pids) - {pid}):
+                        before = accepted(pid, server.port)
+                        tg.start_soon(one, i)
+                        await _until(lambda: accepted(pid, server.port) > before, within, f"worker {pid} accepted no connection")  # noqa: B023
+                    if logged:
+                        await _until(lambda: len(server.lines(logged)) > seen, within, f"the log showed no new {logged!r} line")  # noqa: B023
     return sorted(answers, key=lambda a: a.index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -92,6 +93,44 @@ def capture_logs(name: str = "", level: int = logging.DEBUG) -> Iterator[Capture
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+_every_log_lock = threading.Lock()
+_every_log_sinks: list[tuple[int, list[logging.LogRecord]]] = []
+_real_call_handlers = logging.Logger.callHandlers
+
+
+def _call_handlers_noting(self: logging.Logger, record: logging.LogRecord) -> None:
+    for level, records in tuple(_every_log_sinks):  # a copy: another thread may change the list meanwhile
+        if record.levelno >= level:
+            records.append(record)
+    _real_call_handlers(self, record)
+
+
+@contextmanager
+def capture_every_log(level: int = logging.DEBUG) -> Iterator[CapturedLogs]:
+    """Catch every record any logger hands to its handlers while the block runs, wherever they send it.
+
+    Unlike :func:`capture_logs`, which listens on one logger, this sees a record whose logger does
+    not propagate to the root (``propagate = False``, its own handlers): what the app logged, not
+    where its configuration sends it. Loggers without a level of their own log from ``level`` up.
+    """
+    captured = CapturedLogs()
+    root = logging.getLogger()
+    old_level = root.level
+    with _every_log_lock:
+        if not _every_log_sinks:
+            logging.Logger.callHandlers = _call_handlers_noting  # type: ignore[method-assign]
+        _every_log_sinks.append((level, captured.records))
+    root.setLevel(level)
+    try:
+        yield captured
+    finally:
+        root.setLevel(old_level)
+        with _every_log_lock:
+            _every_log_sinks[:] = [sink for sink in _every_log_sinks if sink[1] is not captured.records]
+            if not _every_log_sinks:
+                logging.Logger.callHandlers = _real_call_handlers  # type: ignore[method-assign]
 
 
 @asynccontextmanager

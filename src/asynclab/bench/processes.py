@@ -5,6 +5,10 @@ to wait for lines of its log, signal it and read its exit status. It is for what
 of its own shows: signals and exit codes, ``--loop uvloop``, ``--workers``. For an app object
 served in the kernel's own loop use :func:`asynclab.bench.server.uvicorn_server`; for a
 multi-worker server of an app module, :func:`asynclab.bench.workers.serve_workers`.
+
+``pid_namespace=True`` starts it as PID 1 of a new PID namespace (Linux, ``unshare``), as a
+container without an init runs it; ``init=("tini", "--")`` puts an init in front of it, as
+``docker run --init`` does. :func:`pid_namespace_unavailable` says why that cannot run here.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import anyio
+import psutil
 
 from asynclab.bench.workers import _LIVE_GROUPS, _group_members, _launch, _signal_group
 from asynclab.bench.workspace import workspace
@@ -36,11 +43,13 @@ class UvicornProcess:
     command: list[str]
     process: subprocess.Popen[bytes]
     log_path: Path
+    pid_namespace: bool = False  # started as PID 1 of a PID namespace of its own (``unshare`` is the process we hold)
 
     @property
     def shell(self) -> str:
         """The command as you would type it."""
-        return " ".join(["python", *self.command[1:]])
+        start = self.command.index(sys.executable)
+        return " ".join([*self.command[:start], "python", *self.command[start + 1 :]])
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -91,25 +100,74 @@ class UvicornProcess:
         await anyio.sleep(0.05)  # let the last lines reach the log
         return self.process.returncode
 
+    @property
+    def first_pid(self) -> int:
+        """The process a signal is meant for: uvicorn's parent, or in a PID namespace its PID 1 (uvicorn or the init)."""
+        if not self.pid_namespace:
+            return self.process.pid
+        children = psutil.Process(self.process.pid).children()  # unshare has forked PID 1 of the namespace
+        if not children:
+            raise RuntimeError("the PID namespace has no process yet")
+        return children[0].pid
+
     def terminate(self) -> None:
-        """SIGTERM to the parent alone: what a deploy, ``docker stop`` or Kubernetes send."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.process.pid, signal.SIGTERM)
+        """SIGTERM to the parent alone (in a PID namespace, to its PID 1): what a deploy, ``docker stop`` or Kubernetes send."""
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            os.kill(self.first_pid, signal.SIGTERM)
+
+
+@cache
+def _unshare() -> list[str]:
+    """The command that starts a process as PID 1 of a new PID namespace, as root or (user namespaces) as anybody."""
+    user = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *user]
+
+
+@cache
+def pid_namespace_unavailable() -> str | None:
+    """None when ``uvicorn_process(..., pid_namespace=True)`` can run here; otherwise why not, in one sentence."""
+    if sys.platform != "linux":
+        return f"PID namespaces are a Linux feature; this is {sys.platform}"
+    if shutil.which("unshare") is None:
+        return "the `unshare` command (util-linux) is not installed"
+    try:
+        probe = subprocess.run([*_unshare(), "true"], capture_output=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`unshare` could not run: {exc}"
+    if probe.returncode != 0:
+        said = probe.stderr.decode(errors="replace").strip().splitlines()
+        return f"`{' '.join(_unshare())}` failed here: {said[-1] if said else f'exit status {probe.returncode}'}"
+    return None
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_process(module_source: str, *options: str, env: dict[str, str] | None = None) -> AsyncIterator[UvicornProcess]:
+async def uvicorn_process(
+    module_source: str,
+    *options: str,
+    env: dict[str, str] | None = None,
+    pid_namespace: bool = False,
+    init: Sequence[str] = (),
+) -> AsyncIterator[UvicornProcess]:
     """Write ``module_source`` as ``app.py`` in a new folder; run ``python -m uvicorn app:app --host 127.0.0.1 --port 0 *options``.
 
     The block starts as soon as the process is launched (wait with :meth:`UvicornProcess.wait_for`
     or :meth:`UvicornProcess.exited`). When it ends, also when it fails, the whole process group is
-    killed (SIGKILL), so no worker outlives it.
+    killed (SIGKILL), so no worker outlives it. ``pid_namespace=True``: uvicorn (or ``init``, a
+    command such as ``("tini", "--")`` that runs it) is PID 1 of a new PID namespace, as in a
+    container; the group then holds ``unshare``, whose death takes the whole namespace with it.
+    Check :func:`pid_namespace_unavailable` first.
     """
+    if pid_namespace and (reason := pid_namespace_unavailable()):
+        raise RuntimeError(f"cannot start uvicorn in a PID namespace: {reason}")
     folder = Path(tempfile.mkdtemp(prefix="asynclab-uvicorn-", dir=workspace()))
     (folder / "app.py").write_text(module_source, encoding="utf-8")
-    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0", *options]
+    uvicorn = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port", "0", *options]
+    command = [*(_unshare() if pid_namespace else []), *init, *uvicorn]
     environment = {**os.environ, **(env or {})}
-    server = UvicornProcess(command, _launch(command, folder / "uvicorn.log", folder, environment), folder / "uvicorn.log")
+    # unshare blocks SIGTERM, so if the kernel dies, SIGKILL it: --kill-child then kills the namespace
+    dies_by = signal.SIGKILL if pid_namespace else signal.SIGTERM
+    launched = _launch(command, folder / "uvicorn.log", folder, environment, dies_by)
+    server = UvicornProcess(command, launched, folder / "uvicorn.log", pid_namespace)
     try:
         yield server
     finally:

@@ -15,6 +15,8 @@ from typing import Any, Self
 
 import anyio
 
+from asynclab.bench.limits import BenchTimedOut
+
 
 @dataclass(frozen=True)
 class RawRequest:
@@ -60,11 +62,21 @@ class Connection:
             pass
 
     async def send(self, *requests: RawRequest) -> list[RawResponse]:
-        """Write every request in one go, then read one response per request, in order."""
+        """Write every request in one go, then read one response per request, in order.
+
+        No answer within ``timeout`` seconds raises :class:`~asynclab.bench.limits.BenchTimedOut`:
+        whether the server or the machine is to blame, the caller knows better (was a request still
+        inside the app?).
+        """
         self.writer.write(b"".join(r.encode() for r in requests))
         await self.writer.drain()
-        with anyio.fail_after(self.timeout):
-            return [await self._response() for _ in requests]
+        answers: list[RawResponse] = []
+        with anyio.move_on_after(self.timeout):
+            for _ in requests:
+                answers.append(await self._response())
+        if len(answers) < len(requests):
+            raise BenchTimedOut(f"read an answer to {requests[len(answers)]} on the connection", self.timeout)
+        return answers
 
     async def _response(self) -> RawResponse:
         head = await self.reader.readuntil(b"\r\n\r\n")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asynclab.bench.limits import BenchTimedOut
 from asynclab.bench.ports import bound_socket
 
 
@@ -28,6 +29,39 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _noting_startup(app: ASGIApp, startup: list[str]) -> ASGIApp:
+    """The app, noting in ``startup`` when its lifespan startup began (``"began"``) and when it ended (``"ended"``)."""
+
+    async def noting(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def noting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                startup.append("began")
+            return message
+
+        async def noting_send(message: Message) -> None:
+            if message["type"] in ("lifespan.startup.complete", "lifespan.startup.failed"):
+                startup.append("ended")
+            await send(message)
+
+        await app(scope, noting_receive, noting_send)
+
+    return noting
+
+
+def _did_not_start(startup: list[str], seconds: float) -> NoReturn:
+    """Whose fault is a server not started in time: the app's, if its own startup began and had not ended; else the bench's."""
+    from asynclab.course.checking import StartupTimedOut
+
+    if "began" in startup and "ended" not in startup:
+        raise StartupTimedOut(seconds)
+    raise BenchTimedOut("start the server", seconds)
 
 
 @contextlib.asynccontextmanager
@@ -49,14 +83,24 @@ async def uvicorn_server(
     Any other keyword is a ``uvicorn.Config`` option, e.g. ``limit_concurrency=4``,
     ``reset_contextvars=True``, ``timeout_graceful_shutdown=1``.
 
+    A startup that takes longer than ``startup_timeout`` raises ``StartupTimedOut`` if the app's own
+    startup (its lifespan) was still running, else :class:`~asynclab.bench.limits.BenchTimedOut`.
+
     Unlike an in-process client, this is a real HTTP server: a response reaches the client as
     soon as it is sent, while background tasks are still running. The server is always stopped
     when the block ends, also when the block fails: no port outlives it.
     """
     sock = bound_socket()
     port = sock.getsockname()[1]
+    startup: list[str] = []
     settings = uvicorn.Config(
-        app, log_level=log_level, log_config=None, access_log=False, lifespan=lifespan, http=http, **config
+        _noting_startup(app, startup),
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        lifespan=lifespan,
+        http=http,
+        **config,
     )
     server = _QuietServer(settings)
 
@@ -70,11 +114,13 @@ async def uvicorn_server(
 
     serving = asyncio.create_task(serve(), name="asynclab-uvicorn")
     try:
-        with anyio.fail_after(startup_timeout):
+        with anyio.move_on_after(startup_timeout):
             while not server.started:
                 if serving.done():
                     raise StartupFailed(exit_code[0] if exit_code else None)
                 await anyio.sleep(0.005)
+        if not server.started:
+            _did_not_start(startup, startup_timeout)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

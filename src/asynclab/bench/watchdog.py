@@ -9,6 +9,9 @@ Every heartbeat's lateness goes to a ``prometheus_client`` histogram, to graph b
     app = FastAPI(lifespan=watchdog.lifespan)
     app.add_middleware(watchdog.middleware)
 
+In tests, :class:`StallGuard` keeps what a watchdog saw instead of logging it, so that a test can
+fail when the loop stalled while it ran, whatever blocked it: a wait in C, a CPU burst.
+
 This file needs only the standard library and prometheus_client: copy it into your service.
 """
 
@@ -20,11 +23,12 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import CollectorRegistry, Histogram
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -70,13 +74,16 @@ class Watchdog:
                     self.lag.observe(max(0.0, time.monotonic() - self._last - self.interval))
 
         def watch() -> None:
-            reported, poll = -1, max(self.interval, self.threshold / 5)  # a stall is seen within a fifth of the threshold
+            reported, poll = None, max(self.interval, self.threshold / 5)  # a stall is seen within a fifth of the threshold
             while not stop.wait(poll):
-                beat, stalled = self._beat, time.monotonic() - self._last
-                if stalled > self.threshold and beat != reported:  # once per stall
-                    reported = beat
+                if not loop.is_running():  # stopped between two runs (pytest's anyio plugin between phases): no stall
+                    self._last = time.monotonic()
+                    continue
+                task, beat, stalled = asyncio.current_task(loop), self._beat, time.monotonic() - self._last
+                if stalled > self.threshold and (beat, task) != reported:  # once per stall (per task, if back to back)
+                    reported = (beat, task)
                     self.stalls += 1
-                    route = self.route(self.requests.get(asyncio.current_task(loop)))  # type: ignore[arg-type]
+                    route = self.route(self.requests.get(task))  # type: ignore[arg-type]
                     frame = sys._current_frames().get(loop_thread)
                     stack = "".join(traceback.format_stack(frame)[-6:]) if frame else ""
                     self.log.warning("event loop stalled (%.0f ms so far) by %s; loop thread at:\n%s", stalled * 1000,
@@ -98,3 +105,79 @@ class Watchdog:
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         async with self.running():
             yield
+
+
+class StallGuard:
+    """For tests: what watchdogs saw, kept instead of logged, to fail the test during which the loop stalled.
+
+    ``async with guard.watching():`` runs a :class:`Watchdog` on the running loop (several loops may
+    be watched, at once or in turn); ``guard.take()`` returns, one message per stall, what was seen
+    since the last call. Two witnesses. The watchdog thread reports a loop that has not turned for
+    ``threshold`` seconds, with the loop thread's stack. The heartbeat measures its own lateness when
+    the loop turns again, and a late beat that no report covers counts from ``3 * threshold``: it
+    needs no thread to be scheduled in time (a loop blocked for 1 s runs its next heartbeat at least
+    0.99 s late, on any machine), but it also counts a moment when a loaded machine did not run the
+    process at all, hence the higher bar.
+    """
+
+    def __init__(self, threshold: float = 0.3, *, interval: float = 0.01) -> None:
+        self.threshold, self.interval = threshold, interval
+        self.lag = _Lateness(bar=3 * threshold)
+        # Outside logging's tree, so its reports go to the guard alone (pytest captures every logger in it).
+        self.log = logging.Logger("stall-guard", logging.WARNING)  # noqa: LOG001
+        self._kept = _Kept()
+        self.log.addHandler(self._kept)
+        self._sightings: deque[float] = deque(maxlen=1000)  # when the thread reported a stall (time.time())
+
+    @asynccontextmanager
+    async def watching(self) -> AsyncIterator[Watchdog]:
+        async with Watchdog(self.threshold, interval=self.interval, lag=self.lag, logger=self.log).running() as watchdog:
+            yield watchdog
+
+    def take(self) -> list[str]:
+        """What was seen since the last call, one message per stall; empty if the loop kept turning."""
+        reports = self._kept.take()
+        self._sightings.extend(r.created for r in reports)
+        found = [f"the event loop stalled longer than {self.threshold} s (stuck for {r.stalled:.2f} s when seen"
+                 + (f", serving {r.route}" if r.route != "no request" else "") + f"); the loop thread was at:\n{r.stack}"
+                 for r in reports]
+        found += [f"the event loop's heartbeat ran {late:.2f} s late (more than {self.lag.bar:.2f} s); "
+                  "the watchdog thread did not get to see where the loop was"
+                  for ran, late in self.lag.take()
+                  if not any(ran - late - self.interval <= seen <= ran for seen in self._sightings)]
+        return found
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+        self._records_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._records_lock:
+            self.records.append(record)
+
+    def take(self) -> list[Any]:  # LogRecords with the watchdog's extra fields: stalled, route, stack
+        with self._records_lock:
+            taken, self.records = self.records, []
+        return taken
+
+
+class _Lateness(Histogram):
+    """The heartbeat's lateness, as a histogram, and each beat later than ``bar``: (when it ran, how late)."""
+
+    def __init__(self, bar: float) -> None:
+        super().__init__("stall_guard_lag_seconds", "Heartbeat lateness", buckets=(bar,), registry=CollectorRegistry())
+        self.bar, self.late, self._late_lock = bar, list[tuple[float, float]](), threading.Lock()
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        super().observe(amount, exemplar)
+        if amount > self.bar:
+            with self._late_lock:
+                self.late.append((time.time(), amount))
+
+    def take(self) -> list[tuple[float, float]]:
+        with self._late_lock:
+            taken, self.late = self.late, []
+        return taken

@@ -262,8 +262,8 @@ def _write_pid_tag(target: str, app_dir: Path) -> str:
     return f"{name}:app"
 
 
-def _die_with_parent() -> Callable[[], object] | None:
-    """Linux: a call for the child that asks the kernel to send it SIGTERM when the thread that started it dies.
+def _die_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], object] | None:
+    """Linux: a call for the child that asks the kernel to send it ``sig`` (SIGTERM) when the thread that started it dies.
 
     A Jupyter kernel that is killed (out of memory, a hub stopping a server) runs no clean-up, so
     without this its uvicorn parent would live on, workers and port included. SIGTERM lets uvicorn
@@ -280,14 +280,16 @@ def _die_with_parent() -> Callable[[], object] | None:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         return None
-    return functools.partial(prctl, pr_set_pdeathsig, int(signal.SIGTERM))
+    return functools.partial(prctl, pr_set_pdeathsig, int(sig))
 
 
-def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _launch(
+    command: list[str], log_path: Path, folder: Path, env: dict[str, str], death_signal: signal.Signals = signal.SIGTERM
+) -> subprocess.Popen[bytes]:
     """Start the command as the leader of a new process group, every process writing to one log.
 
     Call it from a thread that outlives the server (the event loop's thread): on Linux the server
-    is told to stop when that thread ends (see :func:`_die_with_parent`).
+    is sent ``death_signal`` when that thread ends (see :func:`_die_with_parent`).
     """
     with open(log_path, "ab") as log_file:  # append mode: whole lines from every process
         process = subprocess.Popen(
@@ -298,7 +300,7 @@ def _launch(command: list[str], log_path: Path, folder: Path, env: dict[str, str
             cwd=folder,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - one system call, no lock or import in the child
+            preexec_fn=_die_with_parent(death_signal),  # noqa: PLW1509 - one system call, no lock or import in the child
         )
     _LIVE_GROUPS.add(process.pid)
     return process

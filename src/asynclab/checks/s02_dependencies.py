@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 from fastapi.exceptions import FastAPIError
@@ -98,17 +98,29 @@ REPORTS = {"reports": ["q1-revenue", "q2-revenue", "q3-forecast"]}
             "tokens.verify is `async def`: called without `await`, its body never runs (the auth server is never asked) and "
             "you get a coroutine object, which is truthy and never None."
         ),
-        "`user = await tokens.verify(token)`: then `if not user` tests the real answer (a User or None).",
+        (
+            "`return await tokens.verify(token)` in authenticate: then `user` is a User or None, "
+            "and `if user is None` tests the real answer."
+        ),
     ],
 )
 async def token_dependency(factory: Callable[[TokenService], Any]) -> str:
     """A "find it" exercise: the first message says what a client sees; the forgotten `await` is named after a hint."""
-    tokens = TokenService()
+    tokens = TokenService()  # made on the check's loop, which serves the app: its connection belongs to that loop
     app = build_app(factory, tokens)
     refused = [("without a token", {}), ("with a made-up token", {"Authorization": "Bearer tok-mallory-0000"})]
+
+    async def get(path: str, how: str, headers: dict[str, str]) -> httpx.Response:
+        try:
+            return await client.get(path, headers=headers)
+        except Exception as exc:
+            if tokens.connection.strangers:
+                _on_another_loop(f"GET {path} {how}", tokens.connection.strangers, exc)
+            raise
+
     async with inprocess_client(app) as client:
         for path in ("/reports", "/me"):
-            answers = {how: await client.get(path, headers=headers) for how, headers in refused}
+            answers = {how: await get(path, how, headers) for how, headers in refused}
             let_in = [how for how, response in answers.items() if response.status_code == 200]
             if let_in:
                 fail(f"GET {path} {' and '.join(let_in)} answered 200: anybody gets in.", 0)
@@ -118,13 +130,25 @@ async def token_dependency(factory: Callable[[TokenService], Any]) -> str:
         for token, user in TOKENS.items():
             auth = {"Authorization": f"Bearer {token}"}
             for path, expected in (("/reports", REPORTS), ("/me", {"name": user.name, "role": user.role})):
-                response = await client.get(path, headers=auth)
+                response = await get(path, f"with {user.name}'s valid token", auth)
                 if response.status_code != 200 or response.json() != expected:
                     fail(
                         f"GET {path} with {user.name}'s valid token answered {describe(response)}, expected 200 {expected}.",
                         2,
                     )
     return f"no token and a made-up token: 401 on both routes; {len(TOKENS)} valid tokens: 200 with the right user."
+
+
+def _on_another_loop(request: str, strangers: list[str], error: Exception) -> NoReturn:
+    """Fail: the learner's code ran the token service's coroutine on an event loop of its own, not the app's."""
+    how = strangers[0]
+    new_loop = "a new event loop (asyncio.run)" if how == "asyncio.run()" else "an event loop of its own"
+    fail(
+        f"{request}: tokens.verify() ran on {new_loop}, not on the app's: {how} starts a new loop for every request, "
+        f"and the token service, like any async client, works only on the loop it was opened on "
+        f"(it raised {type(error).__name__}: {error}).",
+        "Make current_user `async def` and write `user = await tokens.verify(token)`: it then runs on the app's own loop.",
+    )
 
 
 # --- 2.3 --------------------------------------------------------------------------------------------
@@ -163,9 +187,18 @@ async def get(client: httpx.AsyncClient, path: str) -> httpx.Response:
     "2.3",
     "Always give the connection back",
     hints=[
-        "When the handler raises, FastAPI throws the exception into your dependency at the `yield`: the lines after it do not run.",
-        "Close the session in a `finally:` block, or let `async with db.Session() as session:` close it for you.",
-        "`async with db.Session() as session:` then `yield session` inside it. If you catch an exception, `raise` it again.",
+        (
+            "When the handler raises, FastAPI throws its exception into your dependency at the `yield`. Once your `except` "
+            "block raises it again, the lines after the `try` statement no longer run, and the session stays open."
+        ),
+        (
+            "Close the session in a `finally:` block, or let `async with db.Session() as session:` close it for you; "
+            "and end the `except` block with `raise`."
+        ),
+        (
+            "Put the whole `try` inside `async with db.Session() as session:`, with `yield session` in it, "
+            "and end the `except` block with `raise`."
+        ),
     ],
 )
 async def session_dependency(factory: Callable[[MemoDatabase], Any]) -> str:

@@ -15,13 +15,14 @@ import anyio
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asynclab.bench.cancelling import ShutdownWatch
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.bench.probes import capture_logs
+from asynclab.bench.probes import capture_every_log
 from asynclab.checks._harness import concurrently, describe, watched
 from asynclab.course.checking import build_app, exercise, fail
-from asynclab.standins.s03_background import MailboxFull, Mailer, ReportRenderer, wait_until
+from asynclab.standins.s03_background import MailboxFull, Mailer, Partners, ReportRenderer, serve_then_stop, wait_until
 
 # --- 3.1 -------------------------------------------------------------------------------------------
 
@@ -48,10 +49,14 @@ def _names_error(record: logging.LogRecord) -> bool:
     "3.1",
     "Track the fire-and-forget sends",
     hints=[
-        "Three things are missing: a reference to each task, a look at how each task ended, and a shutdown that ends the tasks still running.",
         (
-            "Keep the tasks in a set; in a done-callback, discard the task and, unless it was cancelled, log "
-            "task.exception() with the address (e.g. via the task's name). In the lifespan, after `yield`, drain the set."
+            "The set keeps each task alive, and that is all it does. Two things are missing: a look at how each task "
+            "ended, and a shutdown that waits for the tasks themselves (a sleep only guesses how long they need)."
+        ),
+        (
+            "Give each task a done-callback of your own instead of tasks.discard: discard the task and, unless it was "
+            "cancelled, log task.exception() with the address (name each task after its recipient). In the lifespan, "
+            "replace the sleep with a drain of the set."
         ),
         (
             "Drain what is still running (skip it when nothing is: asyncio.wait refuses an empty set): `_, pending = await asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
@@ -60,25 +65,27 @@ def _names_error(record: logging.LogRecord) -> bool:
     ],
 )
 async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
+    # A cancelled send cleans up for as long as the check holds it: only a shutdown that waits for it sees it end.
     mailer = Mailer(full=FULL, stuck=STUCK, held=True)
     app = build_app(factory, mailer, name="build_newsletter_app")
     everyone = [to for batch in BATCHES for to in batch]
     loop = asyncio.get_running_loop()
     loop_reports: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: loop_reports.append(context))
+    at_stop: dict[str, str] = {}
+    watched_app = ShutdownWatch(app, mailer.cleanups, on_stopped=lambda: at_stop.update(mailer.states()))
 
-    with capture_logs("", logging.WARNING) as logs:
-        async with _newsletter_client(app) as client:
+    with capture_every_log(logging.WARNING) as logs:
+        async with _newsletter_client(watched_app) as client:
             await _post_batches(client)
             await _let_sends_go(mailer, everyone)
-        still_running = [to for to in everyone if mailer.outcome.get(to) == "sending"]
         _free_unkept_tasks()
 
     never_retrieved = [c for c in loop_reports if "never retrieved" in str(c.get("message", ""))]
     destroyed = [c for c in loop_reports if "destroyed but it is pending" in str(c.get("message", ""))]
     _judge_callbacks([c for c in loop_reports if c not in never_retrieved and c not in destroyed])
     _judge_failure_logs([r for r in logs.records if not r.name.startswith("asyncio")], never_retrieved)
-    _judge_endings(mailer, everyone, still_running, destroyed, never_retrieved)
+    _judge_endings(mailer, everyone, at_stop, destroyed, never_retrieved)
     return (
         f"{len(everyone)} sends: {mailer.summary()}; each failure logged with its address, "
         "nothing left to asyncio's 'never retrieved', nothing running after shutdown."
@@ -194,14 +201,27 @@ def _judge_failure_logs(app_records: list[logging.LogRecord], never_retrieved: l
 
 
 def _judge_endings(
-    mailer: Mailer, everyone: list[str], still_running: list[str], destroyed: list[dict[str, Any]], never_retrieved: list[dict[str, Any]]
+    mailer: Mailer,
+    everyone: list[str],
+    at_stop: dict[str, str],
+    destroyed: list[dict[str, Any]],
+    never_retrieved: list[dict[str, Any]],
 ) -> None:
-    """Had every send ended by shutdown, each as it should, with no task lost on the way?"""
+    """Had every send ended when the app's shutdown completed, each as it should, with no task lost on the way?"""
+    still_running = [to for to in everyone if at_stop.get(to) == "sending"]
     if still_running:
         fail(
             f"after the app shut down, {_plural(len(still_running), 'send')} ({', '.join(still_running)}) were still running: "
             "nothing ended them at shutdown.",
             2,
+        )
+    cancelling = [to for to in everyone if at_stop.get(to) == "cancelling"]
+    if cancelling:
+        fail(
+            f"the shutdown cancelled {_plural(len(cancelling), 'send')} ({', '.join(cancelling)}) and finished before they had "
+            "ended: a cancelled send still closes its connection (a few awaits, as real I/O does), and the shutdown did not wait until it had.",
+            "After cancelling, wait for the tasks themselves: `await asyncio.gather(*pending, return_exceptions=True)`. "
+            "A fixed sleep only guesses how long they take.",
         )
     if destroyed:
         fail(f"{_plural(len(destroyed), 'task')} were destroyed while still pending: nothing kept a reference to them.", 1)
@@ -344,3 +364,81 @@ async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
         f"{REPORTS} reports rendered after their responses, up to {peak} at once, none on the event-loop thread; "
         f"{app.probes_during_render} of {app.probes} health probes answered while reports were rendering."
     )
+
+
+# --- 3.3 -------------------------------------------------------------------------------------------
+
+WEBHOOK_PATIENCE = 2.0  # how long the check gives the app's shutdown (its drain needs 0.2 s)
+
+
+@exercise(
+    "3.3",
+    "Find why every deploy hangs",
+    hints=[
+        (
+            "Run the cell above the check and read what the app logs about the delivery to hung.example once the drain "
+            "has cancelled it: does that delivery stop?"
+        ),
+        (
+            "`task.cancel()` raises CancelledError inside the task, at the await where it waits. `except BaseException` "
+            "catches that too: the delivery logs a failed attempt and tries again, and the drain waits for the new attempt."
+        ),
+        (
+            "Retry on `Exception` only, `except Exception as exc:` (since Python 3.8 CancelledError is a BaseException, "
+            "not an Exception), or let the cancel through first: `except asyncio.CancelledError: raise`."
+        ),
+    ],
+)
+async def deploy_hangs(factory: Callable[[Partners], Any]) -> str:
+    partners = Partners()
+    app = build_app(factory, partners, name="build_webhook_app")
+    answered: list[httpx.Response] = []
+    at_stop: dict[str, str] = {}
+
+    async def order_paid(client: httpx.AsyncClient) -> None:
+        answered.append(await client.post("/orders/1/paid"))
+        with anyio.move_on_after(1.0):  # the quick partner, and the flaky one after its retry
+            while partners.outcome.get(Partners.QUICK) != "delivered" or partners.outcome.get(Partners.FLAKY) != "delivered":
+                await anyio.sleep(0.01)
+
+    finished = await serve_then_stop(app, order_paid, patience=WEBHOOK_PATIENCE, at_stop=lambda: at_stop.update(partners.outcome))
+    _judge_webhooks(partners, answered, at_stop, finished)
+    return (
+        "the shutdown ended after its 0.2 s of grace: quick.example got the event at once, flaky.example after one "
+        "retry, and the delivery to hung.example was cancelled once, and ended cancelled."
+    )
+
+
+def _judge_webhooks(partners: Partners, answered: list[httpx.Response], at_stop: dict[str, str], finished: bool) -> None:
+    """Fail on the first thing the webhook app did wrong, the symptom first."""
+    expected = {"notified": len(partners.urls)}
+    if not answered or answered[0].status_code != 202 or answered[0].json() != expected:
+        fail(f"POST /orders/1/paid answered {describe(answered[0]) if answered else 'nothing'}", "Keep the route as it was.")
+    if not finished:
+        fail(
+            f"the app's shutdown was still running {WEBHOOK_PATIENCE:g} s after it began, though its drain gives the "
+            "deliveries 0.2 s: every deploy would wait until the platform kills the process (SIGKILL), and lose what is "
+            "still running.",
+            0,
+        )
+    if not partners.events[Partners.FLAKY]:
+        fail(
+            f"flaky.example failed once (503 Service Unavailable) and never got the event: it was called "
+            f"{_plural(partners.calls[Partners.FLAKY], 'time')}.",
+            "Keep the retries: a partner that fails once must be tried again.",
+        )
+    if at_stop.get(Partners.HUNG) == "sending":
+        fail(
+            "when the app had stopped, the delivery to hung.example was still running: the process would lose it.",
+            "Keep the drain: 0.2 s of grace, then cancel, then wait until the tasks have ended.",
+        )
+    first = partners.tasks.get(Partners.HUNG)
+    if first is not None and not first.cancelled():
+        fail(
+            "the delivery to hung.example was cancelled at shutdown, but its task ended as if it had finished: "
+            "whatever waits on it (the drain, a task group, a timeout) cannot tell that it was stopped.",
+            2,
+        )
+    if partners.calls[Partners.HUNG] > 1:
+        calls = partners.calls[Partners.HUNG]
+        fail(f"hung.example was called {calls} times: the delivery tried again after it was cancelled.", 1)

@@ -12,9 +12,9 @@ from fastapi import FastAPI, HTTPException
 
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import NO_ANSWER, load
-from asynclab.bench.probes import capture_logs
+from asynclab.bench.probes import capture_every_log
 from asynclab.course.checking import build_app, exercise, fail
-from asynclab.standins.s05_errors import SEED_USERS, StockService, UserDB
+from asynclab.standins.s05_errors import CATALOG_PRICES, SEED_USERS, Catalog, StockService, UserDB
 
 #: Words that must never reach a client when the database is down.
 DB_INTERNALS = ("no such table", "SQL", "sqlite", "OperationalError", "Traceback", "users_offline")
@@ -54,7 +54,7 @@ def _logged_causes(records: list[logging.LogRecord]) -> list[str]:
 async def not_found_stays_404(factory: Callable[[UserDB], Any]) -> str:
     async with UserDB.temporary() as db:
         app = build_app(factory, db)
-        with capture_logs() as logs:
+        with capture_every_log() as logs:
             async with inprocess_client(app, raise_app_exceptions=False) as client:
                 found = [await client.get(f"/users/{uid}") for uid in (1, 2)]
                 missing = await client.get("/users/42")
@@ -142,7 +142,7 @@ async def catch_all_handler(install: Callable[[FastAPI], Any]) -> str:
     app = _orders_app(raised)
     install(app)
     request_id = "chk-5b2e91"
-    with capture_logs() as logs:
+    with capture_every_log() as logs:  # wherever the app's loggers send their records, propagating to the root or not
         async with inprocess_client(app, raise_app_exceptions=False) as client:
             health_response = await client.get("/health")
             missing = await client.get("/orders/404")
@@ -261,7 +261,7 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
     app = build_app(factory, stock, DEADLINE)
     long_stock = StockService()
     long_app = build_app(factory, long_stock, LONG_DEADLINE)
-    with capture_logs() as logs:
+    with capture_every_log() as logs:
         reports, calls_before, still_running = await _quick_then_stalled(app, stock, long_app, long_stock)
     for deadline, report in ((DEADLINE, reports[DEADLINE]), (LONG_DEADLINE, reports[LONG_DEADLINE])):
         unanswered = [r for r in report.results if r.status == NO_ANSWER]
@@ -347,3 +347,75 @@ def _judge_deadlines(reports: dict[float, Any]) -> None:
             f"as late as the other app's {LONG_DEADLINE} s deadline. Does your code use the `deadline` parameter?",
             "Wait for the back end for `deadline` seconds (the parameter build_stock_app receives), not a number of your own.",
         )
+
+
+# --- 5.4 · find it: the shop's own broken data, answered as the customer's mistake ---------------------
+
+#: What the shop's answers must never say about its own failure.
+PRICE_INTERNALS = ("could not convert", "n/a", "float", "ValueError", "Traceback")
+
+
+def _shown(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.text[:80]}"
+
+
+@exercise(
+    "5.4",
+    "Find why a broken product says 'Invalid request'",
+    hints=[
+        (
+            "Follow GET /products/cake by hand: which line fails, with which exception, "
+            "and what turns that exception into the answer the customer gets?"
+        ),
+        (
+            'Converting the text "n/a" to a number raises ValueError, and so does much of Python on bad data of your own. '
+            "A handler that answers 400 for every ValueError blames the customer for all of them: only the coupon code is the "
+            "customer's to get wrong."
+        ),
+        (
+            "Remove the ValueError handler, and answer the customer's mistake where it happens, in the coupon route: "
+            "`try: percent = parse_coupon(code)` and "
+            "`except ValueError as exc: raise HTTPException(status_code=400, detail='not a coupon code') from exc`."
+        ),
+    ],
+)
+async def broken_data_is_the_shops(factory: Callable[[Catalog], Any]) -> str:
+    catalog = Catalog()
+    app = build_app(factory, catalog, name="build_shop")
+    async with inprocess_client(app, raise_app_exceptions=False) as client:
+        tea = await client.get("/products/tea")
+        cake = await client.get("/products/cake")
+        basket = await client.get("/basket", params={"items": "tea,cake"})
+        unknown = await client.get("/products/caviar")
+        coupon = await client.post("/coupons/SAVE10")
+        typo = await client.post("/coupons/SAVE-TEN")
+    broken = f"the price stored for cake is {CATALOG_PRICES['cake']!r}"
+    for what, response in (("GET /products/cake", cake), ("GET /basket?items=tea,cake", basket)):
+        if response.status_code < 500:
+            fail(
+                f"{what} fails because of the shop's own data ({broken}), and the customer was told {_shown(response)}: "
+                "an answer that blames the customer, which no retry can fix and no alert on server errors counts.",
+                0,
+            )
+        leaked = [word for word in PRICE_INTERNALS if word.lower() in response.text.lower()]
+        if leaked:
+            fail(
+                f"{what} answered {_shown(response)}: it tells the customer {', '.join(map(repr, leaked))}",
+                "A server error tells the client nothing about itself: let it reach the server's own 500, or answer a fixed message.",
+            )
+    if tea.status_code != 200 or tea.json() != {"sku": "tea", "price": 4.5}:
+        fail(f"GET /products/tea answered {_shown(tea)}", "Keep the working answers as they were: {'sku': 'tea', 'price': 4.5}.")
+    if unknown.status_code != 404:
+        fail(f"GET /products/caviar (no such product) answered {_shown(unknown)}", "Keep answering an unknown product with 404.")
+    if coupon.status_code != 200 or coupon.json() != {"code": "SAVE10", "percent": 10}:
+        fail(f"POST /coupons/SAVE10 answered {_shown(coupon)}", "Keep the coupon route's answer as it was.")
+    if not 400 <= typo.status_code < 500:
+        fail(
+            f"POST /coupons/SAVE-TEN (a code the customer mistyped) answered {_shown(typo)}: now the customer's own mistake "
+            "reads as the shop's failure, and pages whoever watches the server errors",
+            "The coupon code is the customer's to get wrong: answer it with a 4xx where it is read (HTTPException(400)).",
+        )
+    return (
+        f"the shop's broken price answered {cake.status_code} on both routes that read it, "
+        f"while the customer's mistyped coupon still answered {typo.status_code} and the rest worked as before."
+    )

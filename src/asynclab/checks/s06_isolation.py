@@ -9,7 +9,9 @@ from typing import Any
 import anyio
 import httpx
 
+from asynclab.bench.gauges import InFlight
 from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.limits import BenchTimedOut
 from asynclab.bench.load import LoadReport, response_body
 from asynclab.bench.rawhttp import Connection, RawRequest, RawResponse
 from asynclab.bench.server import uvicorn_server
@@ -21,6 +23,7 @@ from asynclab.standins.s06_isolation import (
     Call,
     Moderation,
     NotesDatabase,
+    OrderBook,
     Rendezvous,
     StoredNote,
     burst,
@@ -394,9 +397,20 @@ def _leak(i: int, call: Call, body: Any, new_texts: dict[str, str]) -> tuple[str
             "Depends(caller)]` in each handler, and `user, tenant = who` instead of the globals (None for an anonymous caller, as before)."
         ),
     ],
+    timeout=45,  # the bench's own limits on real uvicorn (SERVER_START, ANSWER_WITHIN) must run out first
 )
 @collect_garbage_before_leaving
 async def whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
+    try:
+        return await _whose_request(factory)
+    except BenchTimedOut as exc:  # a limit of the check's own ran out: never reported as the learner's error
+        fail(
+            f"the check could not {exc.what} within {exc.seconds:g} s: the machine is busy; run it again",
+            "This is the check's trouble, not your code's: run the check cell again (close other heavy programs if it repeats).",
+        )
+
+
+async def _whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
     errors: list[str] = []
     rendezvous = Rendezvous(N_62, timeout=2.0)
     audit = AuditLog(rendezvous=rendezvous)
@@ -487,6 +501,8 @@ def _judge_stored_62(calls: list[Call], stored: list[StoredNote]) -> None:
 
 
 ANONYMOUS = {"user": None, "tenant": None}
+SERVER_START = 15.0  # the check's own limits on real uvicorn: about 0.3 s when all is well; generous for a busy machine
+ANSWER_WITHIN = 15.0
 BIG_TEXT = "a long note " * 9000  # about 100 kB: uvicorn pauses reading while the handler takes the body
 
 
@@ -523,14 +539,26 @@ async def _keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
         (200, ANONYMOUS),
         (401, None),
     ]
+    in_app = InFlight("requests inside the app")
     async with temporary_database(SEED_62) as db:
         with counting_connections(ignore_engine=READER) as connections:
             try:
-                app = build_app(factory, db.url, AuditLog(), name="build_service")
-                async with uvicorn_server(recording_errors(app, errors), http="h11") as url, Connection(url) as conn:
+                app = _counted(recording_errors(build_app(factory, db.url, AuditLog(), name="build_service"), errors), in_app)
+                async with (
+                    uvicorn_server(app, http="h11", startup_timeout=SERVER_START) as url,
+                    Connection(url, timeout=ANSWER_WITHIN) as conn,
+                ):
                     answers = await conn.send(*pipelined)
                     for request in after_big:  # one after the other, each once the previous one has answered
                         answers += await conn.send(request)
+            except BenchTimedOut as exc:
+                if in_app.now:  # the answer did not come because the app was still working on it: the app's doing
+                    fail(
+                        f"on real uvicorn, a request on a keep-alive connection had no answer after {exc.seconds:g} s: "
+                        f"{in_app.now} request(s) were still inside your app",
+                        "Every route must answer: look for an await that never ends, or a lock that is never released.",
+                    )
+                raise
             finally:
                 await connections.close_leftovers()
     sent = pipelined + after_big
@@ -540,6 +568,19 @@ async def _keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
         what = f"{request} {'as ' + who if who else 'with no X-User or X-Tenant (anonymous)'}"
         _judge_kept_alive(what, how, answer, status, body, errors)
     return len(sent)
+
+
+def _counted(app: Any, in_app: InFlight) -> Any:
+    """The app, counting the HTTP requests inside it (started, not yet answered)."""
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with in_app.inside():
+            await app(scope, receive, send)
+
+    return counting
 
 
 def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, body: Any, errors: list[str]) -> None:
@@ -567,3 +608,86 @@ def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, bod
         fail(f"on real uvicorn, {what} saved {shown}, expected a note of {body[0]} of {body[1]}", 1)
     if isinstance(body, dict) and answer.body != body:
         fail(f"on real uvicorn, {what} answered {shown}, expected {body}", 0)
+
+
+
+# --- 6.3 · find it: the audit trail names the wrong person -------------------------------------------
+
+PEOPLE_63 = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
+
+
+def _cancellation(order_id: int, user: str) -> str:
+    return f"{user} cancelled order {order_id}"
+
+
+async def _cancel_one_at_a_time(factory: Callable[[OrderBook, AuditLog], Any]) -> None:
+    """Three cancellations, one after the other: each must answer 200 and be audited under its own name."""
+    audit = AuditLog()
+    app = build_app(factory, OrderBook(), audit, name="build_orders")
+    async with inprocess_client(app, raise_app_exceptions=False) as client:
+        for order_id, user in enumerate(PEOPLE_63[:3], start=1):
+            response = await client.post(f"/orders/{order_id}/cancel", headers={"X-User": user})
+            body = response_body(response)
+            if response.status_code != 200 or body != {"order": order_id, "cancelled_by": user}:
+                fail(
+                    f"POST /orders/{order_id}/cancel as {user}, on its own, answered {response.status_code} {str(body)[:80]}",
+                    "Keep the route's answer as it was: {'order': ..., 'cancelled_by': ...}, with the caller's name.",
+                )
+    expected = [_cancellation(order_id, user) for order_id, user in enumerate(PEOPLE_63[:3], start=1)]
+    if audit.entries != expected:
+        fail(
+            f"three cancellations sent one after the other were audited as {audit.entries}, expected {expected}",
+            "Keep the audit entries as they were: '<who> cancelled order <id>'.",
+        )
+
+
+@exercise(
+    "6.3",
+    "Find why the audit trail blames the wrong person",
+    hints=[
+        (
+            "The name is read after an `await`, and by then the other requests have run too. Where does the handler read "
+            "the caller's name from, and how many of that object are there?"
+        ),
+        (
+            "request.state is per request, but it starts as a shallow copy of what the lifespan yielded: the RequestContext "
+            "made in the lifespan is one object, and every request writes its caller into it."
+        ),
+        (
+            "Keep the caller on the request itself: in identify, `request.state.user = x_user`, and read `request.state.user` "
+            "wherever the handler reads `request.state.context.user`. (Or let identify return the name, and take it as a parameter.)"
+        ),
+    ],
+)
+async def audit_names_the_caller(factory: Callable[[OrderBook, AuditLog], Any]) -> str:
+    await _cancel_one_at_a_time(factory)
+    n = len(PEOPLE_63)
+    rendezvous = Rendezvous(n, timeout=2.0)
+    audit = AuditLog()
+    app = build_app(factory, OrderBook(rendezvous), audit, name="build_orders")
+    calls = [Call("POST", f"/orders/{100 + i}/cancel", headers={"X-User": person}) for i, person in enumerate(PEOPLE_63)]
+    async with inprocess_client(app, raise_app_exceptions=False) as client:
+        report = await burst(client, calls)
+    wrong = [e for e in audit.entries if e not in {_cancellation(100 + i, p) for i, p in enumerate(PEOPLE_63)}]
+    if wrong or len(audit.entries) != n:
+        order_id = int(wrong[0].rsplit(" ", 1)[1]) if wrong and wrong[0].rsplit(" ", 1)[1].isdigit() else None
+        who = PEOPLE_63[order_id - 100] if order_id is not None and 0 <= order_id - 100 < n else None
+        example = f" (it says {wrong[0]!r}, but {who} cancelled order {order_id})" if who else (f" (e.g. {wrong[0]!r})" if wrong else "")
+        fail(
+            f"{n} cancellations sent at once by {n} different people: the audit trail named the wrong person for "
+            f"{len(wrong)} of them{example}; sent one at a time, every entry was right.",
+            0,
+        )
+    for i, result in enumerate(report.results):
+        if result.status != 200 or result.body != {"order": 100 + i, "cancelled_by": PEOPLE_63[i]}:
+            fail(
+                f"POST /orders/{100 + i}/cancel as {PEOPLE_63[i]}, one of {n} at once, answered {result.status} {str(result.body)[:80]}",
+                "The answer names the caller too: read the name from the same per-request place as the audit entry.",
+            )
+    if not rendezvous.complete:
+        fail(
+            f"the {n} cancellations were never inside the app at the same time: at most {rendezvous.most_inside} of them "
+            "were waiting in orders.cancel() at once",
+            "Requests must not take turns: remove any lock, and keep the caller's name per request instead.",
+        )
+    return f"{n} cancellations sent at once by {n} people, all inside the app together: every audit entry and every answer named its own caller."

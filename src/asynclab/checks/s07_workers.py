@@ -9,16 +9,28 @@ judges by the answers and by the server's log.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
+import sqlite3
+import sys
+import warnings
 from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import anyio
+import anyio.to_thread
+
 from asynclab.bench.crowd import at_once
+from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
 from asynclab.bench.workspace import fresh_copy
+from asynclab.checks._harness import import_fresh
 from asynclab.course.checking import exercise, fail, module_file
-from asynclab.standins.s07_workers import ClientEvents
+from asynclab.course.mistakes import warning_text
+from asynclab.standins.s07_workers import ClientEvents, RatesClient, quietly
 
 TIMEOUT = 40.0  # a correct answer takes about 2 s; the bound only guards a badly loaded machine
 
@@ -81,10 +93,12 @@ async def quota(module: Any) -> str:
             plan = [(a, "/ask/alice")] * QUOTA + [(b, "/ask/alice")] * 3 + [(a, "/ask/alice")] * 2
             plan += [(b, "/ask/bob"), (a, "/ask/bob")]
             answers = await send_to_workers(server, plan)
+            stored = await _stored_counts(copy.with_name("quota.db"))  # read back from the file both workers share
             crowd = await at_once(server, "/ask/carol", CROWD, hold=copy.with_name("quota.db"))
     except WorkersFailed as exc:
         _did_not_run(path, exc)
     _judge_one_by_one(server, a, b, plan, answers)
+    _judge_stored(plan, answers, stored)
     by_worker = _judge_crowd(server, crowd)
     await _judge_restart(path, copy)
     spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
@@ -136,6 +150,47 @@ def _judge_one_by_one(server: Workers, a: int, b: int, plan: list[tuple[int, str
             f"bob's first two calls answered {bob}, after alice had used up her quota",
             "Count per key: alice's calls must not use up bob's quota.",
         )
+
+
+async def _stored_counts(database: Path) -> dict[str, int] | None:
+    """The ``used`` count of each key in the ``usage`` table of ``database`` (read-only), or None without such a table."""
+
+    def read() -> dict[str, int] | None:
+        if not database.is_file():
+            return None
+        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as connection:
+            try:
+                rows = connection.execute("SELECT key, used FROM usage").fetchall()
+            except sqlite3.OperationalError:  # no such table (or column)
+                return None
+        return {str(key): int(used) for key, used in rows}
+
+    return await anyio.to_thread.run_sync(read)
+
+
+def _judge_stored(plan: list[tuple[int, str]], answers: list[Answer], stored: dict[str, int] | None) -> None:
+    """Are the allowed calls counted in the database both workers share, the one the exercise names?"""
+    allowed = Counter(
+        route.removeprefix("/ask/") for (_, route), answer in zip(plan, answers, strict=True) if answer.status == 200
+    )
+    if stored is None:
+        fail(
+            "quota.db has no usage table with a `used` count per key: the calls were counted somewhere else",
+            "Keep the lifespan's CREATE TABLE IF NOT EXISTS usage (key, used), and count in that table.",
+        )
+    for key, calls in sorted(allowed.items()):
+        if key not in stored:
+            fail(
+                f"the usage table in quota.db holds no count for {key}, who was allowed {calls} calls: the calls were counted "
+                "somewhere else (a file, a worker's memory), not in the database both workers share",
+                "Count in the usage table: `UPDATE usage SET used = used + 1 WHERE key = :key AND used < :quota RETURNING used`.",
+            )
+        if stored[key] < calls:
+            fail(
+                f"the usage table in quota.db says {key} used {stored[key]} calls, yet {calls} were allowed: "
+                "some calls were counted somewhere else",
+                "Count every allowed call in the usage table, in the same transaction that allows it.",
+            )
 
 
 def _judge_crowd(server: Workers, crowd: list[Answer]) -> Counter[int]:
@@ -198,6 +253,7 @@ async def _judge_restart(path: Path, copy: Path) -> None:
 )
 async def lifespan_client(module: Any) -> str:
     path = _module_file(module, "prices.py")
+    await _started_twice_in_one_process(path)
     amounts = [10, 25, 40, 55, 70, 85]
     try:
         async with _two_workers(path) as server:
@@ -241,5 +297,132 @@ async def lifespan_client(module: Any) -> str:
             fail(f"worker {pid} never closed its rates client when the server stopped", 2)
     return (
         f"{len(answers)} requests, {served} to each worker {workers}: each worker opened one RatesClient "
-        "after import, in its lifespan, and closed it at shutdown."
+        "after import, in its lifespan, and closed it at shutdown; in one process, importing the module opened none, "
+        "and two starts of the app one after the other each opened their own client, used it and closed it."
+    )
+
+
+_imports = itertools.count(1)
+
+
+def _clients() -> list[RatesClient]:
+    """Every RatesClient alive in this process, found by the garbage collector: what was made, not what anything says."""
+    return [o for o in gc.get_objects() if isinstance(o, RatesClient)]
+
+
+async def _works(client: RatesClient) -> bool:
+    """Does the client still answer (is it open)? Asked of the client itself."""
+    try:
+        await client.rate("EUR", "USD")
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _started_twice_in_one_process(path: Path) -> None:
+    """In this process, as a test suite or a script runs it: import the module, then start the app twice, one after the other.
+
+    Importing must open nothing and use no deprecated API; each start must open its own client, answer, and close it.
+    """
+    name = f"prices_check_{next(_imports)}"
+    before = {id(c) for c in _clients()}
+    try:
+        with quietly(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            app = import_fresh(path, name).app
+            at_import = [c for c in _clients() if id(c) not in before]
+            deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "on_event" in str(w.message)]
+            if deprecated:
+                fail(f"{path.name} uses on_event, and FastAPI warned: {warning_text(deprecated[0].message)}", 1)
+            if at_import:
+                fail(
+                    f"RatesClient was opened while the module was being imported ({len(at_import)} of them, found in this process "
+                    "right after `import prices`): import-time code runs in every process that imports the module, and nothing "
+                    "closes what it opens.",
+                    0,
+                )
+            statuses: list[int] = []
+            for start in (1, 2):
+                known = {id(c) for c in _clients()}
+                async with inprocess_client(app, raise_app_exceptions=False) as client:
+                    response = await client.get("/convert/10")
+                statuses.append(response.status_code)
+                opened = [c for c in _clients() if id(c) not in known]
+                still_open = [c for c in opened if await _works(c)]
+                if response.status_code == 200 and still_open:
+                    fail(
+                        f"after the app's {'first' if start == 1 else 'second'} start had stopped, the RatesClient it opened still answered: "
+                        "nothing closed it when the app stopped",
+                        2,
+                    )
+    finally:
+        sys.modules.pop(name, None)
+    if statuses != [200, 200]:
+        fail(
+            f"started twice in one process (as a test suite does), GET /convert/10 answered {statuses[0]} on the first start "
+            f"and {statuses[1]} on the second: a client kept in a module variable and closed at shutdown is gone for the next "
+            "start, which reuses it instead of opening its own",
+            "Open the client in the lifespan, on every start (before `yield`), and close it after `yield`.",
+        )
+
+
+# --- 7.3 ------------------------------------------------------------------------------------------
+
+OLD_CENTS, NEW_CENTS = 3490, 3540
+KETTLE = "/prices/kettle"
+
+
+@exercise(
+    "7.3",
+    "A price change that some customers never see",
+    hints=[
+        (
+            "Run the try-it cell: each answer's x-worker-pid header names the process that served it. Compare the ones that "
+            "answered the old price with the one that took the PUT, and with what each of them had answered before the change."
+        ),
+        (
+            "The PUT wrote the new price to the database. Where else does the module keep a price, and which processes can "
+            "see what the PUT wrote there?"
+        ),
+        (
+            "`known` is a dict in each worker's memory. The PUT updated the copy of the worker that served it; the other "
+            "worker keeps answering from its own copy for as long as it runs. Read the price from the database on every GET, "
+            "and delete `known`: the database is the one copy both workers see."
+        ),
+    ],
+    timeout=TIMEOUT,
+)
+async def price_change(module: Any) -> str:
+    path = _module_file(module, "price_list.py")
+    try:
+        async with _two_workers(path) as server:
+            a, b = server.worker_pids
+            before = await send_to_workers(server, [(a, KETTLE), (b, KETTLE)])  # pages viewed before the change
+            change = await send_to_workers(server, [(a, KETTLE)], method="PUT", json={"cents": NEW_CENTS})
+            after = await send_to_workers(server, [(a, KETTLE), (b, KETTLE)] * 2)
+            unknown = await send_to_workers(server, [(b, "/prices/spoon")])
+    except WorkersFailed as exc:
+        _did_not_run(path, exc)
+    keep = "Keep the routes' answers as they were: {'sku': ..., 'cents': ...}, and 404 for an unknown product."
+    for answer in before:
+        if (answer.status, answer.body) != (200, {"sku": "kettle", "cents": OLD_CENTS}):
+            fail(f"GET {KETTLE} answered {answer.status} {str(answer.body)[:100]}{_log_error(server)}", keep)
+    if (change[0].status, change[0].body) != (200, {"sku": "kettle", "cents": NEW_CENTS}):
+        fail(f"PUT {KETTLE} with {{'cents': {NEW_CENTS}}} answered {change[0].status} {str(change[0].body)[:100]}", keep)
+    if any(x.status != 200 for x in after):
+        odd = next(x for x in after if x.status != 200)
+        fail(f"after PUT {KETTLE}, GET {KETTLE} answered {odd.status} {str(odd.body)[:100]}{_log_error(server)}", keep)
+    cents = [x.body.get("cents") if isinstance(x.body, dict) else x.body for x in after]
+    if cents != [NEW_CENTS] * len(after):
+        old = cents.count(OLD_CENTS)
+        fail(
+            f"after PUT {KETTLE} changed the price from {OLD_CENTS} to {NEW_CENTS} cents (answered 200), the next "
+            f"{len(after)} GET {KETTLE} answered {cents}: {old} of them the old price",
+            0,
+        )
+    if unknown[0].status != 404:
+        fail(f"GET /prices/spoon (no such product) answered {unknown[0].status}, expected 404", keep)
+    return (
+        f"after PUT {KETTLE} on worker {a}, all {len(after)} reads, on worker {a} and on worker {b}, answered the new price "
+        f"({NEW_CENTS} cents), though both had shown the old one before; an unknown product answered 404."
     )

@@ -180,6 +180,19 @@ async def staff_only(answer: Any) -> str:
         forged = await _order(client, "forger@example.com", headers={"Authorization": "Bearer tok-forged"})
         staff = await _order(client, "ada@example.com")
         emails = [row["email"] for row in await _stored(url)]
+    if journal.strangers:
+        how = journal.strangers[0]
+        new_loop = "a new event loop (asyncio.run)" if how == "asyncio.run()" else "an event loop of its own"
+        error = next((e for e in _app_errors if isinstance(e, RuntimeError)), None)
+        sent = (("with no token", anonymous), ("with a forged token", forged), ("with a staff token", staff))
+        label, status = next(((lb, r.status_code) for lb, r in sent if r.status_code >= 500), ("", 0))
+        fail(
+            (f"POST /orders {label} answered {status}: " if label else "")
+            + f"tokens.verify() ran on {new_loop}, not on the app's: {how} starts a new loop for every request, and the "
+            "identity provider's client, like any async client, works only on the loop it first connected on"
+            + (f" (it raised {type(error).__name__}: {error})." if error else "."),
+            "Keep the staff dependency `async def` and write `name = await tokens.verify(...)`: it then runs on the app's own loop.",
+        )
     for label, response in (("with no token", anonymous), ("with a forged token", forged)):
         if response.status_code != 401:
             fail(

@@ -104,20 +104,62 @@ async def tests_catch_blocking(answer: Any) -> str:
                 pages = await load(client, lambda i: f"/products/{skus[i]}", n=len(skus))
                 texts = await load(client, lambda i: f"/products/{skus[i]}/description", n=len(skus))
                 missing = await client.get("/products/spoon/description")
+                feed.reprice(REPRICED, NEW_CENTS)  # the pricing team changes a price between two requests
+                after = await client.get(f"/products/{REPRICED}")
     except Exception as exc:  # noqa: BLE001 - the learner's error, reported in one line
         leaf = first_error(exc)
         if isinstance(leaf, BlockingError):
             fail(f"under load, with blockbuster on, your service raised {leaf}", 1)
         fail(raised(leaf), "Fix that error first: the check calls your service just as a server would.")
-    wrong = [r for r in [*pages.results, *texts.results] if r.status != 200] + ([missing] if missing.status_code != 404 else [])
-    if wrong:
-        fail(f"{len(wrong)} of {len(skus) * 2 + 1} requests got a wrong status, e.g. {getattr(wrong[0], 'status', None) or wrong[0].status_code}",
-             "Change how the routes wait, not what they answer: 200 for a product, 404 for an unknown one.")
+    wrong = [r for r in [*pages.results, *texts.results] if r.status != 200] + [r for r in (missing,) if r.status_code != 404]
+    if wrong or after.status_code != 200:
+        first = wrong[0] if wrong else after
+        fail(
+            f"{len(wrong) + (after.status_code != 200)} of {len(skus) * 2 + 2} requests got a wrong status, "
+            f"e.g. {getattr(first, 'status', None) or first.status_code}",
+            "Change how the routes wait, not what they answer: 200 for a product, 404 for an unknown one.",
+        )
+    _judge_prices(pages.results, skus, after.json(), len(skus) + 1, feed.calls)
     if feed.loop_held:
-        fail(f"{feed.loop_held} of {feed.calls} price quotes held the event loop while they waited for the pricing service "
-             "(the loop could not run a callback until they returned)", 2)
-    return (f"your suite failed on the handed-out service ({', '.join(handed.errors()[:1])}) and passes on yours "
-            f"({yours.summary}); under load, {feed.calls} of {feed.calls} price quotes left the loop free.")
+        fail(
+            f"{feed.loop_held} of {feed.calls} price quotes held the event loop while they waited for the pricing service "
+            "(the loop could not run a callback until they returned)",
+            2,
+        )
+    return (
+        f"your suite failed on the handed-out service ({', '.join(handed.errors()[:1])}) and passes on yours "
+        f"({yours.summary}); under load, {len(skus) + 1} product pages, each with the price quoted for it (a price "
+        f"changed between two requests was shown at once), and {feed.calls} of {feed.calls} price quotes left the loop free."
+    )
+
+
+REPRICED, NEW_CENTS = "kettle", 3540  # a price the check changes between two requests
+
+
+def _judge_prices(results: list[Any], skus: list[str], after: Any, pages: int, quotes: int) -> None:
+    """Did every page show the price the pricing service quoted for it, the changed one too, with one quote per page at least?"""
+    for r in results:
+        expected = catching.price_text(catching.PRODUCTS[skus[r.index]])
+        if not isinstance(r.body, dict) or r.body.get("price") != expected:
+            fail(
+                f"GET /products/{skus[r.index]} answered {str(r.body)[:100]}, expected the price {expected!r}",
+                "Change how the routes wait, not what they answer.",
+            )
+    old, new = catching.price_text(catching.PRODUCTS[REPRICED]), catching.price_text(NEW_CENTS)
+    shown = after.get("price") if isinstance(after, dict) else after
+    if shown != new:
+        fail(
+            f"after the pricing service changed the price of {REPRICED} from {old} to {new}, GET /products/{REPRICED} "
+            f"still answered {str(shown)[:40]!r}: a page must show the price quoted for it, not one kept from before "
+            f"({quotes} price quotes for {pages} product pages).",
+            "Ask the pricing service on every request (`display_price(sku)`), off the loop: "
+            "`price = await anyio.to_thread.run_sync(display_price, sku)`.",
+        )
+    if quotes < pages:
+        fail(
+            f"{pages} product pages were served with {quotes} price quotes: each page must ask the pricing service for its price",
+            "Ask the pricing service on every request: `price = await anyio.to_thread.run_sync(display_price, sku)`.",
+        )
 
 
 PDF, RATES = "GET /invoices/{number}/pdf", "GET /rates"

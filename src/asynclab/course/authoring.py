@@ -234,7 +234,7 @@ def _write_if_changed(target: Path, text: str, changed: list[Path]) -> None:
 
 
 # Files a team copies that are the course's own modules: written from them, never edited by hand.
-COPIED = {Path("templates/keep-the-rules/watchdog.py"): Path("src/asynclab/bench/watchdog.py")}
+COPIED = {Path("templates/keep-the-rules/loop_watchdog.py"): Path("src/asynclab/bench/watchdog.py")}
 
 
 def build(root: Path = ROOT) -> list[Path]:
@@ -275,24 +275,6 @@ def reset(solution: Path, folder: Path) -> list[Path]:
         target.write_text(text, encoding="utf-8")
         written.append(target)
     return written
-
-
-def adopt_old_names(folder: Path, root: Path = ROOT) -> list[tuple[Path, Path]]:
-    """Carry a learner's work over from an exercise's old name (``01-async-handlers.ipynb``) to its new one.
-
-    The old file takes the new name when the new one is missing or still exactly as handed out; when both
-    hold work, both stay and nothing is moved. Returns the (old, new) pairs moved.
-    """
-    moved: list[tuple[Path, Path]] = []
-    for solution in solutions(root):
-        old, new = folder / f"{section(solution)}.ipynb", folder / exercise_name(solution)
-        if not old.is_file():
-            continue
-        untouched = new.is_file() and new.read_text(encoding="utf-8", errors="replace") == handed_out(solution)[Path(new.name)]
-        if not new.exists() or untouched:
-            old.replace(new)
-            moved.append((old, new))
-    return moved
 
 
 def write_solved(folder: Path, root: Path = ROOT) -> list[Path]:

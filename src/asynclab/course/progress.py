@@ -73,7 +73,6 @@ class Survey:
     results: list[Result]
     troubles: list[Trouble] = field(default_factory=list)
     seconds: float = 0.0
-    renamed: list[tuple[Path, Path]] = field(default_factory=list)  # work carried over from an old file name
     ran: dict[str, float] = field(default_factory=dict)  # the notebooks run this time, and the seconds each took
     reused: dict[str, float] = field(default_factory=dict)  # notebooks unchanged since a cached run: that run's seconds
 
@@ -401,7 +400,6 @@ def survey(
     come from the folder's cache file (``rerun_all`` runs it all the same); the cache is then rewritten.
     """
     started = time.perf_counter()
-    renamed = authoring.adopt_old_names(folder)
     store = progress_cache.load(folder) if cache else None
     course = progress_cache.course_fingerprint(authoring.ROOT) if store is not None else ""
     plan = (_cached_plan(store, course) if store is not None and not rerun_all else None) or expected()
@@ -426,7 +424,7 @@ def survey(
     troubles.sort(key=lambda t: order.index(t.notebook) if t.notebook in order else len(order))
     results = [r for name in plan for r in plan[name]]
     ran, seconds = {name: round(run.seconds, 2) for name, run in runs.items()}, time.perf_counter() - started
-    return Survey(folder, results, troubles, seconds, renamed, ran, {name: e.seconds for name, e in reused.items()})
+    return Survey(folder, results, troubles, seconds, ran, {name: e.seconds for name, e in reused.items()})
 
 
 def bar(done: int, total: int, width: int = 24) -> str:
@@ -467,8 +465,6 @@ def report(result: Survey, root: Path = authoring.ROOT) -> str:
     except ValueError:
         where = result.folder
     lines = [f"Exercises in {where}/", ""]
-    for old, new in result.renamed:
-        lines += [f"  (your {old.name} is now {new.name}: the course renamed it so its tab stands out from the lesson's)", ""]
     section = None
     for r in result.results:
         if r.section != section:

@@ -23,9 +23,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from asynclab.course import authoring, progress
+from asynclab.course.room import safefile
+from asynclab.course.room.plain import plain
 
 FORMAT = "asynclab-progress/1"
 TIMING = "notebook"  # each exercise's seconds is the run time of its whole notebook
+NAME_LIMIT = 64  # characters in a learner's name
+# The end of the string in every regex dialect. "$" alone is not: Python's re (which the jsonschema
+# package uses) also matches it before a final newline, so "1.1\n" would pass as an exercise id.
+END = "(?![\\s\\S])"
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -43,13 +49,23 @@ SCHEMA: dict[str, Any] = {
                 "version": {"type": "string", "description": "The asynclab package version."},
                 "commit": {
                     "type": ["string", "null"],
-                    "pattern": "^[0-9a-f]{7,40}$",
+                    "pattern": "^[0-9a-f]{7,40}" + END,
                     "description": "The git commit of the course folder; null outside a git checkout.",
                 },
             },
         },
-        "learner": {"type": "string", "minLength": 1, "description": "--name, else JUPYTERHUB_USER, else the OS user."},
-        "ran_at": {"type": "string", "format": "date-time", "description": "When progress started, UTC, ISO 8601."},
+        "learner": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": NAME_LIMIT,
+            "description": "--name, else JUPYTERHUB_USER, else the OS user.",
+        },
+        "ran_at": {
+            "type": "string",
+            "format": "date-time",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})" + END,
+            "description": "When progress started, UTC, ISO 8601.",
+        },
         "seconds": {"type": "number", "minimum": 0, "description": "How long the whole progress run took."},
         "timing": {
             "enum": ["notebook"],
@@ -59,17 +75,29 @@ SCHEMA: dict[str, Any] = {
         "total": {"type": "integer", "minimum": 0},
         "exercises": {
             "type": "array",
+            "maxItems": 200,
             "items": {
                 "type": "object",
                 "required": ["id", "solved", "seen"],
                 "properties": {
-                    "id": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"},
+                    "id": {
+                        "type": "string",
+                        "pattern": "^[0-9]{1,3}[.][0-9]{1,3}" + END,
+                        "description": "N.M. Patterns end in (?![\\s\\S]), the end of the string in every regex dialect.",
+                    },
                     "title": {"type": "string"},
                     "section": {"type": "string"},
                     "notebook": {"type": "string"},
                     "solved": {"type": "boolean"},
-                    "seen": {"type": "string", "description": "The check's one-line observation when it did not pass; '' when solved."},
-                    "seconds": {"type": ["number", "null"], "minimum": 0, "description": "See timing; null if the notebook did not run."},
+                    "seen": {
+                        "type": "string",
+                        "description": "The check's one-line observation when it did not pass; '' when solved.",
+                    },
+                    "seconds": {
+                        "type": ["number", "null"],
+                        "minimum": 0,
+                        "description": "See timing; null if the notebook did not run.",
+                    },
                 },
             },
         },
@@ -91,15 +119,28 @@ SCHEMA: dict[str, Any] = {
 
 
 def course_version(root: Path = authoring.ROOT) -> dict[str, str | None]:
-    """The package version, and the git commit when the course folder is a git checkout."""
+    """The package version, and the git commit when the course folder is a git checkout.
+
+    On a hub the course is one shared install that root owns, and git refuses a repository another
+    user owns ("dubious ownership"), so every learner's report said null. ``safe.directory`` is
+    given for this one command and this one folder: the folder holds the very code that is running,
+    so trusting its git configuration trusts no one new.
+    """
     try:
         version = metadata.version("asynclab")
     except metadata.PackageNotFoundError:  # pragma: no cover - the course is always installed with pip -e .
         version = "unknown"
     commit = None
     if (root / ".git").exists():
+        where = str(root.resolve())
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+            done = subprocess.run(
+                ["git", "-c", f"safe.directory={where}", "-C", where, "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
             if done.returncode == 0 and done.stdout.strip():
                 commit = done.stdout.strip()
     return {"version": version, "commit": commit}
@@ -156,11 +197,43 @@ def dumps(report: dict[str, Any]) -> str:
 
 
 def destination(target: str | Path, learner: str) -> Path:
-    """Where ``--report`` writes: the file given, or ``<learner>.json`` inside a folder given."""
+    """Where ``--report`` writes: ``<learner>.json`` in the folder given, or the ``.json`` file given.
+
+    A name that is not an existing folder, has no slash at the end and does not end in ``.json``
+    (``--report newfolder``) is a folder too: written as a file, the next learner's report would
+    replace it.
+    """
     path = Path(target)
-    if path.is_dir() or str(target).endswith(("/", os.sep)):
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner) or "learner"
+    if path.is_dir() or str(target).endswith(("/", os.sep)) or path.suffix.lower() != ".json":
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner).lstrip(".") or "learner"
+        while len(safe.encode("utf-8")) > 100:  # a file name has at most 255 bytes
+            safe = safe[:-1]
         return path / f"{safe}.json"
+    return path
+
+
+def check_name(learner: str) -> None:
+    """Raise :class:`safefile.Refused` for a name the class view could not show as it is."""
+    if len(learner) > NAME_LIMIT:
+        raise safefile.Refused(
+            f"the name {learner[:20]!r}... is {len(learner)} characters long: give --name with at most {NAME_LIMIT}"
+        )
+    if plain(learner, NAME_LIMIT) != learner:
+        raise safefile.Refused("the name has control or invisible characters in it: give --name with letters, digits and spaces")
+
+
+def prepare(target: str | Path, learner: str) -> Path:
+    """Where the report will go, checked before the run: a usable name, a folder we may write in, a name not taken."""
+    check_name(learner)
+    path = destination(target, learner)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise safefile.Refused(f"cannot make the folder {path.parent} ({exc.strerror or type(exc).__name__})") from None
+    safefile.check_folder(path.parent)
+    why = safefile.taken(path)
+    if why is not None:
+        raise safefile.Refused(f"{path} already exists and {why}: give --name, or ask your instructor")
     return path
 
 
@@ -178,21 +251,35 @@ def main(
 ) -> int:
     """``progress --json`` prints the report instead of the table; ``--report FILE`` writes it and prints the table."""
     out, err = out or sys.stdout, err or sys.stderr
+    learner = learner_name(name)
+    path = None
+    try:
+        check_name(learner)
+        if report_file:  # checked now, not after a minute of running notebooks
+            path = prepare(report_file, learner)
+    except safefile.Refused as exc:
+        print(f"Nothing was run: {exc}.", file=err)
+        return 2
     meter = progress.start_meter(folder, err)
     if meter is None:
         return 2
     ran_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     survey = progress.survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
-    report = build(survey, learner=learner_name(name), ran_at=ran_at)
+    report = build(survey, learner=learner, ran_at=ran_at)
     text = dumps(report)
-    if report_file:
-        path = destination(report_file, report["learner"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    problem = None
+    if path is not None:
+        try:
+            safefile.write(path, text.encode("utf-8"))  # never through a link, never over someone else's file
+        except safefile.Refused as exc:
+            problem = str(exc)
     if as_json:
         out.write(text)
     else:
-        print(progress.report(survey), file=out)
-    if report_file:
-        print(f"Report for {report['learner']} written to {path}", file=err)
+        print(progress.report(survey), file=out)  # the learner's own table, whatever happened to the file
+    if problem is not None:
+        print(f"Your report was not written: {problem}.", file=err)
+        return 1
+    if path is not None:
+        print(f"Report for {learner} written to {path}", file=err)
     return 0

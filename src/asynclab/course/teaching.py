@@ -18,7 +18,7 @@ WORDS_PER_MINUTE = 150  # instructional prose, read with care
 CODE_LINES_PER_MINUTE = 20  # short cells, read and run, their output looked at
 MAX_WORDS, MAX_CODE_LINES, MAX_CELL_LINES, MAX_LONG_CELL_LINES = 1600, 250, 25, 35
 DEEPER = re.compile(r"^#+ Going deeper", re.MULTILINE)
-TIME = re.compile(r"\*\*Time\*\* \| (\d+) min \w+ · ([\d–]+) min exercises")
+TIME = re.compile(r"\*\*Time:\*\* (\d+) min \w+ · ([\d–]+) min exercises")
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’_.-]*")
 
 

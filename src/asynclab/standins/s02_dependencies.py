@@ -4,30 +4,42 @@
   CPU-bound call (it releases the GIL, so threads run it in parallel). It records how many checks
   ran on the event-loop thread.
 - :class:`TokenService`: an auth server whose ``await verify(token)`` answers with the token's
-  :class:`User`, or ``None``.
+  :class:`User`, or ``None``; like a real async client, only on the event loop it was made on.
 - :class:`MemoDatabase`: a real SQLite file reached through SQLAlchemy's async session on
   aiosqlite, with a small connection pool that counts checkouts and checkins, so a dependency
   that forgets to close its session shows up as connections that never come back.
+
+And the lesson's measuring harness, called in one line each: :func:`pings_while_busy` (slow ``def``
+dependencies against the 40 thread tokens, with :class:`ReportTemplates`), and :func:`rates_app`,
+:func:`lookups_at_once`, :func:`lookups_on_two_loops` (how ``Depends(f, max_concurrency=N)`` counts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import hmac
 import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.calls import CallRecorder
 from asynclab.bench.database import SQLiteFile, rows_of, temporary_database
+from asynclab.bench.gauges import InFlight
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import load
+from asynclab.bench.loopbound import LoopBound
 
 #: username -> password of the people every new :class:`Accounts` knows.
 PASSWORDS: Mapping[str, str] = {
@@ -96,15 +108,20 @@ class TokenService:
     """An auth server: ``await verify(token)`` returns the token's :class:`User`, or ``None``.
 
     The round trip is simulated with ``anyio.sleep(latency)``; ``record.of("verify")`` counts the
-    calls whose body ran, i.e. the ones that were awaited.
+    calls whose body ran, i.e. the ones that were awaited. Like any async client, its connection
+    belongs to the event loop it was made on (or first used on): ``verify`` run on another loop
+    (``asyncio.run()`` in a worker thread) raises ``RuntimeError``, and ``connection.strangers``
+    notes how each such loop was started.
     """
 
     def __init__(self, tokens: Mapping[str, User] = TOKENS, *, latency: float = 0.01) -> None:
         self.tokens = dict(tokens)
         self.latency = latency
         self.record = CallRecorder()
+        self.connection = LoopBound("TokenService")
 
     async def verify(self, token: str) -> User | None:
+        self.connection.use()
         with self.record.call("verify", blocking=False):
             await anyio.sleep(self.latency)
             return self.tokens.get(token)
@@ -204,3 +221,223 @@ async def memo_database(
             yield db
         finally:
             await db.close()
+
+
+# --- Lesson 2's measuring harness: run in one line from the lesson, never read to learn the rule ------
+
+
+class ReportTemplates:
+    """A template store whose :meth:`load` blocks for ``seconds``, as a sync SDK would: a slow ``def`` dependency.
+
+    ``running`` counts the loads in progress (an :class:`InFlight`), ``done`` the loads finished since :meth:`reset`.
+    """
+
+    def __init__(self, seconds: float = 0.15) -> None:
+        self.seconds = seconds
+        self.running = InFlight("template load")
+        self._lock = threading.Lock()
+        self.done = 0
+
+    def load(self) -> str:
+        """Read the report's template: a blocking call."""
+        with self.running.inside():
+            time.sleep(self.seconds)
+        with self._lock:
+            self.done += 1
+        return "template"
+
+    def reset(self) -> None:
+        """Forget the loads counted so far."""
+        self.running.reset()
+        with self._lock:
+            self.done = 0
+
+
+@dataclass(frozen=True)
+class Ping:
+    """What one trivial ping met while slow report dependencies held the thread pool."""
+
+    kind: str  # "def" or "async def"
+    queued_when_sent: int  # requests waiting for a thread token when the ping was sent
+    done_when_sent: int  # reports finished when the ping was sent
+    done_when_ran: int  # reports finished when the ping's handler ran
+    tokens_borrowed: int  # thread tokens in use when its handler ran
+    tokens_total: int  # the limiter's size
+    thread: str  # the thread its handler ran on
+    seconds: float  # how long its client waited for the answer
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind:>9} ping: sent while {self.queued_when_sent} requests waited for a thread; ran after "
+            f"{self.done_when_ran} reports had finished, with {self.tokens_borrowed} of {self.tokens_total} tokens taken, "
+            f"on {self.thread!r}, {self.seconds * 1000:.0f} ms"
+        )
+
+
+@dataclass(frozen=True)
+class Pings:
+    """An ``async def`` and a ``def`` ping, sent one after the other while ``reports`` report requests were in flight."""
+
+    reports: int
+    async_def: Ping
+    plain_def: Ping
+
+    def __str__(self) -> str:
+        ratio = self.plain_def.seconds / max(self.async_def.seconds, 1e-9)
+        return (
+            f"{self.reports} report requests in flight\n{self.async_def}\n{self.plain_def}\n"
+            f"the def ping waited {ratio:.0f}× as long as the async def one"
+        )
+
+
+async def pings_while_busy(template: Any, templates: ReportTemplates, n: int, *, queued: int = 0, running: int = 0) -> Pings:
+    """Send ``n`` requests to a report route guarded by ``template`` (a ``Depends``); once ``queued`` requests wait for a
+    thread token and ``running`` template loads run (or a report has finished), ping an ``async def`` route, then a
+    ``def`` one, and say what each met."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    ran: dict[str, tuple[int, int, str]] = {}
+    sent: dict[str, tuple[int, int]] = {}
+    took: dict[str, float] = {}
+
+    def note(kind: str) -> None:  # the def ping calls it from a worker thread
+        ran[kind] = (templates.done, int(limiter.borrowed_tokens), threading.current_thread().name)
+
+    async def report() -> dict[str, bool]:
+        return {"ok": True}
+
+    def ping_def() -> dict[str, bool]:
+        note("def")
+        return {"pong": True}
+
+    async def ping_async() -> dict[str, bool]:
+        note("async def")
+        return {"pong": True}
+
+    app = FastAPI()
+    app.get("/report", dependencies=[template])(report)
+    app.get("/ping-def")(ping_def)
+    app.get("/ping-async")(ping_async)
+    templates.reset()
+    async with inprocess_client(app) as client:
+        burst = asyncio.create_task(load(client, "/report", n))  # kept, and awaited below
+        try:
+            with anyio.fail_after(5):
+                while not templates.done and (limiter.statistics().tasks_waiting < queued or templates.running.now < running):
+                    await anyio.sleep(0.002)
+            for kind, path in (("async def", "/ping-async"), ("def", "/ping-def")):
+                sent[kind] = (limiter.statistics().tasks_waiting, templates.done)
+                start = time.perf_counter()
+                await client.get(path)
+                took[kind] = time.perf_counter() - start
+        finally:
+            await burst
+    total = int(limiter.total_tokens)
+    pings = {kind: Ping(kind, *sent[kind], ran[kind][0], ran[kind][1], total, ran[kind][2], took[kind]) for kind in sent}
+    return Pings(n, pings["async def"], pings["def"])
+
+
+class RateGate:
+    """What :func:`rate_lookup` reports to: how many requests reached it, how many are inside, and the gate it waits at."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.arrived = 0
+        self.lookups = InFlight("rate lookup")
+        self.open = threading.Event()  # a threading.Event: works from any event loop
+
+    def arrive(self) -> None:
+        """Note one more request that got as far as the dependency's limit."""
+        with self._lock:
+            self.arrived += 1
+
+    def reset(self) -> None:
+        """Close the gate and forget the counts."""
+        with self._lock:
+            self.arrived = 0
+        self.lookups.reset()
+        self.open.clear()
+
+
+async def _arrive(request: Request) -> None:
+    """A sub-dependency of :func:`rate_lookup`: sub-dependencies run before a ``max_concurrency`` limit applies."""
+    request.app.state.rates.arrive()
+
+
+async def rate_lookup(request: Request, _: Annotated[None, Depends(_arrive)]) -> float:
+    """An exchange-rate dependency that holds every call until the measuring helper opens the app's gate."""
+    gate: RateGate = request.app.state.rates
+    with gate.lookups.inside():
+        while not gate.open.is_set():
+            await anyio.sleep(0.002)
+    return 1.08
+
+
+def rates_app(first: Any, second: Any) -> FastAPI:
+    """Two routes, ``/eur`` and ``/usd``; each takes its rate through the annotation it is given.
+
+    Pass ``Annotated[float, Depends(...)]`` objects: :func:`lookups_at_once` then counts how their limits add up.
+    """
+
+    async def eur(rate: float) -> float:
+        return rate
+
+    async def usd(rate: float) -> float:
+        return rate
+
+    eur.__annotations__["rate"] = first  # the annotation objects themselves, not this module's strings
+    usd.__annotations__["rate"] = second
+    app = FastAPI()
+    app.state.rates = RateGate()
+    app.get("/eur")(eur)
+    app.get("/usd")(usd)
+    return app
+
+
+async def lookups_at_once(app: FastAPI, n: int = 8) -> int:
+    """Send ``n`` requests to a :func:`rates_app`, half to each route; once all have reached the limit and the loop has
+    had 100 more turns, count the :func:`rate_lookup` calls inside, then open the gate and let every request finish."""
+    gate: RateGate = app.state.rates
+    gate.reset()
+    async with inprocess_client(app) as client:
+        burst = asyncio.create_task(load(client, lambda i: "/eur" if i % 2 else "/usd", n=n))
+        try:
+            with anyio.fail_after(5):
+                while gate.arrived < n:
+                    await anyio.sleep(0.002)
+            for _ in range(100):
+                await asyncio.sleep(0)
+            inside = gate.lookups.now
+        finally:
+            gate.open.set()
+            report = await burst
+    if not report.ok:
+        raise RuntimeError(f"the rate requests did not all succeed: {report}")
+    return inside
+
+
+async def lookups_on_two_loops(app: FastAPI, each: int = 4, *, wait_for: int = 4) -> int:
+    """Send ``each`` requests to a :func:`rates_app` from this event loop and ``each`` from a second one (in a worker
+    thread, standing in for a second worker process); once ``wait_for`` lookups are inside at once (a ``TimeoutError``
+    after 5 s if they never are), open the gate. Returns the most lookups that were inside at once."""
+    gate: RateGate = app.state.rates
+    gate.reset()
+
+    def second_loop() -> None:
+        async def burst() -> None:
+            async with inprocess_client(app) as client:
+                await load(client, "/eur", n=each)
+
+        anyio.run(burst)  # a new event loop, in this worker thread
+
+    other = asyncio.create_task(anyio.to_thread.run_sync(second_loop))
+    async with inprocess_client(app) as client:
+        here = asyncio.create_task(load(client, "/usd", n=each))
+        try:
+            with anyio.fail_after(5):
+                while gate.lookups.now < wait_for:
+                    await anyio.sleep(0.002)
+        finally:
+            gate.open.set()
+            await here
+            await other
+    return gate.lookups.peak

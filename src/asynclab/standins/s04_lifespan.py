@@ -1,39 +1,34 @@
-"""Section 4's stand-ins (lifespan): what an app opens, what it leaves running, and how it ends.
+"""Section 4's stand-ins (lifespan): what an app opens and closes, how its tests start it, how its workers end.
 
 - :class:`Resources` opens stand-in clients (a database pool, an HTTP client) by name and keeps the
   books: what was opened, what was closed, what is still open. ``Resources(fail_on="cache")`` makes
   one of them fail to connect, to break a startup half-way.
-- :class:`Mailer` is an email API whose sends take a set time per recipient; each send reports how
-  it ended: delivered, cancelled by the app, or still running when the app had finished stopping.
-- :func:`run_as_process` runs an app for one whole server-process lifetime on a fresh event loop:
-  startup, some requests, shutdown, and then the end of the loop, which cancels whatever the app
-  left running, as ``asyncio.run`` does when uvicorn is stopped with Ctrl-C (SIGINT). (After a
-  SIGTERM, uvicorn re-raises the signal once its shutdown is done and the process dies at once:
-  what is left is not even cancelled.)
-
-A real ``python -m uvicorn`` in a process of its own is :func:`asynclab.bench.processes.uvicorn_process`.
+- :func:`orders_app` is the orders service of exercise 4.2, and :func:`run_suite` its test suite, run
+  through a test client made by the learner's ``client_for(app)``.
+- :func:`signal_one_worker` stops or kills one worker of a ``--workers 2`` server and reports what its
+  parent did. A real ``python -m uvicorn`` in a process of its own is
+  :func:`asynclab.bench.processes.uvicorn_process`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import os
+import re
+import signal
 import threading
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 import httpx
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI, Request
 
-from asynclab.bench.inprocess import inprocess_client
-from asynclab.bench.server import StartupFailed, uvicorn_server
+from asynclab.bench.processes import UvicornProcess, uvicorn_process
 
 # --- Resources that must be opened and closed -------------------------------------------------------
 
@@ -117,193 +112,136 @@ class Resources:
         return f"opened: {names(self.opened)} · closed: {names(self.closed)} · still open: {names(self.still_open)}"
 
 
-# --- Work that outlives a request -------------------------------------------------------------------
+# --- A worker that dies, and one that stops answering ------------------------------------------------
 
-Outcome = Literal["running", "delivered", "cancelled"]
-
-
-class Mailer:
-    """An email API: ``await mailer.send(to)`` takes ``durations[to]`` seconds (``default`` otherwise).
-
-    Each send records how it ended in :attr:`outcomes`, and when it began and ended (for
-    :func:`shutdown_timeline`). :meth:`snapshot` freezes the outcomes as they stood when the app
-    finished shutting down (``at_shutdown``): a send still ``running`` then is work the process
-    loses when it exits.
-    """
-
-    def __init__(self, durations: dict[str, float] | None = None, *, default: float = 0.05) -> None:
-        self.durations = dict(durations or {})
-        self.default = default
-        self.outcomes: dict[str, Outcome] = {}
-        self.at_shutdown: dict[str, Outcome] | None = None
-        self.began: dict[str, float] = {}
-        self.ended: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def seconds(self, to: str) -> float:
-        return self.durations.get(to, self.default)
-
-    async def send(self, to: str) -> str:
-        with self._lock:
-            self.outcomes[to] = "running"
-            self.began[to] = time.perf_counter()
-        try:
-            await anyio.sleep(self.seconds(to))
-        except BaseException:
-            with self._lock:
-                self.outcomes[to] = "cancelled"
-                self.ended[to] = time.perf_counter()
-            raise
-        with self._lock:
-            self.outcomes[to] = "delivered"
-            self.ended[to] = time.perf_counter()
-        return to
-
-    def snapshot(self) -> None:
-        """Record the outcomes as they stand now (called when the app reports its shutdown complete)."""
-        with self._lock:
-            self.at_shutdown = dict(self.outcomes)
-
-    def report(self) -> dict[str, str]:
-        """For each recipient: delivered, cancelled (by the app, while it stopped), or lost (still running when it had stopped)."""
-        seen = self.at_shutdown if self.at_shutdown is not None else self.outcomes
-        words = {"delivered": "delivered", "cancelled": "cancelled", "running": "lost"}
-        return {to: words[state] for to, state in seen.items()}
-
-
-# --- One process lifetime ---------------------------------------------------------------------------
+TINY_APP = "from starlette.applications import Starlette\n\napp = Starlette()\n"
+_WORKER = re.compile(r"Started server process \[(\d+)\]")
 
 
 @dataclass
-class ProcessRun:
-    """How one run of :func:`run_as_process` went (times are ``time.perf_counter`` seconds)."""
+class WorkerFate:
+    """What a ``--workers 2`` parent did about the worker we signalled."""
 
-    started: bool = False
-    stopped: bool = False  # the app reported its shutdown complete
-    exit_code: int | None = None  # uvicorn's exit status when its startup failed (3)
-    error: BaseException | None = None  # what the lifespan raised (in-process runs)
-    left_running: list[str] = field(default_factory=list)  # tasks the end of the loop had to cancel
-    shutdown_began: float | None = None  # the work was done; the server was asked to stop
-    stopped_at: float | None = None  # the app reported its shutdown complete
+    pid: int  # the worker we sent the signal to
+    died: int  # the parent's "Child process [pid] died" lines about it
+    replacements: int  # workers started after the signal
+    still_there: bool  # the signalled process still exists (stopped, never killed)
 
 
-def _watch_shutdown(app: ASGIApp, on_stopped: Callable[[], None]) -> ASGIApp:
-    """Wrap ``app`` so that ``on_stopped()`` runs at the moment it reports ``lifespan.shutdown.complete``."""
+async def signal_one_worker(cases: Mapping[str, tuple[signal.Signals, float]], wait_for: Iterable[str]) -> dict[str, WorkerFate]:
+    """Per case, side by side: ``uvicorn --workers 2 --timeout-worker-healthcheck N``, then ``signal`` to one worker.
 
-    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-
-        async def send_and_watch(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                on_stopped()
-            await send(message)
-
-        await app(scope, receive, send_and_watch)
-
-    return watched
-
-
-async def _lifetime(
-    app: ASGIApp,
-    work: Callable[[httpx.AsyncClient], Awaitable[object]],
-    run: ProcessRun,
-    server: Literal["inprocess", "uvicorn"],
-    shutdown_timeout: float,
-) -> None:
-    if server == "inprocess":
-        try:
-            async with inprocess_client(app, shutdown_timeout=shutdown_timeout) as client:
-                run.started = True
-                await work(client)
-                run.shutdown_began = time.perf_counter()
-        except Exception as exc:  # noqa: BLE001 - a failed startup, or a shutdown that did not finish in time: reported
-            run.error = exc
-    else:
-        try:
-            async with uvicorn_server(app, lifespan="on", startup_timeout=20.0, shutdown_timeout=shutdown_timeout) as url:
-                run.started = True
-                try:
-                    async with httpx.AsyncClient(base_url=url) as client:
-                        await work(client)
-                finally:
-                    run.shutdown_began = time.perf_counter()
-        except StartupFailed as failed:  # uvicorn exits with status 3 when the app's startup fails
-            run.exit_code = failed.exit_code
-            run.shutdown_began = time.perf_counter()
-    me = asyncio.current_task()
-    run.left_running = sorted(t.get_name() for t in asyncio.all_tasks() if t is not me and not t.done())
-
-
-async def run_as_process(
-    app: ASGIApp,
-    work: Callable[[httpx.AsyncClient], Awaitable[object]] | None = None,
-    *,
-    server: Literal["inprocess", "uvicorn"] = "inprocess",
-    on_stopped: Callable[[], None] | None = None,
-    shutdown_timeout: float = 5.0,
-) -> ProcessRun:
-    """Run ``app`` for one server-process lifetime, on a new event loop in a worker thread.
-
-    Start the app (its lifespan), ``await work(client)``, shut it down, and end the loop the way
-    ``asyncio.run`` ends it (uvicorn runs each worker with it): every task still pending is
-    cancelled. ``on_stopped()`` runs the moment the app reports its shutdown complete (use
-    :meth:`Mailer.snapshot`). ``server="uvicorn"`` serves it with a real uvicorn on 127.0.0.1 and
-    a real HTTP client; the default drives it in-process (``LifespanManager`` + ``ASGITransport``).
+    ``cases`` maps a name to ``(signal, N)``. Once every case named in ``wait_for`` has started a
+    replacement worker, report what each parent had done by then.
     """
-    run = ProcessRun()
+    async with contextlib.AsyncExitStack() as stack:
+        servers: dict[str, UvicornProcess] = {}
+        for name, (_, seconds) in cases.items():
+            options = ("--workers", "2", "--timeout-worker-healthcheck", f"{seconds:g}")
+            servers[name] = await stack.enter_async_context(uvicorn_process(TINY_APP, *options))
+        targets: dict[str, int] = {}
+        for name, server in servers.items():
+            assert await server.started(workers=2)
+            targets[name] = int(_WORKER.findall(server.log())[0])
+            os.kill(targets[name], cases[name][0])
+        for name in wait_for:
+            await servers[name].wait_for("Application startup complete", 3)  # the replacement has started
+        return {
+            name: WorkerFate(
+                pid=targets[name],
+                died=len(server.lines(f"Child process [{targets[name]}] died")),
+                replacements=len(_WORKER.findall(server.log())) - 2,
+                still_there=_exists(targets[name]),
+            )
+            for name, server in servers.items()
+        }
 
-    def stopped() -> None:
-        run.stopped, run.stopped_at = True, time.perf_counter()
-        if on_stopped is not None:
-            on_stopped()
 
-    async def nothing(client: httpx.AsyncClient) -> None:
-        return None
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    return True
 
-    watched = _watch_shutdown(app, stopped)
-    await anyio.to_thread.run_sync(lambda: asyncio.run(_lifetime(watched, work or nothing, run, server, shutdown_timeout)))
+
+# --- Exercise 4.2: the orders service and its test suite ---------------------------------------------
+
+
+def orders_app(resources: Resources) -> FastAPI:
+    """The orders service: its lifespan opens ``db`` and ``payments`` and hands them over as lifespan state."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Resource]]:
+        async with contextlib.AsyncExitStack() as stack:
+            db = await stack.enter_async_context(await resources.open("db"))
+            payments = await stack.enter_async_context(await resources.open("payments"))
+            yield {"db": db, "payments": payments}
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/orders/{oid}")
+    async def order(oid: int, request: Request) -> dict[str, str]:
+        db, payments = request.state.db, request.state.payments
+        return {"order": await db.query(f"order {oid}"), "paid": await payments.query(f"order {oid}")}
+
+    return app
+
+
+ClientFor = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
+SUITE: dict[str, tuple[int, ...]] = {  # each test of the suite: the orders it reads (none: it asks GET /health)
+    "test_health": (),
+    "test_one_order": (7,),
+    "test_another_order": (8,),
+    "test_two_orders_in_one_test": (9, 10),
+}
+
+
+@dataclass
+class SuiteRun:
+    """What each test of :data:`SUITE` saw, and the books of the resources the service opened."""
+
+    outcomes: dict[str, str]  # test name -> "passed", or the error or answer that failed it
+    resources: Resources
+    open_after: dict[str, list[str]] = field(default_factory=dict)  # test name -> what was still open when it ended
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {name: said for name, said in self.outcomes.items() if said != "passed"}
+
+    def __str__(self) -> str:
+        lines = [f"{name}: {said}" for name, said in self.outcomes.items()]
+        return "\n".join([*lines, f"the service's resources: {self.resources}"])
+
+
+async def run_suite(client_for: ClientFor) -> SuiteRun:
+    """Run the suite against one ``orders_app``, as a test runner would: each test gets its own ``client_for(app)``."""
+    resources = Resources()
+    app = orders_app(resources)
+    run = SuiteRun({}, resources)
+    for name, orders in SUITE.items():
+        run.outcomes[name] = await _one_test(client_for, app, orders)
+        run.open_after[name] = list(resources.still_open)
     return run
 
 
-# --- The picture ------------------------------------------------------------------------------------
-
-_COLOURS = {"delivered": "#2ca02c", "cancelled": "#ff7f0e", "lost": "#d62728"}
-
-
-def _label(to: str, seconds: float) -> str:
-    return f"{to.split('@')[0]} ({seconds:g} s)" if seconds < 10 else f"{to.split('@')[0]} (never ends)"
-
-
-def shutdown_timeline(*panels: tuple[str, Mailer, ProcessRun]) -> Figure:
-    """One panel per shutdown strategy: a bar per email, from when it was queued to when it ended.
-
-    Green: delivered. Orange: cancelled by the app while it stopped. Red: lost, still running when
-    the app had stopped (drawn up to that moment). A dotted outline shows how long the email needed.
-    The dashed line is when the server was asked to stop, the solid one when the app had stopped.
-    """
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.0 + 0.9 * len(panels)), sharex=True, squeeze=False)
-    horizon = max(((run.stopped_at or 0.0) - min(m.began.values(), default=0.0) for _, m, run in panels), default=1.0) + 0.25
-    for ax, (title, mailer, run) in zip(axes[:, 0], panels, strict=True):
-        t0 = min(mailer.began.values(), default=0.0)
-        stop = (run.stopped_at or t0) - t0
-        report = mailer.report()
-        for row, to in enumerate(report):
-            begin, state = mailer.began[to] - t0, report[to]
-            end = stop if state == "lost" else mailer.ended[to] - t0
-            needed = min(mailer.seconds(to), horizon - begin)
-            ax.barh(row, needed, left=begin, fill=False, edgecolor="#999999", linestyle=":", height=0.6)
-            ax.barh(row, end - begin, left=begin, color=_COLOURS[state], height=0.6)
-            ax.text(end + 0.01, row, state, va="center", fontsize=8)
-        ax.set_yticks(range(len(report)), [_label(to, mailer.seconds(to)) for to in report], fontsize=8)
-        if run.shutdown_began is not None:
-            ax.axvline(run.shutdown_began - t0, color="grey", linestyle="--", linewidth=1)
-        ax.axvline(stop, color="black", linewidth=1.2)
-        ax.invert_yaxis()
-        ax.set_title(title, fontsize=9, loc="left")
-    axes[-1, 0].set_xlim(0, horizon)
-    axes[-1, 0].set_xlabel("seconds since the first email was queued  (dashed: stop asked · solid: app stopped)")
-    fig.tight_layout()
-    plt.close(fig)  # the notebook shows the returned figure once, not twice
-    return fig
+async def _one_test(client_for: ClientFor, app: FastAPI, orders: tuple[int, ...]) -> str:
+    try:
+        async with client_for(app) as client:
+            if not orders:
+                response = await client.get("/health")
+                return "passed" if response.status_code == 200 else f"GET /health answered {response.status_code}"
+            for oid in orders:
+                response = await client.get(f"/orders/{oid}")
+                body = response.json() if response.status_code == 200 else None
+                if not body or not str(body.get("order", "")).endswith(f"order {oid}"):
+                    return f"GET /orders/{oid} answered {response.status_code}: {response.text[:80]}"
+            return "passed"
+    except Exception as exc:  # noqa: BLE001 - a test that raised: what it raised is what the suite reports
+        return f"{type(exc).__name__}: {exc}"

@@ -6,19 +6,33 @@
 - :class:`StockService`: a back end whose call answers quickly, never (``stalled=True``), or once
   an event is set (``held=event``). It counts the calls that are still running, the ones that
   finished and the ones that were cancelled.
+- :class:`Catalog`: the shop's product data as stored, prices as text, one of them broken (exercise 5.4).
+- The lesson's measuring drivers, called in one line: :func:`client_gives_up` (what becomes of
+  handlers whose client left), :func:`thread_under_deadline` (a deadline around a worker thread)
+  and :func:`same_connection_after` (is a keep-alive connection kept after an answer).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
+import httpx
 from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.database import SQLiteFile, rows_of
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.load import NO_ANSWER, load
+from asynclab.bench.rawhttp import Connection, RawRequest
+from asynclab.bench.server import uvicorn_server
 
 #: The users every new database starts with.
 SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
@@ -142,3 +156,118 @@ class StockService:
         state = "stalled" if self.stalled else "held" if self.held is not None else f"{self.latency:.2f} s"
         counts = f"calls={self.calls}, running={self.running}, completed={self.completed}, cancelled={self.cancelled}"
         return f"StockService({state}, {counts})"
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """What became of the requests whose client stopped waiting once every handler was inside."""
+
+    unanswered: int  # requests the client left without an answer
+    still_running: int  # back-end calls still running right after the client left
+    finished_later: int  # calls that went on to finish, for nobody
+    cancelled: int  # calls that were cancelled
+
+
+async def client_gives_up(make_app: Callable[[StockService], object], where: str = "uvicorn, h11", n: int = 10) -> GaveUp:
+    """Send ``n`` requests to ``make_app(stock)``; leave once all ``n`` wait in the back end, then let it answer.
+
+    ``where`` is ``"in-process"`` (the test client) or ``"uvicorn, h11"`` / ``"uvicorn, httptools"``
+    (a real server in this event loop). The client leaves when the back end counts ``n`` calls
+    waiting, not after a time, so the outcome does not depend on the machine's speed.
+    """
+    answer_now = anyio.Event()
+    stock = StockService(held=answer_now)
+    app = make_app(stock)
+    async with contextlib.AsyncExitStack() as stack:
+        if where == "in-process":
+            client = await stack.enter_async_context(inprocess_client(app))
+        else:
+            url = await stack.enter_async_context(uvicorn_server(app, http=where.split()[-1]))
+            client = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+        report = await load(client, lambda i: f"/stock/sku-{i}", n=n, give_up_when=lambda: stock.running == n)
+        still_running = stock.running  # right after the client left
+        answer_now.set()  # the back end answers now, late
+        with anyio.fail_after(5):
+            while stock.running:
+                await anyio.sleep(0.01)
+    return GaveUp(report.statuses[NO_ANSWER], still_running, stock.completed, stock.cancelled)
+
+
+class BlockingLookup:
+    """A sync SDK call: it blocks its worker thread until released, and notes what happens, in order."""
+
+    def __init__(self) -> None:
+        self.release, self.done, self.events = threading.Event(), threading.Event(), []
+
+    def __call__(self) -> str:  # runs in a worker thread
+        self.release.wait(10)
+        self.events.append("thread finished")
+        self.done.set()
+        return "level 7"
+
+    async def release_later(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        tokens = anyio.to_thread.current_default_thread_limiter().borrowed_tokens
+        self.events.append(f"{seconds} s: thread still running, tokens in use {tokens}")
+        self.release.set()
+
+
+async def thread_under_deadline(kind: str, deadline: float = 0.2, release_after: float = 0.4) -> list[str]:
+    """Run a :class:`BlockingLookup` in a worker thread under a deadline; return what happened, in order.
+
+    ``kind``: ``"fail_after"``, ``"fail_after, then an await"`` (one more ``await`` inside the block),
+    ``"asyncio.timeout"``, or ``"fail_after, abandon_on_cancel"`` (``run_sync(..., abandon_on_cancel=True)``).
+    The thread is released ``release_after`` seconds in, well after the deadline.
+    """
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    lookup = BlockingLookup()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lookup.release_later, release_after)
+        try:
+            if kind == "asyncio.timeout":
+                async with asyncio.timeout(deadline):
+                    level = await anyio.to_thread.run_sync(lookup)
+            else:
+                with anyio.fail_after(deadline):
+                    level = await anyio.to_thread.run_sync(lookup, abandon_on_cancel=kind.endswith("abandon_on_cancel"))
+                    if kind == "fail_after, then an await":
+                        await anyio.lowlevel.checkpoint()
+            lookup.events.append(f"returned {level!r}")
+        except TimeoutError:
+            running = not lookup.release.is_set()
+            lookup.events.append(f"TimeoutError, thread still running: {running}, tokens in use {limiter.borrowed_tokens}")
+    while not lookup.done.is_set():  # an abandoned thread ends on its own time: wait for it before reading
+        await anyio.sleep(0.005)
+    return lookup.events
+
+
+async def same_connection_after(url: str, first: str, then: str = "/health") -> str:
+    """``GET first``, then ``GET then`` on the same keep-alive connection: what became of the connection.
+
+    Returns e.g. ``"402, then 200 on the same connection"`` or ``"500, then the connection was closed"``.
+    Clock-free: a closed connection shows as the end of the stream, not as a wait that ran out.
+    """
+    async with Connection(url) as connection:
+        (answer,) = await connection.send(RawRequest("GET", first))
+        try:
+            (second,) = await connection.send(RawRequest("GET", then))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return f"{answer.status}, then the connection was closed"
+    return f"{answer.status}, then {second.status} on the same connection"
+
+
+#: The prices a :class:`Catalog` starts with, as an old import stored them: as text, and cake's was lost.
+CATALOG_PRICES: Mapping[str, str] = {"tea": "4.50", "scone": "3.20", "cake": "n/a"}
+
+
+class Catalog:
+    """The shop's product data: ``await catalog.price(sku)`` is the stored price text, or None for no such product."""
+
+    def __init__(self, prices: Mapping[str, str] = CATALOG_PRICES) -> None:
+        self.prices = dict(prices)
+        self.lookups = 0
+
+    async def price(self, sku: str) -> str | None:
+        self.lookups += 1
+        await anyio.lowlevel.checkpoint()  # a database call, in a real shop
+        return self.prices.get(sku)

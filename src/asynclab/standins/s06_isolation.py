@@ -9,13 +9,21 @@
 
 The file lives in a fresh temporary folder that is removed when the block ends, also when it fails.
 Also here: :class:`Rendezvous`, which makes an interleaving of requests certain instead of likely,
-:class:`Moderation` and :class:`AuditLog`, awaitable stand-in services (the caller can hold back
+:class:`Moderation`, :class:`AuditLog` and :class:`OrderBook`, awaitable stand-in services (the caller can hold back
 the first one's answers), :func:`burst`, which sends a mix of reads and writes at once, and
 :func:`until`, which waits for a condition (so many requests inside, so many failed) without a sleep race.
+
+The lesson's measuring drivers, each called in one line: :func:`lost_write` and :func:`half_done`
+(two requests on one session, in an order made certain), :func:`answered_as` (ten users at once:
+who each was answered as), :func:`foreign_rows` (a tenant's requests: how many rows of another
+tenant each got), and :func:`who_is_anonymous` with :class:`UploadPacer` (an anonymous request
+after alice's on one keep-alive connection of a real uvicorn, her upload paced against the server).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,7 +40,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from asynclab.bench.database import rows_of
 from asynclab.bench.database import temporary_database as sqlite_database
 from asynclab.bench.gauges import InFlight
+from asynclab.bench.inprocess import inprocess_client
+from asynclab.bench.keepalive import local_client, pipelined, uvicorn_process_url
 from asynclab.bench.load import LoadReport, load
+from asynclab.bench.rawhttp import RawRequest
+from asynclab.bench.server import uvicorn_server
 
 #: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
 READER = "asynclab-reader"
@@ -156,6 +169,25 @@ class AuditLog:
             await anyio.sleep(self.latency)
 
 
+class OrderBook:
+    """An awaitable order service: ``await orders.cancel(order_id)`` cancels one order.
+
+    With a :class:`Rendezvous`, every call waits in it, so all requests are inside their handlers at
+    the same moment; without one, a call returns at the next turn of the event loop.
+    """
+
+    def __init__(self, rendezvous: Rendezvous | None = None) -> None:
+        self.rendezvous = rendezvous
+        self.cancelled: list[int] = []
+
+    async def cancel(self, order_id: int) -> None:
+        self.cancelled.append(order_id)
+        if self.rendezvous is not None:
+            await self.rendezvous.wait()
+        else:
+            await anyio.lowlevel.checkpoint()
+
+
 class Moderation:
     """An awaitable moderation service: ``await moderation.check(text)`` says whether a note may be saved.
 
@@ -243,3 +275,239 @@ async def until(condition: Callable[[], bool], *, timeout: float = 5.0) -> bool:
         while not condition():
             await anyio.sleep(0.005)
     return condition()
+
+
+# --- the lesson's drivers: two requests on one session, in an order made certain --------------------
+
+
+async def lost_write(app: Any, moderation: Moderation) -> tuple[httpx.Response, httpx.Response]:
+    """A (alice) waits in moderation while B (bob, spam) is rejected and rolls back; then A commits.
+
+    Returns A's answer and B's answer.
+    """
+    moderation.hold("A's note")
+    answers: dict[str, httpx.Response] = {}
+    async with inprocess_client(app, raise_app_exceptions=False) as client, anyio.create_task_group() as tg:
+
+        async def send_a() -> None:
+            answers["A"] = await client.post("/notes", json={"owner": "alice", "text": "A's note"})
+
+        tg.start_soon(send_a)
+        if not await moderation.until_waiting(1):  # A is inside its moderation check
+            raise RuntimeError("A never reached its moderation check")
+        answers["B"] = await client.post("/notes", json={"owner": "bob", "text": "B's spam"})
+        moderation.release()
+    return answers["A"], answers["B"]
+
+
+async def half_done(app: Any, moderation: Moderation) -> tuple[httpx.Response, httpx.Response]:
+    """B's batch (``POST /notes/batch``, its 2nd note spam) waits in moderation while A commits; then B rolls back.
+
+    Returns A's answer and B's answer.
+    """
+    moderation.hold("B1")
+    answers: dict[str, httpx.Response] = {}
+    async with inprocess_client(app, raise_app_exceptions=False) as client, anyio.create_task_group() as tg:
+
+        async def send_b() -> None:
+            batch = [{"owner": "bob", "text": "B1"}, {"owner": "bob", "text": "B2 spam"}]
+            answers["B"] = await client.post("/notes/batch", json=batch)
+
+        tg.start_soon(send_b)
+        if not await moderation.until_waiting(1):  # B has added both notes and waits
+            raise RuntimeError("B never reached its moderation check")
+        answers["A"] = await client.post("/notes", json={"owner": "alice", "text": "A's note"})
+        moderation.release()
+    return answers["A"], answers["B"]
+
+
+# --- who is asking: many users at once, and tenants --------------------------------------------------
+
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
+
+
+async def answered_as(app: Any, users: Sequence[str] = USERS) -> list[tuple[str, str]]:
+    """Each user asks ``GET /me`` (header ``X-User``), all at once; return (who asked, who the answer says), in order."""
+    async with inprocess_client(app) as client:
+        report = await load(client, "/me", n=len(users), headers=lambda i: {"X-User": users[i]})
+    return [(users[r.index], r.body["user"]) for r in report.results]
+
+
+async def foreign_rows(app: Any, tenants: Sequence[str]) -> list[int]:
+    """One ``GET /notes`` per entry of ``tenants`` (header ``X-Tenant``), all at once: how many rows of another tenant each got."""
+    async with inprocess_client(app) as client:
+        report = await load(client, "/notes", n=len(tenants), headers=lambda i: {"X-Tenant": tenants[i]})
+    if not report.ok:
+        raise RuntimeError(f"the notes service answered {dict(report.statuses)}")
+    return [sum(row["tenant"] != tenants[r.index] for row in r.body) for r in report.results]
+
+
+# --- a ContextVar on a real server: an anonymous request after alice's, on one connection --------------
+
+#: uvicorn pauses reading a connection once it holds more than this many body bytes the app has not taken.
+HIGH_WATER = 65_536
+
+
+class UploadPacer:
+    """Paces alice's upload against a real uvicorn in this event loop, so what the server holds unread is certain.
+
+    Serve ``pacer.wrap(app)`` with ``uvicorn_server(..., http=pacer.protocol("h11"))``: the protocol
+    is uvicorn's own, counting the bytes it reads (``received``); the wrapper counts the body bytes
+    the app has taken (``taken``) and, while ``hold_until`` is set, keeps a POST's app waiting until
+    the server has read that many bytes, as an app that is busy elsewhere while the body comes in.
+    """
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.taken = 0
+        self.hold_until: int | None = None
+        self._moved = anyio.Event()
+
+    async def until_taken(self, n: int, timeout: float = 5.0) -> None:
+        """Wait until the app has taken ``n`` body bytes."""
+        with anyio.fail_after(timeout):
+            while self.taken < n:
+                moved = self._moved = anyio.Event()
+                await moved.wait()
+
+    def protocol(self, http: str) -> type[asyncio.Protocol]:
+        """uvicorn's ``h11`` or ``httptools`` protocol, counting what it reads from the socket."""
+        from uvicorn.config import HTTP_PROTOCOLS
+        from uvicorn.importer import import_from_string
+
+        base = import_from_string(HTTP_PROTOCOLS[http])
+        pacer = self
+
+        class Counting(base):  # type: ignore[misc, valid-type]
+            def data_received(self, data: bytes) -> None:
+                pacer.received += len(data)
+                super().data_received(data)
+
+        return Counting
+
+    def wrap(self, app: Any) -> Any:
+        """The ASGI app, with the POSTs held (see :attr:`hold_until`) and the body bytes they take counted."""
+
+        async def paced(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope["method"] != "POST":
+                await app(scope, receive, send)
+                return
+            if self.hold_until is not None and not await until(lambda: self.received >= self.hold_until):
+                raise RuntimeError(f"the server read {self.received} of {self.hold_until} bytes")
+
+            async def counting_receive() -> Any:
+                message = await receive()
+                self.taken += len(message.get("body", b""))
+                self._moved.set()
+                return message
+
+            await app(scope, counting_receive, send)
+
+        return paced
+
+
+#: How alice uploads, by name: (body bytes, bytes per write or None for one write, whether the app is
+#: busy until the server holds the body (more than 64 KiB of it, or all of it), or takes each piece as it comes).
+UPLOADS: dict[str, tuple[int, int | None, bool]] = {
+    "after a 1 kB upload": (1_000, None, False),
+    "after a 100 kB upload": (100_000, None, True),
+    "65,536 bytes, app busy": (65_536, None, True),
+    "65,537 bytes, app busy": (65_537, None, True),
+    "100 kB in 4 KiB pieces, app busy": (100_000, 4096, True),
+    "1 MB in 4 KiB pieces, read as they come": (1_000_000, 4096, False),
+}
+
+
+async def _read_json(reader: asyncio.StreamReader) -> Any:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:"))
+    return json.loads(await reader.readexactly(length))
+
+
+async def _upload_then_anonymous(url: str, pacer: UploadPacer, upload: str) -> str:
+    """alice uploads a photo as :data:`UPLOADS` says; then an anonymous ``GET /me`` on the same connection: whom it names."""
+    size, piece, busy = UPLOADS[upload]
+    host, _, port = url.removeprefix("http://").partition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = f"POST /photos HTTP/1.1\r\nHost: 127.0.0.1\r\nX-User: alice\r\nContent-Length: {size}\r\n\r\n".encode()
+        pacer.received, pacer.taken = 0, 0
+        pacer.hold_until = len(head) + min(size, HIGH_WATER + 1) if busy else None
+        body = b"x" * size
+        if piece is None:
+            writer.write(head + body)
+        else:
+            writer.write(head)
+            for start in range(0, size, piece):
+                writer.write(body[start : start + piece])
+                await writer.drain()
+                if busy:
+                    await anyio.lowlevel.checkpoint()
+                else:
+                    await pacer.until_taken(min(start + piece, size))  # the app took it: send the next piece
+        await writer.drain()
+        with anyio.fail_after(10):
+            photo = await _read_json(reader)
+            if photo.get("bytes") != size:
+                raise RuntimeError(f"POST /photos answered {photo}")
+            writer.write(b"GET /me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            return str((await _read_json(reader))["user"])
+    finally:
+        pacer.hold_until = None
+        writer.close()
+
+
+async def who_is_anonymous(
+    app: Any, http: str = "h11", uploads: Sequence[str] = ("after a 1 kB upload", "after a 100 kB upload"), **options: Any
+) -> dict[str, str]:
+    """Serve ``app`` on uvicorn in this loop; whom an anonymous ``GET /me`` is answered as, after alice's requests.
+
+    For each name of ``uploads`` (see :data:`UPLOADS`), alice's ``POST /photos`` then the anonymous
+    ``GET /me`` on one new keep-alive connection; then ``"pipelined after alice's GET"``: her
+    ``GET /me`` and the anonymous one written together. ``options`` go to uvicorn, e.g.
+    ``reset_contextvars=True``. The app must answer ``{"user": ...}`` on both routes and
+    ``{"bytes": ...}`` too on ``POST /photos``.
+    """
+    pacer = UploadPacer()
+    seen: dict[str, str] = {}
+    protocol = pacer.protocol(http)  # uvicorn.Config takes a protocol class as well as a name
+    async with uvicorn_server(pacer.wrap(app), http=protocol, **options) as url:  # type: ignore[arg-type]
+        for upload in uploads:
+            seen[upload] = await _upload_then_anonymous(url, pacer, upload)
+        _, then = await pipelined(url, RawRequest("GET", "/me", {"X-User": "alice"}), RawRequest("GET", "/me"))
+        seen["pipelined after alice's GET"] = str(then.body["user"])
+    return seen
+
+
+#: Appended to a module's source by :func:`who_is_anonymous_in_a_process`: the same pacing, inside the server's process.
+_PACED_MODULE = """
+
+from asynclab.standins.s06_isolation import HIGH_WATER, UploadPacer
+
+_pacer = UploadPacer()
+_pacer.hold_until = HIGH_WATER + 4096  # a POST's app waits until the server holds more than 64 KiB of its body
+app = _pacer.wrap(app)
+Counting = _pacer.protocol({http!r})
+"""
+
+
+async def who_is_anonymous_in_a_process(source: str, *, loop: str = "uvloop", http: str = "httptools") -> dict[str, str]:
+    """Like :func:`who_is_anonymous`, for an app given as module source (it defines ``app``), served by ``python -m uvicorn``.
+
+    The only way to run uvicorn on ``--loop uvloop``. alice's 100 kB upload goes in one write, and the
+    app waits until the server holds more than 64 KiB of it; then come the 1 kB upload and the
+    pipelined pair. The server process is removed when this returns.
+    """
+    seen: dict[str, str] = {}
+    paced = source + _PACED_MODULE.format(http=http)
+    async with uvicorn_process_url(paced, loop=loop, http="app:Counting") as url:
+        for upload, size in (("after a 100 kB upload", 100_000), ("after a 1 kB upload", 1_000)):
+            async with local_client(url) as client:  # one keep-alive connection
+                first = await client.post("/photos", content=b"x" * size, headers={"X-User": "alice"})
+                then = await client.get("/me")
+            if first.json().get("bytes") != size:
+                raise RuntimeError(f"POST /photos answered {first.text}")
+            seen[upload] = str(then.json()["user"])
+        _, then_raw = await pipelined(url, RawRequest("GET", "/me", {"X-User": "alice"}), RawRequest("GET", "/me"))
+        seen["pipelined after alice's GET"] = str(then_raw.body["user"])
+    return seen

@@ -6,18 +6,34 @@ stays small: no matplotlib, no bench.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
 import anyio
 
+_quiet: list[bool] = []  # while not empty, the lines are not written (a check that runs the app in its own process)
+
 
 def _say(line: str) -> None:
+    if _quiet:
+        return
     os.write(2, (line + "\n").encode())  # one write: whole lines, even with several processes on one log
+
+
+@contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """Write no client lines while the block runs: the app runs in this process, whose log is not a server's."""
+    _quiet.append(True)
+    try:
+        yield
+    finally:
+        _quiet.pop()
 
 
 def _importing() -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.calls import CallRecorder
 from asynclab.bench.database import create_tables, sqlite_url
+from asynclab.bench.loopbound import LoopBound
 
 if TYPE_CHECKING:
     from asynclab.bench.loopwatch import LoopWatch
@@ -89,11 +90,13 @@ class Journal:
         self.gateways: list[PaymentGateway] = []
         self.mail_clients: list[MailClient] = []
         self.watch: LoopWatch | None = None  # set by a check: the loop watched during each charge
+        self.strangers: list[str] = []  # how each call to StaffTokens from another event loop came (see LoopBound)
         self._lock = threading.Lock()
 
     def reset(self) -> None:
         self.calls.reset()
         self.watch = None
+        self.strangers.clear()
         with self._lock:
             self.gateways.clear()
             self.mail_clients.clear()
@@ -201,9 +204,18 @@ class MailClient(_Mailbox):
 
 
 class StaffTokens:
-    """The identity provider's client: ``await verify(token)`` gives the staff member's name, or None."""
+    """The identity provider's client: ``await verify(token)`` gives the staff member's name, or None.
+
+    Like any async client, it connects on first use, and its connection then belongs to that event
+    loop: ``verify`` run on another loop (``asyncio.run()`` in a worker thread, a new loop per
+    request) raises ``RuntimeError``, noted in ``journal.strangers``.
+    """
+
+    def __init__(self) -> None:
+        self.connection = LoopBound("StaffTokens", journal.strangers, opened_now=False)
 
     async def verify(self, token: str) -> str | None:
+        self.connection.use()
         await anyio.lowlevel.checkpoint()  # a network round trip
         return settings.staff_tokens.get(token)
 

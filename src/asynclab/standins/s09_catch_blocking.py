@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import os
 import re
 import subprocess
@@ -20,13 +22,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import anyio
+import httpx
 from fastapi import APIRouter
 
 from asynclab.bench.workspace import workspace
@@ -52,6 +57,7 @@ class PriceFeed:
         self.latency = latency
         self.loop: asyncio.AbstractEventLoop | None = None
         self.calls = self.loop_held = 0
+        self.cents = dict(PRODUCTS)  # the prices the pricing team quotes now: they change (see reprice)
         self._lock = threading.Lock()
 
     @contextmanager
@@ -62,6 +68,13 @@ class PriceFeed:
             yield self
         finally:
             self.loop = None
+            with self._lock:
+                self.cents = dict(PRODUCTS)
+
+    def reprice(self, sku: str, cents: int) -> None:
+        """The pricing team changes a price: every quote from now on says ``cents``."""
+        with self._lock:
+            self.cents[sku] = cents
 
     def quote(self, sku: str) -> int:
         loop, ran = self.loop, threading.Event()
@@ -77,16 +90,20 @@ class PriceFeed:
         with self._lock:
             self.calls += 1
             self.loop_held += loop is not None and not ran.is_set()
-        return PRODUCTS.get(sku, 0)
+            return self.cents.get(sku, 0)
 
 
 prices = PriceFeed()
 
 
-def display_price(sku: str) -> str:
-    """The price of ``sku`` as shown on the page, e.g. ``'34.90 EUR'``."""
-    cents = prices.quote(sku)
+def price_text(cents: int) -> str:
+    """A price as a page shows it, e.g. ``'34.90 EUR'``."""
     return f"{cents // 100}.{cents % 100:02d} EUR"
+
+
+def display_price(sku: str) -> str:
+    """The price of ``sku`` as shown on the page, e.g. ``'34.90 EUR'``: quoted by the pricing service now."""
+    return price_text(prices.quote(sku))
 
 
 # --- Exercise 9.2: the reports service ------------------------------------------------------------
@@ -179,3 +196,61 @@ def handed_out(name: str = SERVICE) -> str:
 
     solution = authoring.find_solution(SECTION)
     return authoring.handed_out(solution)[Path(SECTION) / name]
+
+
+# --- Lesson 9's harness: the capstone's service under a watchdog ------------------------------------
+
+ORDER = {"email": "ada@example.com", "amount_cents": 1250, "card": "4242 4242 4242 4242"}  # the capstone's GOOD_CARD
+STAFF = {"Authorization": "Bearer tok-ada"}
+
+
+@dataclass
+class WatchedRun:
+    """What :func:`orders_under_watch` saw: the two orders' status codes, the watchdog and what it logged."""
+
+    statuses: list[int]
+    reports: list[logging.LogRecord]
+    watchdog: Any
+
+
+async def orders_under_watch(
+    path: Path, watched: Callable[[ModuleType], Any], *, real_server: bool, latency: float = 0.5
+) -> WatchedRun:
+    """Staff place two orders, one after the other, while readers browse ``/docs``: a fresh copy of the service in ``path``.
+
+    The copy gets a database of its own, a payment vendor that takes ``latency`` s a charge, and
+    whatever ``watched(service)`` sets up (it returns the watchdog), which runs while the orders
+    are placed. It is served by a real uvicorn (h11) on the kernel's loop, or in-process.
+    """
+    from asynclab.bench.inprocess import inprocess_client
+    from asynclab.bench.probes import capture_logs
+    from asynclab.bench.server import uvicorn_server
+    from asynclab.standins.s08_capstone import database_url, prepare_database, settings
+
+    settings.database_url = database_url(Path(tempfile.mkdtemp(prefix="orders-", dir=workspace())) / "orders.db")
+    await prepare_database(settings.database_url)
+    settings.payments_latency, was = latency, settings.payments_latency
+    service = import_file(path, "orders")
+    watchdog = watched(service)
+    try:
+        with warnings.catch_warnings(), capture_logs("orders"), capture_logs("watchdog") as said:
+            warnings.simplefilter("ignore")  # the handed-out service's other faults: not this lesson's topic
+            async with contextlib.AsyncExitStack() as stack:
+                if real_server:
+                    url = await stack.enter_async_context(uvicorn_server(service.app, http="h11"))
+                    client = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+                else:
+                    client = await stack.enter_async_context(inprocess_client(service.app))
+                await client.get("/docs")  # warm up before watching
+                async with watchdog.running():
+                    readers = asyncio.create_task(_browse(client))
+                    orders = [await client.post("/orders", json=ORDER, headers=STAFF) for _ in range(2)]
+                    await readers
+    finally:
+        settings.payments_latency = was
+    return WatchedRun([o.status_code for o in orders], said.records, watchdog)
+
+
+async def _browse(client: httpx.AsyncClient) -> None:
+    for _ in range(10):
+        await client.get("/docs")

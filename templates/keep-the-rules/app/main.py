@@ -1,17 +1,22 @@
-"""The sample service: a greeting by country, a health check, and the watchdog watching the loop."""
+"""The sample service: a greeting by country, a health check, the loop's lag at /metrics."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
-from prometheus_client import Histogram
+from prometheus_client import Histogram, make_asgi_app
 
 from app import geo
-from watchdog import LAG_BUCKETS, Watchdog
+from loop_watchdog import LAG_BUCKETS, Watchdog
 
-loop_lag = Histogram("event_loop_lag_seconds", "How late the event loop ran the watchdog's heartbeat", buckets=LAG_BUCKETS)
+loop_lag = Histogram(
+    "event_loop_lag_seconds",
+    "How late the event loop ran the watchdog's heartbeat",
+    buckets=LAG_BUCKETS,
+)
 watchdog = Watchdog(threshold=0.2, lag=loop_lag)
 app = FastAPI(lifespan=watchdog.lifespan)
 app.add_middleware(watchdog.middleware)
+app.mount("/metrics", make_asgi_app())  # Prometheus scrapes /metrics/ (/metrics redirects)
 
 GREETINGS = {"NO": "Hei", "PT": "Olá"}
 
