@@ -49,8 +49,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def sleeper_app(gauge: InFlight) -> FastAPI:
+def sleeper_app(gauge: InFlight, together: int = 5) -> FastAPI:
+    """Three ways to wait 50 ms. The awaiting and threaded handlers also wait until ``together`` requests
+    are inside (a generous limit): "all at once" then holds by construction, however loaded the machine."""
     app = FastAPI()
+    arrived = threading.Barrier(together, timeout=30)
+    all_in = anyio.Event()
 
     @app.get("/block")
     @gauge.track
@@ -61,12 +65,17 @@ def sleeper_app(gauge: InFlight) -> FastAPI:
     @app.get("/await")
     @gauge.track
     async def awaiting() -> int:
+        if gauge.now >= together:
+            all_in.set()
+        with anyio.fail_after(30):
+            await all_in.wait()
         await anyio.sleep(0.05)
         return 1
 
     @app.get("/thread")
     @gauge.track
     def threaded() -> int:
+        arrived.wait()
         time.sleep(0.05)
         return 1
 
