@@ -29,7 +29,8 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from loop_watchdog import StallGuard
 
-SCANNED = ["app"]  # your own packages: calls made from anywhere else are not our business
+# Your own packages: calls made from anywhere else are not our business.
+SCANNED = ["app"]
 
 # Blocks you accept, each admitted in one function of one file, for every blocking call made
 # in it: (the file's path, or its tail, as tracebacks show it; the function's name or names).
@@ -51,8 +52,9 @@ ALLOWED: list[tuple[str, str | Iterable[str]]] = [
 # below the stalls you want to catch and far above what a loaded CI machine adds by itself.
 STALL_THRESHOLD = float(os.environ.get("STALL_THRESHOLD", "0.3"))
 
-BLOCKED: list[BlockingError] = []  # every BlockingError raised, whatever the app did with it
-STALLS = StallGuard(STALL_THRESHOLD) if STALL_THRESHOLD > 0 else None
+# Every BlockingError raised, whatever the app did with it; the verdict empties it.
+BLOCKED: list[BlockingError] = []
+STALLS = StallGuard(STALL_THRESHOLD or 0.3)  # with STALL_THRESHOLD=0, nothing is judged
 
 
 def allow(detector: BlockBuster, file: str, functions: str | Iterable[str]) -> None:
@@ -92,15 +94,14 @@ def blockbuster() -> Iterator[BlockBuster]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-async def stall_guard(anyio_backend: str) -> AsyncIterator[StallGuard | None]:
-    """Watch the tests' event loop for the whole session (every async test and fixture)."""
-    async with watched():
+async def stall_guard(anyio_backend: str) -> AsyncIterator[StallGuard]:
+    """Watch the tests' event loop for the whole session (every async test and fixture).
+
+    Another loop, such as a TestClient's, is watched with ``stall_guard.watching()`` run on
+    it: see tests/test_app.py.
+    """
+    async with STALLS.watching() if STALL_THRESHOLD else contextlib.nullcontext():
         yield STALLS
-
-
-def watched() -> contextlib.AbstractAsyncContextManager[object]:
-    """The stall guard on the running loop, e.g. a TestClient's: see tests/test_app.py."""
-    return STALLS.watching() if STALLS else contextlib.nullcontext()
 
 
 # --- The verdict ---------------------------------------------------------------------------
@@ -113,22 +114,30 @@ def _chain(error: BaseException | None) -> Iterator[BaseException]:
         if (found := todo.pop()) is not None and id(found) not in seen:
             seen.add(id(found))
             yield found
-            todo += [found.__cause__, found.__context__, *getattr(found, "exceptions", ())]
+            todo += [
+                found.__cause__,
+                found.__context__,
+                *getattr(found, "exceptions", ()),
+            ]
 
 
-_FAILED = pytest.StashKey[set[int]]()  # what already failed the test: no need to say it twice
+# What already failed the test: no need to say it twice.
+_FAILED = pytest.StashKey[set[int]]()
 
 
 def _findings(item: pytest.Item) -> str:
     failed = item.stash.get(_FAILED, set())
-    blocked = [error for error in BLOCKED if id(error) not in failed]
-    BLOCKED.clear()
+    raised = [
+        BLOCKED.pop(0) for _ in range(len(BLOCKED))
+    ]  # a TestClient's thread may add more
     found = [
         "a blocking call on the event loop, caught by the code under test (the test never"
         " saw it):\n" + "".join(traceback.format_exception(error)).rstrip()
-        for error in blocked
+        for error in raised
+        if id(error) not in failed
     ]
-    found += STALLS.take() if STALLS else []
+    stalls = STALLS.take()
+    found += stalls if STALL_THRESHOLD else []
     more = f"\n\n(and {len(found) - 3} more)" if len(found) > 3 else ""
     return "\n\n".join(found[:3]) + more
 

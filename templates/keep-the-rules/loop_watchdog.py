@@ -74,8 +74,9 @@ class Watchdog:
                     self.lag.observe(max(0.0, time.monotonic() - self._last - self.interval))
 
         def watch() -> None:
-            reported, poll = None, max(self.interval, self.threshold / 5)  # a stall is seen within a fifth of the threshold
+            reported, poll, woke = None, max(self.interval, self.threshold / 5), time.monotonic()  # seen within threshold/5
             while not stop.wait(poll):
+                slept, woke = time.monotonic() - woke, time.monotonic()  # more than poll: this thread was kept waiting too
                 if not loop.is_running():  # stopped between two runs (pytest's anyio plugin between phases): no stall
                     self._last = time.monotonic()
                     continue
@@ -87,7 +88,7 @@ class Watchdog:
                     frame = sys._current_frames().get(loop_thread)
                     stack = "".join(traceback.format_stack(frame)[-6:]) if frame else ""
                     self.log.warning("event loop stalled (%.0f ms so far) by %s; loop thread at:\n%s", stalled * 1000,
-                                     route, stack, extra={"route": route, "stalled": stalled, "stack": stack})
+                                     route, stack, extra={"route": route, "stalled": stalled, "stack": stack, "slept": slept})
 
         self._last = time.monotonic()
         beating = asyncio.create_task(heartbeat(), name="watchdog-heartbeat")
@@ -117,7 +118,8 @@ class StallGuard:
     the loop turns again, and a late beat that no report covers counts from ``3 * threshold``: it
     needs no thread to be scheduled in time (a loop blocked for 1 s runs its next heartbeat at least
     0.99 s late, on any machine), but it also counts a moment when a loaded machine did not run the
-    process at all, hence the higher bar.
+    process at all, hence the higher bar. (A report, for the same reason, does not count the time
+    the watchdog thread itself was kept waiting.)
     """
 
     def __init__(self, threshold: float = 0.3, *, interval: float = 0.01) -> None:
@@ -136,15 +138,23 @@ class StallGuard:
 
     def take(self) -> list[str]:
         """What was seen since the last call, one message per stall; empty if the loop kept turning."""
-        reports = self._kept.take()
+        # Less the time the watchdog thread itself overslept: while both threads were kept waiting,
+        # the machine had paused the whole process, not the loop alone.
+        poll = max(self.interval, self.threshold / 5)
+        reports = [r for r in self._kept.take() if r.stalled - max(0.0, r.slept - poll) > self.threshold]
         self._sightings.extend(r.created for r in reports)
-        found = [f"the event loop stalled longer than {self.threshold} s (stuck for {r.stalled:.2f} s when seen"
-                 + (f", serving {r.route}" if r.route != "no request" else "") + f"); the loop thread was at:\n{r.stack}"
-                 for r in reports]
-        found += [f"the event loop's heartbeat ran {late:.2f} s late (more than {self.lag.bar:.2f} s); "
-                  "the watchdog thread did not get to see where the loop was"
-                  for ran, late in self.lag.take()
-                  if not any(ran - late - self.interval <= seen <= ran for seen in self._sightings)]
+        found = [
+            f"the event loop stalled longer than {self.threshold} s (stuck for {r.stalled:.2f} s when seen"
+            + (f", serving {r.route}" if r.route != "no request" else "")
+            + f"); the loop thread was at:\n{r.stack}"
+            for r in reports
+        ]
+        found += [
+            f"the event loop's heartbeat ran {late:.2f} s late (more than {self.lag.bar:.2f} s); "
+            "the watchdog thread did not get to see where the loop was"
+            for ran, late in self.lag.take()
+            if not any(ran - late - self.interval <= seen <= ran for seen in self._sightings)
+        ]
         return found
 
 
@@ -158,7 +168,7 @@ class _Kept(logging.Handler):
         with self._records_lock:
             self.records.append(record)
 
-    def take(self) -> list[Any]:  # LogRecords with the watchdog's extra fields: stalled, route, stack
+    def take(self) -> list[Any]:  # LogRecords with the watchdog's extras: stalled, route, stack, slept
         with self._records_lock:
             taken, self.records = self.records, []
         return taken

@@ -8,5 +8,6 @@ COUNTRIES = {"192.0.2.1": "NO", "198.51.100.7": "PT"}
 
 
 def lookup(ip: str) -> str:
-    time.sleep(0.01)  # the HTTP round trip (ruff cannot see it: this function is not async)
+    # The HTTP round trip. Ruff cannot see it: this function is not async.
+    time.sleep(0.01)
     return COUNTRIES.get(ip, "unknown")

@@ -16,7 +16,8 @@ loop_lag = Histogram(
 watchdog = Watchdog(threshold=0.2, lag=loop_lag)
 app = FastAPI(lifespan=watchdog.lifespan)
 app.add_middleware(watchdog.middleware)
-app.mount("/metrics", make_asgi_app())  # Prometheus scrapes /metrics/ (/metrics redirects)
+# Prometheus scrapes /metrics/ (or /metrics, which redirects there): the loop's lag.
+app.mount("/metrics", make_asgi_app())
 
 GREETINGS = {"NO": "Hei", "PT": "Olá"}
 

@@ -9,7 +9,7 @@ from asgi_lifespan import LifespanManager
 from fastapi.testclient import TestClient
 
 from app.main import app
-from conftest import watched
+from loop_watchdog import StallGuard
 
 pytestmark = pytest.mark.anyio
 
@@ -18,18 +18,23 @@ pytestmark = pytest.mark.anyio
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with LifespanManager(app) as manager:  # runs the lifespan: the watchdog runs
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test"
+        ) as client:
             yield client
 
 
 @pytest.fixture
-def sync_client() -> Iterator[TestClient]:
+def sync_client(stall_guard: StallGuard) -> Iterator[TestClient]:
     """Starlette's TestClient, unchanged: the app runs on an event loop in another thread.
 
-    blockbuster sees that loop as it is; the stall guard is put on it by hand (``watched()``).
-    Use it with ``with``: without, no lifespan runs, so no watchdog either.
+    blockbuster sees that loop as it is; the stall guard is put on it here. Use it with
+    ``with``: without, no lifespan runs (so no watchdog), and each request gets a new loop.
     """
-    with TestClient(app) as client, client.portal.wrap_async_context_manager(watched()):
+    with (
+        TestClient(app) as client,
+        client.portal.wrap_async_context_manager(stall_guard.watching()),
+    ):
         yield client
 
 
@@ -50,7 +55,9 @@ async def test_health(client: httpx.AsyncClient) -> None:
 
 async def test_metrics_serve_the_loop_lag(client: httpx.AsyncClient) -> None:
     def beats(text: str) -> float:
-        line = next(x for x in text.splitlines() if x.startswith("event_loop_lag_seconds_count"))
+        line = next(
+            x for x in text.splitlines() if x.startswith("event_loop_lag_seconds_count")
+        )
         return float(line.split()[-1])
 
     scraped = await client.get("/metrics", follow_redirects=True)

@@ -14,7 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]  # conftest.py, loop_watchdog.py, pyproject.toml
+# This service's conftest.py, loop_watchdog.py and pyproject.toml: what each run copies.
+ROOT = Path(__file__).resolve().parents[1]
 
 CLIENT = """
     from collections.abc import AsyncIterator
@@ -37,8 +38,17 @@ CLIENT = """
 """
 
 
-def run_pytest(folder: Path, files: dict[str, str], conftest: str | None = None) -> str:
-    """Run pytest in ``folder``: this service's conftest.py and settings, and ``files``."""
+def run_pytest(
+    folder: Path,
+    files: dict[str, str],
+    conftest: str | None = None,
+    stalls: bool = True,
+) -> str:
+    """Run pytest in ``folder``: this service's conftest.py and settings, and ``files``.
+
+    ``stalls=False`` turns the stall guard off, for a run about blockbuster alone: a loaded
+    machine cannot then add a stall to its verdict.
+    """
     for name in ("loop_watchdog.py", "pyproject.toml", "conftest.py"):
         shutil.copy(ROOT / name, folder / name)
     if conftest is not None:
@@ -46,23 +56,41 @@ def run_pytest(folder: Path, files: dict[str, str], conftest: str | None = None)
     for name, text in {"app/__init__.py": "", "tests/__init__.py": "", **files}.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "STALL_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "STALL_"))
+    }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if not stalls:
+        env["STALL_THRESHOLD"] = "0"
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--color=no"]
     done = subprocess.run(
-        command, cwd=folder, env=env, capture_output=True, text=True, timeout=120
+        command,
+        check=False,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return done.stdout + done.stderr
 
 
 def outcome(output: str) -> dict[str, int]:
     """The last line's counts: ``{"passed": 2, "errors": 2}``."""
-    last = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    last = [
+        line
+        for line in output.splitlines()
+        if re.search(r"\d+ (passed|failed|error)", line)
+    ]
     counts = re.findall(r"(\d+) (passed|failed|errors?)", last[-1] if last else "")
-    return {("errors" if word.startswith("error") else word): int(n) for n, word in counts}
+    return {
+        ("errors" if word.startswith("error") else word): int(n) for n, word in counts
+    }
 
 
-def test_a_wait_in_c_passes_blockbuster_and_fails_the_stall_guard(tmp_path: Path) -> None:
+def test_a_wait_in_c_passes_blockbuster_and_fails_the_stall_guard(
+    tmp_path: Path,
+) -> None:
     """A sync psycopg 3 query waits for the server in C (libpq), below anything blockbuster
     wraps; so does a key derivation. Each test passes (blockbuster saw nothing), then fails at
     teardown: the stall guard saw the loop stuck, and shows where."""
@@ -89,7 +117,9 @@ def test_a_wait_in_c_passes_blockbuster_and_fails_the_stall_guard(tmp_path: Path
                 hashlib.pbkdf2_hmac("sha256", b"secret", b"salt", 10_000)
             return {}
     """
-    tests = CLIENT.format(scope="function") + """
+    tests = (
+        CLIENT.format(scope="function")
+        + """
 
     async def test_orders(client: httpx.AsyncClient) -> None:
         assert (await client.get("/orders")).json() == []
@@ -98,6 +128,7 @@ def test_a_wait_in_c_passes_blockbuster_and_fails_the_stall_guard(tmp_path: Path
     async def test_token(client: httpx.AsyncClient) -> None:
         assert (await client.get("/token")).json() == {}
     """
+    )
     output = run_pytest(tmp_path, {"app/main.py": main, "tests/test_it.py": tests})
     assert outcome(output) == {"passed": 2, "errors": 2}, output
     assert "BlockingError" not in output
@@ -105,7 +136,9 @@ def test_a_wait_in_c_passes_blockbuster_and_fails_the_stall_guard(tmp_path: Path
     # The watchdog thread names the line; if a loaded machine kept it from looking in time,
     # the heartbeat, 1 s late, still fails the test.
     for line in ("select.select([], [], [], 1.0)", 'hashlib.pbkdf2_hmac("sha256"'):
-        assert line in output or "the watchdog thread did not get to see" in output, output
+        assert line in output or "the watchdog thread did not get to see" in output, (
+            output
+        )
 
 
 def test_a_blocking_call_in_the_lifespan_fails_under_a_module_scoped_client(
@@ -147,7 +180,9 @@ def test_a_blocking_call_in_the_lifespan_fails_under_a_module_scoped_client(
         'app.state.greeting = "Hei"\n            yield\n            load_greeting()',
     )
     assert shutdown != startup
-    tests = CLIENT.format(scope="module") + """
+    tests = (
+        CLIENT.format(scope="module")
+        + """
 
     async def test_greets(client: httpx.AsyncClient) -> None:
         assert (await client.get("/")).json() == "Hei"
@@ -156,6 +191,7 @@ def test_a_blocking_call_in_the_lifespan_fails_under_a_module_scoped_client(
     async def test_greets_again(client: httpx.AsyncClient) -> None:
         assert (await client.get("/")).json() == "Hei"
     """
+    )
     output = run_pytest(
         tmp_path,
         {
@@ -164,6 +200,7 @@ def test_a_blocking_call_in_the_lifespan_fails_under_a_module_scoped_client(
             "tests/test_startup.py": tests,
             "tests/test_shutdown.py": tests.replace("from app.main", "from app.stops"),
         },
+        stalls=False,
     )
     assert outcome(output) == {"passed": 2, "errors": 3}, output
     assert "ERROR at setup of test_greets " in output
@@ -229,7 +266,9 @@ def test_a_blocking_error_the_app_swallows_still_fails_the_test(tmp_path: Path) 
         async def place(order: dict[str, int]) -> dict[str, int]:
             return order
     """
-    tests = CLIENT.format(scope="function") + """
+    tests = (
+        CLIENT.format(scope="function")
+        + """
 
     async def test_rates(client: httpx.AsyncClient) -> None:
         assert (await client.get("/rates")).status_code == 200
@@ -239,12 +278,19 @@ def test_a_blocking_error_the_app_swallows_still_fails_the_test(tmp_path: Path) 
         response = await client.post("/orders", json={"sku": 1})
         assert response.status_code == 201, response.text
     """
-    output = run_pytest(tmp_path, {"app/main.py": main, "tests/test_it.py": tests})
+    )
+    files = {"app/main.py": main, "tests/test_it.py": tests}
+    output = run_pytest(tmp_path, files, stalls=False)
     assert outcome(output) == {"failed": 1, "passed": 1, "errors": 2}, output
     assert "There was an error parsing the body" in output  # what the test saw
     assert "ERROR at teardown of test_rates" in output
     assert "ERROR at teardown of test_order" in output
-    for seen in ("in fetch_rates", "Blocking call to time.sleep", "in body", "log.write(body)"):
+    for seen in (
+        "in fetch_rates",
+        "Blocking call to time.sleep",
+        "in body",
+        "log.write(body)",
+    ):
         assert seen in output, (seen, output)
 
 
@@ -295,7 +341,8 @@ def test_allow_admits_every_blocking_call_of_one_function(tmp_path: Path) -> Non
             async def download() -> FileResponse:
                 return FileResponse(legacy.RATES)  # guesses the type: text/csv
         """,
-        "tests/test_it.py": CLIENT.format(scope="function") + """
+        "tests/test_it.py": CLIENT.format(scope="function")
+        + """
 
     async def test_rates(client: httpx.AsyncClient) -> None:
         assert (await client.get("/rates")).json() == "EUR,1.0"
@@ -310,15 +357,24 @@ def test_allow_admits_every_blocking_call_of_one_function(tmp_path: Path) -> Non
     """,
     }
     conftest = (ROOT / "conftest.py").read_text(encoding="utf-8")
-    allowed = re.search(r"^ALLOWED: .*? = \[\n(.*?)^\]\n", conftest, re.MULTILINE | re.DOTALL)
+    allowed = re.search(
+        r"^ALLOWED: .*? = \[\n(.*?)^\]\n", conftest, re.MULTILINE | re.DOTALL
+    )
     assert allowed is not None
     (tmp_path / "strict").mkdir()
-    strict = run_pytest(tmp_path / "strict", files, conftest.replace(allowed.group(1), ""))
+    strict = run_pytest(
+        tmp_path / "strict", files, conftest.replace(allowed.group(1), ""), stalls=False
+    )
     assert outcome(strict) == {"failed": 3}, strict
     assert "Blocking call to os.stat" in strict and "in init" in strict  # mimetypes
 
     entry = '    ("app/legacy.py", "load_rates"),\n'
     (tmp_path / "allowed").mkdir()
-    admitted = run_pytest(tmp_path / "allowed", files, conftest.replace(allowed.group(1), allowed.group(1) + entry))
+    admitted = run_pytest(
+        tmp_path / "allowed",
+        files,
+        conftest.replace(allowed.group(1), allowed.group(1) + entry),
+        stalls=False,
+    )
     assert outcome(admitted) == {"failed": 1, "passed": 2}, admitted
     assert "FAILED tests/test_it.py::test_again" in admitted
