@@ -20,7 +20,7 @@ at 390 px the scrollable blocks were 401 nodes on 26 pages, tables included):
   landmark-unique              moderate   24 nodes: Furo's two <aside> landmarks without names
   page-has-heading-one         moderate    1 node: the search page
   empty-table-header           minor      23 nodes, 11 pages: markdown tables with an empty header row
-and after (tools/build_site.py `accessible`, site/_static/course.js, site/_templates/search.html): none.
+and after (tools/site_html.py `accessible`, site/_static/course.js, site/_templates/search.html): none.
 Screenshots and each scan's findings go to build/test-artefacts/accessibility/ (ignored by git).
 """
 

@@ -420,7 +420,7 @@ def test_a_worker_group_stops_when_the_kernel_that_started_it_is_killed(tmp_path
     import subprocess
     import sys
 
-    from asynclab.bench.workers import _group_members
+    from asynclab.bench.process_group import group_members
 
     if sys.platform != "linux":
         pytest.skip("the parent-death signal is Linux's")
@@ -438,14 +438,14 @@ def test_a_worker_group_stops_when_the_kernel_that_started_it_is_killed(tmp_path
     try:
         assert child.stdout is not None
         pgid = int(child.stdout.readline())
-        assert len(_group_members(pgid)) >= 3  # uvicorn's parent, its two workers (and a helper process)
+        assert len(group_members(pgid)) >= 3  # uvicorn's parent, its two workers (and a helper process)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
     deadline = time.monotonic() + 20  # a hang guard, not a speed claim
-    while _group_members(pgid) and time.monotonic() < deadline:
+    while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = _group_members(pgid)
+    left = group_members(pgid)
     if left:
         os.killpg(pgid, signal.SIGKILL)
     assert left == []

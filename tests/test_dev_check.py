@@ -1,4 +1,5 @@
-"""The repository's own invariants (rustlings' `dev check`): from a section's number you find all its parts.
+"""The repository's own invariants (rustlings' `dev check`): from a section's number you find all its parts,
+the sections are found (never listed), and every fact written in two places has one source.
 
 Two more belong to it and live beside the tests of the same files: the three notebook names per
 section (``tests/test_notebooks.py``) and every exercise's hints, at least two, each adding
@@ -30,8 +31,10 @@ def one(folder: Path, pattern: str) -> Path:
     return found[0]
 
 
-def test_there_are_nine_sections() -> None:
-    assert [s[:2] for s in SECTIONS] == [f"{n:02d}" for n in range(1, 10)]
+def test_the_sections_are_numbered_from_1_without_a_gap() -> None:
+    """The sections are the solution notebooks; every lesson but start-here is one of them."""
+    assert [s[:2] for s in SECTIONS] == [f"{n:02d}" for n in range(1, len(SECTIONS) + 1)]
+    assert [authoring.section(p) for p in authoring.lessons()] == ["00-start-here", *SECTIONS]
 
 
 @pytest.mark.parametrize("section", SECTIONS)
@@ -73,13 +76,31 @@ def test_the_package_names_match_its_lazy_imports() -> None:
         getattr(asynclab, name)  # AttributeError or ImportError where the map is wrong
 
 
-def test_the_syllabus_minutes_are_the_lessons_own() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for section in SECTIONS:
-        lesson = authoring.read(ROOT / "notebooks" / authoring.named(section, "notebooks"))
-        teaching, exercises = MINUTES.search(lesson.cells[0].source).groups()  # type: ignore[union-attr]
-        row = next(line for line in readme.splitlines() if f"(notebooks/{section}.ipynb)" in line)
-        assert row.rstrip(" |").endswith(f"| {teaching} + {exercises}"), f"README's minutes for {section}: {row}"
+# --- one source for every fact: `python -m asynclab build` writes the copies (tests/test_notebooks.py proves
+# it would change nothing); what it cannot write, it names ----------------------------------------------
+
+
+def test_build_can_write_every_copied_fact() -> None:
+    """Every exercise has a heading and a guide entry, every lesson a syllabus row, and none names what is not there."""
+    assert authoring.unsourced() == []
+
+
+def test_the_instructors_guide_has_one_entry_per_exercise_and_names_no_other() -> None:
+    guide = (ROOT / authoring.GUIDE).read_text(encoding="utf-8")
+    entries = [id for id, _ in authoring.GUIDE_ENTRY.findall(guide)]
+    exercises = [id for solution in authoring.solutions() for id in progress.check_ids(authoring.read(solution))]
+    assert sorted(entries, key=checking.order) == exercises, "one '**N.M Title**' entry per exercise, in course order"
+    assert entries == exercises, "the guide's entries are in course order"
+
+
+def test_the_readme_syllabus_lists_every_lesson_with_its_own_minutes() -> None:
+    readme = (ROOT / authoring.README).read_text(encoding="utf-8")
+    for lesson in authoring.lessons():
+        minutes = MINUTES.search(authoring.read(lesson).cells[0].source)
+        row = next((line for line in readme.splitlines() if f"(notebooks/{lesson.name})" in line), "")
+        assert row, f"README's syllabus has no row for {lesson.name}: run `python -m asynclab build`"
+        if minutes:  # start-here has no exercises
+            assert row.rstrip(" |").endswith("| {} + {}".format(*minutes.groups())), f"README's minutes for {lesson.name}"
 
 
 # --- the learner loop: a lesson's core fits its teaching block --------------------------------------

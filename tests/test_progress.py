@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from asynclab import __main__ as cli
-from asynclab.course import authoring, checking, progress
+from asynclab.course import authoring, checking, progress, progress_table, progress_watch
 from tests.test_report import validate
 
 ROOT = authoring.ROOT
@@ -34,7 +34,7 @@ def test_the_report_of_a_fresh_clone_says_0_solved_and_points_at_the_first_exerc
     results = [r for rs in progress.expected().values() for r in rs]
     for r in results:
         r.seen, r.check_failed = f"what check {r.id} saw", True
-    text = progress.report(progress.Survey(ROOT / "exercises", results))
+    text = progress_table.report(progress.Survey(ROOT / "exercises", results))
     assert f"0 of {len(EXERCISE_IDS)} solved" in text
     first = results[0]
     assert f"Next: exercise {first.id}" in text and f'hint("{first.id}")' in text and "what check" in text
@@ -117,7 +117,7 @@ def test_broken_notebooks_are_named_and_the_others_still_run(tmp_path: Path) -> 
     assert by_id[first_check[crash]].seen == "could not be checked: the kernel died in cell 2"
     assert not by_id[first_check[endless]].solved
     assert all(r.solved for r in survey.results if r.notebook == good)
-    text = progress.report(survey)
+    text = progress_table.report(survey)
     assert f"⚠️ trouble: {crash}: cell 2: the kernel died" in text
     # The learner's syntax error is the same next time; a dead kernel or an endless loop is run again.
     assert set(progress.progress_cache.load(tmp_path).notebooks) == {syntax, good}
@@ -271,7 +271,7 @@ def test_a_second_run_reuses_every_unchanged_notebook_and_runs_only_the_one_chan
     assert again.solved == len(plan[first]) and all(r.solved == (r.notebook == first) for r in again.results)
     assert (
         f"{len(plan)} notebooks unchanged since the last run (results reused), 0 run now; --all runs every one"
-        in progress.report(again)
+        in progress_table.report(again)
     )
     nbformat.write(_notebook("# a comment", "x = 1"), tmp_path / first)
     fake.solved = set()
@@ -410,7 +410,7 @@ def test_watch_checks_again_after_a_save_and_ctrl_c_ends_it_quietly(tmp_path: Pa
             raise KeyboardInterrupt
 
     out = io.StringIO()
-    assert progress.watch(tmp_path, out=out, err=io.StringIO(), sleep=sleep) == 0
+    assert progress_watch.watch(tmp_path, out=out, err=io.StringIO(), sleep=sleep) == 0
     text = out.getvalue()
     assert sorted(fake.ran[: len(plan)]) == sorted(plan) and fake.ran[len(plan) :] == [changed]  # all, then the saved one
     assert text.count(f"0 of {len(EXERCISE_IDS)} solved") == 2 and text.count("Watching") == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from asynclab.course import authoring, progress, report
+from asynclab.course import authoring, progress, progress_table, report
 from asynclab.course.room import safefile
 
 ROOT = authoring.ROOT
@@ -175,7 +175,7 @@ def test_the_command_prints_and_writes_a_valid_report(tmp_path: Path) -> None:
 @pytest.mark.parametrize("as_json", [False, True])
 def test_a_folder_that_is_not_there_gets_one_line(tmp_path: Path, as_json: bool, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
-    status = report.main(missing, as_json=as_json) if as_json else progress.main(missing)
+    status = report.main(missing, as_json=as_json) if as_json else progress_table.main(missing)
     err = capsys.readouterr().err
     assert status == 2 and err == f"There is no folder {missing}: run this from the course's folder, or pass --folder.\n"
 

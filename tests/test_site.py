@@ -30,7 +30,8 @@ ARTEFACTS = ROOT / "build" / "test-artefacts" / "site"
 REQUIRED = "ASYNCLAB_SITE_REQUIRED"  # CI sets it to 1
 
 
-build_site = load_tool("build_site")
+build_site = load_tool("build_site")  # puts tools/ on the path: its siblings import as modules
+site_html, site_leaks = load_tool("site_html"), load_tool("site_leaks")
 LESSONS = build_site.lessons()
 EXERCISES = build_site.exercises()
 
@@ -85,7 +86,7 @@ def test_outputs_are_cleaned_of_the_building_machine() -> None:
         "worker 29102 answered 10 requests; pid=29101 stopped; 2048 bytes",
     ]
     nb.cells = [nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines))])]
-    assert build_site.sanitize_outputs(nb) == 1
+    assert site_leaks.sanitize_outputs(nb) == 1
     text = nb.cells[0].outputs[0].text
     assert str(ROOT) not in text and "/tmp/" not in text and "/home/" not in text and home + "/" not in text
     assert "<course>/src/asynclab/standins/s08_capstone.py" in text and "<tmp>/orders_service.py" in text and '"<cell>"' in text
@@ -98,7 +99,7 @@ def test_outputs_are_cleaned_of_the_building_machine() -> None:
 def test_a_token_in_a_link_is_a_leak_and_the_parameters_name_is_not(tmp_path: Path) -> None:
     (tmp_path / "leaky.html").write_text('<a href="http://127.0.0.1:8888/lab?token=3f2a9c">open</a>', encoding="utf-8")
     (tmp_path / "fine.html").write_text("JupyterLab prints a link with <code>?token=</code> in it.", encoding="utf-8")
-    assert [problem.split(":")[0] for problem in build_site.leaks(tmp_path)] == ["leaky.html"]
+    assert [problem.split(":")[0] for problem in site_leaks.leaks(tmp_path)] == ["leaky.html"]
 
 
 def test_links_to_solutions_and_folders_are_rewritten(tmp_path: Path) -> None:
@@ -201,13 +202,13 @@ def test_the_themes_markup_is_mended_for_screen_readers() -> None:
         "<tbody><tr><td><p><strong>Questions</strong></p></td><td><p>Why?</p></td></tr></tbody></table>\n"
         '<table><thead><tr><th class="head"><p></p></th><th class="head"><p>one kernel</p></th></tr></thead></table>\n'
     )
-    mended = build_site.accessible(page)
+    mended = site_html.accessible(page)
     assert '<p class="caption" role="heading" aria-level="2">' in mended  # a heading has a level
     assert '<aside class="sidebar-drawer" aria-label="Site navigation">' in mended  # two landmarks told apart
     assert '<aside class="toc-drawer no-toc" aria-label="On this page">' in mended
     assert mended.count("<thead>") == 1, "a header row with nothing in it is dropped"
     assert '<td class="head"></td><th class="head"><p>one kernel</p></th>' in mended, "an empty corner is a plain cell"
-    assert build_site.accessible(mended) == mended
+    assert site_html.accessible(mended) == mended
 
 
 # --------------------------------------------------------------------------- the built site
@@ -276,11 +277,11 @@ def test_every_figure_says_what_it_shows(site: Path, lesson: Path) -> None:
 
 
 def test_every_relative_link_and_anchor_resolves(site: Path) -> None:
-    assert build_site.broken_links(site) == []
+    assert site_html.broken_links(site) == []
 
 
 def test_nothing_leaks_the_building_machine(site: Path) -> None:
-    assert build_site.leaks(site) == []
+    assert site_leaks.leaks(site) == []
 
 
 # --------------------------------------------------------------------------- in a real browser

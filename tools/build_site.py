@@ -1,43 +1,17 @@
-"""Build the course's website from freshly executed lessons: one command, offline.
+"""Build the course's website from freshly executed lessons, offline: ``python tools/build_site.py [--jobs 1]``.
 
-    python tools/build_site.py                 # -> build/site/html/index.html
-    python tools/build_site.py --jobs 1        # one kernel at a time (default: 2)
-
-What it does, in order:
-
-1. Executes every lesson (notebooks/NN-*.ipynb, the start-here notebook included) top to bottom in
-   a fresh kernel, two at a time, from the lesson's own folder, as a learner's "Run All" would.
-   A cell that raises stops the build: the site never shows a figure the code no longer produces.
-2. Cleans the outputs of anything that describes the building machine (the course folder's
-   absolute path, the home folder, temporary folders, site-packages, the host name).
-3. Stages the pages in build/site/src: the README as the home page (with the syllabus), the
-   executed lessons, each figure with its alt text (site/figures.toml), the exercises as handed out
-   (not run) with the command that opens them, and every page or file those pages link to. The
-   exercises are made afresh from the solutions into build/site/handed-out: the course folder's
-   exercises/ is the learner's, with their answers and saved outputs, and is never read. Solutions
-   are never staged: a link to one becomes text.
-4. Renders them with Sphinx + MyST-NB (configuration in site/), warnings treated as errors, then
-   mends what the theme's markup lacks for screen readers and keyboards (see `accessible`).
-5. Checks the result: every relative link and anchor resolves, nothing leaks the machine.
-
-Open build/site/html/index.html in a browser; nothing on the site needs the network.
+The result, build/site/html/index.html, needs no network; :func:`build` says what happens, in order.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import html.parser
-import importlib.util
 import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import sysconfig
-import tempfile
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
@@ -48,6 +22,10 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 
 from asynclab.course import authoring
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/ is not a package: its sibling modules
+from site_html import broken_links, make_accessible
+from site_leaks import leaks, sanitize_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "site"
@@ -60,7 +38,7 @@ FIGURES = CONF_DIR / "figures.toml"  # the alt text of every figure a lesson dra
 LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
 
 
-# --------------------------------------------------------------------------- 1. execute
+# --------------------------------------------------------------------------- execute
 
 
 lessons, exercises = authoring.lessons, authoring.exercises  # the site's pages, named where every name is made
@@ -82,76 +60,7 @@ def execute(path: Path, logs: Path) -> tuple[str, float]:
     return nbformat.writes(nb), time.monotonic() - start
 
 
-# --------------------------------------------------------------------------- 2. clean the outputs
-
-
-def machine_strings() -> list[tuple[re.Pattern[str], str]]:
-    """What would describe the building machine, most specific first, and what replaces it."""
-    pairs: list[tuple[str, str]] = []
-    for key in ("purelib", "platlib"):
-        pairs.append((sysconfig.get_paths()[key], "<site-packages>"))
-    pairs.append((sysconfig.get_paths()["stdlib"], "<python>"))
-    pairs.append((str(ROOT), "<course>"))
-    helper = importlib.util.find_spec("asynclab")  # the course's package, wherever it is installed from
-    if helper and helper.origin:
-        pairs.append((str(Path(helper.origin).resolve().parents[2]), "<course>"))
-    pairs.append((sys.prefix, "<venv>"))
-    pairs.append((str(Path.home()), "~"))
-    patterns = [(re.compile(re.escape(text)), new) for text, new in dict.fromkeys(pairs) if len(text) > 1]
-    temp = re.escape(tempfile.gettempdir())
-    patterns.append((re.compile(temp + r"/(?:tmp|pytest-of-|asynclab)[\w.-]*"), "<tmp>"))
-    patterns.append((re.compile(temp + r"(?=/)"), "<tmp>"))
-    patterns.append((re.compile(r"/home/[\w.-]+"), "~"))
-    host = socket.gethostname()
-    if len(host) >= 4:
-        patterns.append((re.compile(r"\b" + re.escape(host) + r"\b"), "<host>"))
-    return patterns
-
-
-def sanitize(text: str, patterns: list[tuple[re.Pattern[str], str]]) -> str:
-    for pattern, new in patterns:
-        text = pattern.sub(new, text)
-    return text
-
-
-PID_MENTIONS = re.compile(
-    r"\bpid[=: ]+(\d{3,7})\b|\b(?:worker|parent) (\d{3,7})\b"
-    r"|\b(?:process(?:es)?:|running:) \[?((?:\d{3,7}|PID-\d+)(?:, (?:\d{3,7}|PID-\d+))*)\]?"
-)
-
-
-def pid_labels(nb: nbformat.NotebookNode) -> list[tuple[re.Pattern[str], str]]:
-    """The build machine's process IDs mean nothing to a reader; keep which is which: PID-1, PID-2, …"""
-    seen: dict[str, str] = {}
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
-            for match in PID_MENTIONS.finditer(text):
-                for number in re.findall(r"(?<!PID-)\b\d{3,7}\b", " ".join(g for g in match.groups() if g)):
-                    seen.setdefault(number, f"PID-{len(seen) + 1}")
-    return [(re.compile(rf"\b{number}\b"), label) for number, label in seen.items()]
-
-
-def sanitize_outputs(nb: nbformat.NotebookNode) -> int:
-    """Clean every text output in place; return how many outputs changed."""
-    patterns = [(re.compile(r"(?:/[\w.-]+)*/ipykernel_\d+/\d+\.py"), "<cell>"), *machine_strings(), *pid_labels(nb)]
-    changed = 0
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            before = repr(output)
-            if "text" in output:
-                output["text"] = sanitize(output["text"], patterns)
-            for mime, value in output.get("data", {}).items():
-                if isinstance(value, str) and (not mime.startswith("image/") or mime == "image/svg+xml"):
-                    output["data"][mime] = sanitize(value, patterns)
-            if "traceback" in output:
-                output["traceback"] = [sanitize(line, patterns) for line in output["traceback"]]
-                output["evalue"] = sanitize(output.get("evalue", ""), patterns)
-            changed += before != repr(output)
-    return changed
-
-
-# --------------------------------------------------------------------------- 3. stage
+# --------------------------------------------------------------------------- stage
 
 
 def versions() -> str:
@@ -379,146 +288,6 @@ def stage(
     return stager.pages
 
 
-# --------------------------------------------------------------------------- 4. mend the theme's markup
-
-# What axe-core (tests/test_accessibility.py) found on every page of the rendered site, mended here
-# because no template or option of Sphinx or Furo reaches it (scrollable code blocks get a tab stop
-# from site/_static/course.js instead: only the ones that scroll, at the reader's window width).
-LANDMARK_LABELS = {"sidebar-drawer": "Site navigation", "toc-drawer": "On this page"}
-HEADING_WITHOUT_LEVEL = re.compile(r'<(\w+)((?:(?!aria-level=)[^>])*?\brole="heading"(?:(?!aria-level=)[^>])*)>')
-UNLABELLED_ASIDE = re.compile(r'<aside class="({})((?: [\w-]+)*)">'.format("|".join(LANDMARK_LABELS)))
-TABLE_HEAD = re.compile(r"<thead>(.*?)</thead>\s*", re.DOTALL)
-EMPTY_HEADER = re.compile(r'<th class="head">(?:<p></p>)?</th>')
-
-
-def _table_head(match: re.Match[str]) -> str:
-    head = match.group(1)
-    if not EMPTY_HEADER.search(head):
-        return match.group(0)
-    if not re.sub(r"<[^>]+>|\s", "", head):
-        return ""  # a header row with nothing in it (a markdown table used for layout): no header at all
-    return match.group(0).replace(match.group(1), EMPTY_HEADER.sub('<td class="head"></td>', head))  # an empty corner
-
-
-def accessible(page: str) -> str:
-    """One page's HTML with what screen readers need and Sphinx and Furo leave out.
-
-    - the sidebar's captions (``role="heading"``) get the ``aria-level`` a heading must have;
-    - Furo's two ``<aside>`` landmarks get names that tell them apart;
-    - a table's empty header cells go: an all-empty header row (a markdown table used for layout)
-      is dropped, and an empty corner cell becomes a plain cell.
-    """
-    page = HEADING_WITHOUT_LEVEL.sub(r'<\1\2 aria-level="2">', page)
-    page = UNLABELLED_ASIDE.sub(
-        lambda m: f'<aside class="{m.group(1)}{m.group(2)}" aria-label="{LANDMARK_LABELS[m.group(1)]}">', page
-    )
-    return TABLE_HEAD.sub(_table_head, page)
-
-
-def make_accessible(html_dir: Path) -> int:
-    """Mend every page of the built site in place (see `accessible`); return how many pages changed."""
-    changed = 0
-    for path in sorted(html_dir.rglob("*.html")):
-        text = path.read_text(encoding="utf-8")
-        mended = accessible(text)
-        if mended != text:
-            path.write_text(mended, encoding="utf-8")
-            changed += 1
-    return changed
-
-
-# --------------------------------------------------------------------------- 5. check the result
-
-
-class _Refs(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.refs: list[str] = []
-        self.ids: set[str] = set()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if name in ("id", "name") and value:
-                self.ids.add(value)
-            if value and ((name == "href" and tag in ("a", "link")) or (name == "src" and tag in ("img", "script"))):
-                self.refs.append(value)
-
-
-def parse(page: Path) -> _Refs:
-    parser = _Refs()
-    parser.feed(page.read_text(encoding="utf-8", errors="replace"))
-    return parser
-
-
-def broken_links(html_dir: Path) -> list[str]:
-    """Every relative href/src of every page must name a file of the site, and its #anchor an id there."""
-    pages = {page: parse(page) for page in html_dir.rglob("*.html")}
-    problems = []
-    for page, refs in pages.items():
-        for ref in refs.refs:
-            parts = urlsplit(ref)
-            if parts.scheme or parts.netloc:
-                continue  # external: not followed offline (the site loads nothing from the network, see leaks)
-            target = (page.parent / unquote(parts.path)).resolve() if parts.path else page
-            if target.is_dir():
-                target = target / "index.html"
-            where = f"{page.relative_to(html_dir)} -> {ref}"
-            if not target.is_file():
-                problems.append(f"{where}: no such file")
-            elif parts.fragment and target.suffix == ".html":
-                ids = pages[target].ids if target in pages else parse(target).ids
-                if unquote(parts.fragment) not in ids:
-                    problems.append(f"{where}: no such anchor")
-    return problems
-
-
-def leak_patterns() -> list[tuple[str, re.Pattern[str]]]:
-    """What must never appear in the published site."""
-    found = [
-        ("the course folder's absolute path", re.compile(re.escape(str(ROOT)))),
-        ("a home folder", re.compile(r"/root/|/home/\w")),
-        ("a temporary folder", re.compile(re.escape(tempfile.gettempdir()) + "/|/tmp/|/var/tmp/")),
-        ("the build machine's work folder", re.compile(r"/work/")),
-        ("a site-packages path", re.compile(r"/(?:site|dist)-packages/")),
-        # a token's value; the README may name the parameter itself (a link "with `?token=` in it")
-        ("a token in a URL", re.compile(r"""[?&]token=[^\s"'<>&]|token=[0-9a-f]{16,}""")),
-        (
-            "a process ID",
-            re.compile(r"\bpid[=: ]+\d{3,}|\b(?:worker|parent) \d{3,}|\b(?:process(?:es)?|running): \[?\d{3,}|ipykernel_\d+"),
-        ),
-        ("a solution region", re.compile(r"BEGIN SOLUTION|END SOLUTION")),
-        ("a page of solutions/", re.compile(r"""(?:href|src)=["'][^"']*solutions/""")),
-        ("a resource loaded from the network", re.compile(r"""<(?:script|link|img)\b[^>]*(?:src|href)=["']https?://""")),
-    ]
-    host = socket.gethostname()
-    if len(host) >= 4:
-        found.append(("the host name", re.compile(r"\b" + re.escape(host) + r"\b")))
-    user = getpass.getuser()
-    if user not in ("root", "runner", "user", "jovyan") and len(user) >= 3:
-        found.append(("the user name", re.compile(r"\b" + re.escape(user) + r"\b")))
-    return found
-
-
-def leaks(html_dir: Path) -> list[str]:
-    problems = []
-    patterns = leak_patterns()
-    for path in sorted(html_dir.rglob("*")):
-        if not path.is_file() or path.suffix not in (".html", ".js", ".txt", ".json", ".css", ".svg"):
-            continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if path.suffix == ".js" and path.parent.name == "_static" and path.name != "searchindex.js":
-            continue  # the theme's and Sphinx's own scripts
-        for what, pattern in patterns:
-            if what == "a solution region" and path.name == "CONTRIBUTING.html":
-                continue  # it shows authors how to mark a solution, with an example
-            for match in pattern.finditer(text):
-                start = max(0, match.start() - 60)
-                context = text[start : match.end() + 60].replace("\n", " ")
-                problems.append(f"{path.relative_to(html_dir)}: {what}: …{context}…")
-                break
-    return problems
-
-
 def size_of(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -563,6 +332,22 @@ def run_lessons(out: Path, jobs: int, reuse: bool) -> dict[Path, tuple[nbformat.
 
 
 def build(out: Path = OUT, jobs: int = 2, check: bool = True, reuse: bool = False) -> Path:
+    """Build the site into ``out``/html; return that folder. In order:
+
+    1. Execute every lesson (notebooks/NN-*.ipynb, the start-here notebook included) top to bottom in
+       a fresh kernel, ``jobs`` at a time, from the lesson's own folder, as a learner's "Run All" would.
+       A cell that raises stops the build: the site never shows a figure the code no longer produces.
+    2. Clean the outputs of anything that describes the building machine (:mod:`site_leaks`).
+    3. Stage the pages in build/site/src: the README as the home page (with the syllabus), the
+       executed lessons, each figure with its alt text (site/figures.toml), the exercises as handed out
+       (not run) with the command that opens them, and every page or file those pages link to. The
+       exercises are made afresh from the solutions into build/site/handed-out: the course folder's
+       exercises/ is the learner's, with their answers and saved outputs, and is never read. Solutions
+       are never staged: a link to one becomes text.
+    4. Render them with Sphinx + MyST-NB (configuration in site/), warnings treated as errors, then
+       mend what the theme's markup lacks for screen readers and keyboards (:mod:`site_html`).
+    5. With ``check``: every relative link and anchor resolves, and nothing leaks the machine.
+    """
     start = time.monotonic()
     executed = run_lessons(out, jobs, reuse)
     ran = time.monotonic() - start

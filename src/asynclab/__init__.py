@@ -15,17 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from asynclab.course import tracebacks
 
-if TYPE_CHECKING:
-    from asynclab.bench.figures import timeline
-    from asynclab.bench.gauges import InFlight, ThreadPool, thread_pool, thread_tokens
-    from asynclab.bench.inprocess import inprocess_client
-    from asynclab.bench.leftovers import nothing_left_running
-    from asynclab.bench.load import LoadReport, load, ratio
-    from asynclab.bench.probes import asyncio_debug, capture_logs, loop_lag
-    from asynclab.bench.server import uvicorn_server
-    from asynclab.course.checking import CheckFailed, check, hint
-    from asynclab.course.predict import reveal
-
+#: Each name a lesson imports from ``asynclab``, and the module (under ``asynclab.``) it is imported from on first use.
 _WHERE = {
     "CheckFailed": "course.checking",
     "check": "course.checking",
@@ -46,26 +36,27 @@ _WHERE = {
     "load": "bench.load",
     "ratio": "bench.load",
 }
-__all__ = [
-    "CheckFailed",
-    "InFlight",
-    "LoadReport",
-    "ThreadPool",
-    "asyncio_debug",
-    "capture_logs",
-    "check",
-    "hint",
-    "inprocess_client",
-    "load",
-    "loop_lag",
-    "nothing_left_running",
-    "ratio",
-    "reveal",
-    "thread_pool",
-    "thread_tokens",
-    "timeline",
-    "uvicorn_server",
-]
+__all__ = list(_WHERE)
+
+if TYPE_CHECKING:  # the same names for type checkers and editors (`X as X`: re-exported)
+    from asynclab.bench.figures import timeline as timeline
+    from asynclab.bench.gauges import InFlight as InFlight
+    from asynclab.bench.gauges import ThreadPool as ThreadPool
+    from asynclab.bench.gauges import thread_pool as thread_pool
+    from asynclab.bench.gauges import thread_tokens as thread_tokens
+    from asynclab.bench.inprocess import inprocess_client as inprocess_client
+    from asynclab.bench.leftovers import nothing_left_running as nothing_left_running
+    from asynclab.bench.load import LoadReport as LoadReport
+    from asynclab.bench.load import load as load
+    from asynclab.bench.load import ratio as ratio
+    from asynclab.bench.probes import asyncio_debug as asyncio_debug
+    from asynclab.bench.probes import capture_logs as capture_logs
+    from asynclab.bench.probes import loop_lag as loop_lag
+    from asynclab.bench.server import uvicorn_server as uvicorn_server
+    from asynclab.course.checking import CheckFailed as CheckFailed
+    from asynclab.course.checking import check as check
+    from asynclab.course.checking import hint as hint
+    from asynclab.course.predict import reveal as reveal
 
 
 def __getattr__(name: str) -> Any:

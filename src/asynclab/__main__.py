@@ -5,7 +5,8 @@
 - ``python -m asynclab reset NN``: give exercise notebook NN back as handed out (asks first; ``--yes`` does not).
 - ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
 - ``python -m asynclab class PATH...`` or ``class --hub URL``: (instructors) the class view of a room.
-- ``python -m asynclab build``: clean the notebooks and make the exercises from the solutions (for authors).
+- ``python -m asynclab build``: clean the notebooks, make the exercises from the solutions, and write every copied
+  fact (titles, the README's syllabus) from its source (for authors).
 - ``python -m asynclab lessons``: each lesson's core path against its teaching block (for authors).
 - ``python -m asynclab bench-checks [N ...]``: time each check on its solution and on the handed-out code (for authors).
 """
@@ -27,7 +28,17 @@ def _build(_: argparse.Namespace) -> int:
     changed = authoring.build()
     for path in changed:
         print(f"rewrote {path.relative_to(authoring.ROOT)}")
-    print(f"{len(changed)} file(s) rewritten" if changed else "every notebook is clean and the exercises are up to date")
+    print(
+        f"{len(changed)} file(s) rewritten"
+        if changed
+        else "nothing to rewrite: the notebooks are clean, and the exercises and every copied fact match their sources"
+    )
+    missing = authoring.unsourced()
+    if missing:
+        print(f"\n{len(missing)} thing(s) build cannot write for you (CONTRIBUTING.md, 'Adding a section or an exercise'):")
+        for line in missing:
+            print(f"- {line}")
+        return 1
     return 0
 
 
@@ -43,7 +54,7 @@ def _lessons(_: argparse.Namespace) -> int:
 
 
 def _progress(args: argparse.Namespace) -> int:
-    from asynclab.course import progress
+    from asynclab.course import progress_table, progress_watch
 
     if args.jobs < 1 or args.cell_limit <= 0:
         print("--jobs must be 1 or more, and --cell-limit more than 0 seconds.", file=sys.stderr)
@@ -52,7 +63,7 @@ def _progress(args: argparse.Namespace) -> int:
         if args.json or args.report:
             print("--watch shows the table as you work; run --json or --report without it.", file=sys.stderr)
             return 2
-        return progress.watch(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
+        return progress_watch.watch(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
     try:
         if args.json or args.report:  # the machine-readable report (asynclab.course.report)
             from asynclab.course import report
@@ -66,7 +77,7 @@ def _progress(args: argparse.Namespace) -> int:
                 report_file=args.report,
                 rerun_all=args.rerun_all,
             )
-        return progress.main(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
+        return progress_table.main(Path(args.folder), jobs=args.jobs, cell_limit=args.cell_limit, rerun_all=args.rerun_all)
     except KeyboardInterrupt:
         print("\nStopped: nothing was checked this time.", file=sys.stderr)
         return 130
@@ -152,9 +163,8 @@ def _bench(args: argparse.Namespace) -> int:
     return benchchecks.main(args.sections or None)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m asynclab", description="Course commands.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_progress(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``progress``: the learner's command."""
     p = commands.add_parser("progress", help="run your exercise notebooks and show which exercises are solved")
     p.add_argument("--folder", default="exercises", help="the folder of exercise notebooks (default: exercises)")
     p.add_argument("--jobs", type=int, default=3, help="notebooks run at once (default: 3)")
@@ -172,15 +182,10 @@ def main(argv: list[str]) -> int:
     )
     p.add_argument("--watch", action="store_true", help="check again each time you save a file in the folder, until Ctrl-C")
     p.set_defaults(run=_progress)
-    r = commands.add_parser("reset", help="give one exercise notebook back as handed out")
-    r.add_argument("which", help='the section, e.g. "3" or "03", an exercise such as "3.2", or the notebook name')
-    r.add_argument("--yes", action="store_true", help="do not ask first")
-    r.add_argument("--folder", default="exercises", help="the folder of exercise notebooks (default: exercises)")
-    r.set_defaults(run=_reset)
-    b = commands.add_parser("build", help="(authors) clean notebooks and make exercises from the solutions")
-    b.set_defaults(run=_build)
-    lessons = commands.add_parser("lessons", help="(authors) each lesson's core path: words, code lines, estimated minutes")
-    lessons.set_defaults(run=_lessons)
+
+
+def _add_class(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``class``: the instructor's view of the room."""
     c = commands.add_parser(
         "class", help="(instructors) read learners' JSON reports: a table, where the room is stuck, a PNG and an HTML page"
     )
@@ -212,6 +217,24 @@ def main(argv: list[str]) -> int:
         "--timeout", type=float, default=600.0, help="with --hub: seconds for one learner's progress run (default: 600)"
     )
     c.set_defaults(run=_class)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m asynclab", description="Course commands.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_progress(commands)
+    r = commands.add_parser("reset", help="give one exercise notebook back as handed out")
+    r.add_argument("which", help='the section, e.g. "3" or "03", an exercise such as "3.2", or the notebook name')
+    r.add_argument("--yes", action="store_true", help="do not ask first")
+    r.add_argument("--folder", default="exercises", help="the folder of exercise notebooks (default: exercises)")
+    r.set_defaults(run=_reset)
+    b = commands.add_parser(
+        "build", help="(authors) clean notebooks, make exercises from the solutions, write every copied fact from its source"
+    )
+    b.set_defaults(run=_build)
+    lessons = commands.add_parser("lessons", help="(authors) each lesson's core path: words, code lines, estimated minutes")
+    lessons.set_defaults(run=_lessons)
+    _add_class(commands)
     t = commands.add_parser("bench-checks", help="(authors) time each check on its solution and on the handed-out code")
     t.add_argument("sections", nargs="*", help='only these sections, e.g. "2 8" (default: all)')
     t.set_defaults(run=_bench)

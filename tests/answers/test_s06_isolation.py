@@ -412,7 +412,7 @@ def test_62_accepts_a_dependency_that_returns_the_caller() -> None:
 
 def test_62_a_limit_of_the_checks_own_is_the_checks_trouble(monkeypatch: pytest.MonkeyPatch) -> None:
     """A busy machine: uvicorn takes longer to start than the check allows. The check says so; it never blames the learner."""
-    import asynclab.checks.s06_isolation as s06
+    import asynclab.checks._s06_callers as s06  # the check's own limits on real uvicorn
 
     real_startup = uvicorn.Server.startup
 
@@ -432,7 +432,7 @@ def test_62_a_limit_of_the_checks_own_is_the_checks_trouble(monkeypatch: pytest.
 
 def test_62_an_answer_that_never_comes_on_the_connection_is_the_apps(monkeypatch: pytest.MonkeyPatch) -> None:
     """A route that never answers on real uvicorn: the connection's limit runs out while the request is inside the app."""
-    import asynclab.checks.s06_isolation as s06
+    import asynclab.checks._s06_callers as s06  # the check's own limits on real uvicorn
 
     monkeypatch.setattr(s06, "ANSWER_WITHIN", 0.5)
     hangs_on_uvicorn = asyncio.Event()  # never set: waited on only by the keep-alive part's requests

@@ -13,7 +13,8 @@ import httpx
 import psutil
 
 from asynclab.bench.load import response_body
-from asynclab.bench.workers import PID_HEADER, Answer, Workers, WorkersFailed, _fresh_client, _paused, _pid_of
+from asynclab.bench.worker_requests import fresh_client, paused, pid_of
+from asynclab.bench.workers import PID_HEADER, Answer, Workers, WorkersFailed
 
 
 @contextlib.contextmanager
@@ -102,18 +103,18 @@ async def one_per_worker(
     """
     answers: list[Answer] = []
     pids = server.worker_pids
-    async with _fresh_client(timeout=within + 5) as client:
+    async with fresh_client(timeout=within + 5) as client:
 
         async def one(i: int) -> None:
             response = await client.get(server.url + path)
             body = response_body(response)
-            answers.append(Answer(i, _pid_of(response, body), response.status_code, body))
+            answers.append(Answer(i, pid_of(response, body), response.status_code, body))
 
         async with anyio.create_task_group() as tg:
             with writes_held(hold):
                 for i, pid in enumerate(pids):
                     seen = len(server.lines(logged)) if logged else 0
-                    with _paused(set(pids) - {pid}):
+                    with paused(set(pids) - {pid}):
                         before = accepted(pid, server.port)
                         tg.start_soon(one, i)
                         await _until(lambda: accepted(pid, server.port) > before, within, f"worker {pid} accepted no connection")  # noqa: B023

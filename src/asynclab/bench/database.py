@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import MetaData
+from sqlalchemy import FromClause, MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
@@ -92,3 +92,18 @@ def rows_of(table: Any, rows: Iterable[dict[str, Any]]) -> Callable[[AsyncConnec
             await conn.execute(insert(table), listed)
 
     return fill
+
+
+class Row:
+    """What the stand-ins' table rows share: ``as_dict()`` and a repr, both made from the row's columns.
+
+    A section declares its own base, ``class Base(Row, DeclarativeBase)``, so that its metadata holds its tables only.
+    """
+
+    __table__: ClassVar[FromClause]  # set by SQLAlchemy on each mapped class
+
+    def as_dict(self) -> dict[str, object]:
+        return {column.key: getattr(self, column.key) for column in self.__table__.columns}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{key}={value!r}' for key, value in self.as_dict().items())})"

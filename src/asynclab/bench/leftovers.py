@@ -24,10 +24,10 @@ _BASELINE_CHILDREN = _children(_ME)
 
 def leftovers() -> list[str]:
     """What this process started since asynclab was imported and has not stopped."""
-    from asynclab.bench.workers import running_servers  # worker processes whose parent died are no longer our children
+    from asynclab.bench.process_group import running_groups  # worker processes whose parent died are no longer our children
 
     found = [f"a port listening on {ip}:{port}" for ip, port in sorted(_listening_ports(_ME) - _BASELINE_PORTS)]
-    found += [f"uvicorn process group {group} (processes {pids})" for group, pids in running_servers().items()]
+    found += [f"uvicorn process group {group} (processes {pids})" for group, pids in running_groups().items()]
     for pid in sorted(_children(_ME) - _BASELINE_CHILDREN):
         try:
             found.append(f"process {pid} ({' '.join(psutil.Process(pid).cmdline()[:3])})")

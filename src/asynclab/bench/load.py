@@ -121,18 +121,10 @@ async def load(
             return
         results.append(RequestResult(i, NO_ANSWER, sent, time.perf_counter() - t0, None))
 
-    async def give_up() -> None:
-        assert give_up_when is not None
-        while not give_up_when():
-            await anyio.sleep(0.005)
-        gave_up.set()
-        for wait in waits:
-            wait.cancel()
-
     try:
         async with anyio.create_task_group() as watching:
             if give_up_when is not None:
-                watching.start_soon(give_up)
+                watching.start_soon(_give_up, give_up_when, gave_up, waits)
             async with anyio.create_task_group() as tg:
                 for i in range(n):
                     # A request counts from the moment it is issued: if the loop is blocked, its task
@@ -142,6 +134,20 @@ async def load(
     except BaseExceptionGroup as group:
         # Raise the first error as itself: a notebook does not report an ExceptionGroup as a failed cell.
         raise first_error(group) from None
+    return _report(results, t0, in_flight)
+
+
+async def _give_up(when: Callable[[], bool], gave_up: anyio.Event, waits: list[anyio.CancelScope]) -> None:
+    """Stop waiting for every request as soon as ``when()`` is true (asked every few milliseconds)."""
+    while not when():
+        await anyio.sleep(0.005)
+    gave_up.set()
+    for wait in waits:
+        wait.cancel()
+
+
+def _report(results: list[RequestResult], t0: float, in_flight: InFlight | None) -> LoadReport:
+    """The burst's report, its times counted from ``t0``."""
     wall = time.perf_counter() - t0
     results.sort(key=lambda r: r.index)
     spans: list[Span] = []

@@ -30,7 +30,7 @@ from pathlib import Path
 import anyio
 import psutil
 
-from asynclab.bench.workers import _LIVE_GROUPS, _group_members, _launch, _signal_group
+from asynclab.bench.process_group import kill_group, launch
 from asynclab.bench.workspace import workspace
 
 _RUNNING_ON = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -108,7 +108,7 @@ class UvicornProcess:
         children = psutil.Process(self.process.pid).children()  # unshare has forked PID 1 of the namespace
         if not children:
             raise RuntimeError("the PID namespace has no process yet")
-        return children[0].pid
+        return int(children[0].pid)
 
     def terminate(self) -> None:
         """SIGTERM to the parent alone (in a PID namespace, to its PID 1): what a deploy, ``docker stop`` or Kubernetes send."""
@@ -166,21 +166,9 @@ async def uvicorn_process(
     environment = {**os.environ, **(env or {})}
     # unshare blocks SIGTERM, so if the kernel dies, SIGKILL it: --kill-child then kills the namespace
     dies_by = signal.SIGKILL if pid_namespace else signal.SIGTERM
-    launched = _launch(command, folder / "uvicorn.log", folder, environment, dies_by)
+    launched = launch(command, folder / "uvicorn.log", folder, environment, dies_by)
     server = UvicornProcess(command, launched, folder / "uvicorn.log", pid_namespace)
     try:
         yield server
     finally:
-        _kill_group(server.process)
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGKILL a whole process group and wait until it is gone (synchronous, so a cancelled cell cannot skip it)."""
-    pgid = process.pid
-    _signal_group(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-    _LIVE_GROUPS.discard(pgid)
+        kill_group(server.process)

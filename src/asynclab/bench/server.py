@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import anyio
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.config import LifespanType
 
 from asynclab.bench.limits import BenchTimedOut
 from asynclab.bench.ports import bound_socket
@@ -72,7 +73,7 @@ async def uvicorn_server(
     startup_timeout: float = 5.0,
     shutdown_timeout: float = 5.0,
     http: str = "auto",
-    lifespan: str = "auto",
+    lifespan: LifespanType = "auto",
     **config: Any,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 on a free port; yield its base URL.
@@ -114,19 +115,29 @@ async def uvicorn_server(
 
     serving = asyncio.create_task(serve(), name="asynclab-uvicorn")
     try:
-        with anyio.move_on_after(startup_timeout):
-            while not server.started:
-                if serving.done():
-                    raise StartupFailed(exit_code[0] if exit_code else None)
-                await anyio.sleep(0.005)
-        if not server.started:
-            _did_not_start(startup, startup_timeout)
+        await _started(server, serving, exit_code, startup, startup_timeout)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        done, _ = await asyncio.wait({serving}, timeout=shutdown_timeout)
-        if not done:  # a request or a task that would not finish: stop hard
-            server.force_exit = True
-            serving.cancel()
-            await asyncio.wait({serving}, timeout=1)
+        await _stop(server, serving, shutdown_timeout)
         sock.close()
+
+
+async def _started(server: uvicorn.Server, serving: asyncio.Task[None], exit_code: list[int], startup: list[str], timeout: float) -> None:
+    """Wait until uvicorn serves; raise :class:`StartupFailed` if it stopped first, or say whose fault a time-out is."""
+    with anyio.move_on_after(timeout):
+        while not server.started:
+            if serving.done():
+                raise StartupFailed(exit_code[0] if exit_code else None)
+            await anyio.sleep(0.005)
+    if not server.started:
+        _did_not_start(startup, timeout)
+
+
+async def _stop(server: uvicorn.Server, serving: asyncio.Task[None], timeout: float) -> None:
+    """Ask uvicorn to exit (it waits for open requests and background tasks); after ``timeout`` s, stop it hard."""
+    server.should_exit = True
+    done, _ = await asyncio.wait({serving}, timeout=timeout)
+    if not done:  # a request or a task that would not finish: stop hard
+        server.force_exit = True
+        serving.cancel()
+        await asyncio.wait({serving}, timeout=1)

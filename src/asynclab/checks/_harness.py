@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import inspect
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asynclab.bench.loopwatch import LoopWatch
 from asynclab.bench.modules import load_module
-from asynclab.course.checking import Observed, _describe, _describe_value, fail, is_asgi_app
+from asynclab.course.checking import Observed, describe_error, fail
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,7 +57,7 @@ def recording_errors(app: ASGIApp, errors: list[str]) -> ASGIApp:
     Only the text is kept: an exception raised inside SQLAlchemy's async machinery holds, through
     its traceback, the greenlets of the check's thread, which must not outlive that thread.
     """
-    return noting_errors(app, lambda exc: errors.append(_describe(exc)))
+    return noting_errors(app, lambda exc: errors.append(describe_error(exc)))
 
 
 def first_error(errors: list[str]) -> str:
@@ -195,6 +196,86 @@ def collect_garbage_before_leaving(check: Callable[P, Awaitable[str]]) -> Callab
     return wrapper
 
 
+# --- what the learner handed in -----------------------------------------------------------------------
+
+def describe_value(value: Any) -> str:
+    """What the learner handed in, in a few words: ``the function app()``, ``the class Foo``, ``int 3``."""
+    if value is None:
+        return "None"
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return f"the function {value.__name__}()"
+    if isinstance(value, type):
+        return f"the class {value.__name__}"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}" if len(text) < 60 else type(value).__name__
+
+
+def is_asgi_app(value: Any) -> bool:
+    """A FastAPI or Starlette app, or an ASGI callable (scope, receive, send); not a route function."""
+    from starlette.applications import Starlette
+
+    if isinstance(value, Starlette):
+        return True
+    if not callable(value):
+        return False
+    target = value if inspect.isfunction(value) or inspect.ismethod(value) else value.__call__
+    if not inspect.iscoroutinefunction(target):
+        return False
+    try:
+        parameters = [
+            p
+            for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(parameters) == 3
+
+
+def build_app(factory: Callable[..., Any], *args: Any, name: str = "build_app") -> Any:
+    """Call the learner's app factory; fail kindly, in one line, if it does not give back an ASGI app."""
+    if is_asgi_app(factory) and not inspect.isfunction(factory):
+        fail(
+            f"expected a function that returns a FastAPI app; got the app itself ({type(factory).__name__})",
+            f"Pass the function, not what it returned: check(..., {name}), not check(..., {name}(...)).",
+        )
+    if not callable(factory):
+        fail(
+            f"expected a function that returns a FastAPI app; got {describe_value(factory)}",
+            f"Pass the function itself: check(..., {name}).",
+        )
+    app = factory(*args)
+    if not is_asgi_app(app):
+        fail(
+            f"expected a function that returns a FastAPI app; {name}(...) returned {describe_value(app)}",
+            f"End {name} with `return app`, the FastAPI() object, not a route function.",
+        )
+    return app
+
+
+def module_file(answer: Any, hint: str, *, what: str = "module") -> Path:
+    """The path of the learner's ``.py`` file; fail kindly if ``answer`` is anything else."""
+    path = Path(answer) if isinstance(answer, str | Path) else None
+    if path is None or path.suffix != ".py" or not path.is_file():
+        fail(f"expected the path of your {what} file, got {answer!r}", hint)
+    return path
+
+
+def expect_responses(report: Any, describe: Callable[[int], str], expected: Callable[[int], Any]) -> None:
+    """Fail on the first request of a load report whose status is not 200 or whose body is not ``expected(i)``."""
+    for r in report.results:
+        if r.status != 200:
+            fail(
+                f"{describe(r.index)} answered {r.status}: {str(r.body)[:120]}",
+                "Every route must still answer 200 with the same body as before.",
+            )
+        if r.body != expected(r.index):
+            fail(
+                f"{describe(r.index)} answered {r.body!r}, expected {expected(r.index)!r}",
+                "Change how the handler waits for its data, not what it returns.",
+            )
+
+
 # --- the learner's module ------------------------------------------------------------------------------
 
 
@@ -205,7 +286,7 @@ def import_fresh(path: Path, name: str) -> ModuleType:
         fail(f"{path.name} has no `app`", "Keep the FastAPI app in a module-level variable called `app`.")
     if not is_asgi_app(module.app):
         fail(
-            f"expected `app` in {path.name} to be a FastAPI app; got {_describe_value(module.app)}",
+            f"expected `app` in {path.name} to be a FastAPI app; got {describe_value(module.app)}",
             "Keep `app = FastAPI(...)` at module level; do not reuse the name for a function.",
         )
     return module

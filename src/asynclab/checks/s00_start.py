@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from asynclab.bench.inprocess import inprocess_client
-from asynclab.course.checking import build_app, exercise, fail
+from asynclab.checks._harness import build_app
+from asynclab.course.checking import exercise, fail
 
 
 @exercise(

@@ -8,8 +8,8 @@ from typing import Any
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.checks._harness import watched
-from asynclab.course.checking import build_app, exercise, expect_responses, fail
+from asynclab.checks._harness import build_app, expect_responses, watched
+from asynclab.course.checking import exercise, fail
 from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 
 CITIES = ["oslo", "lima", "pune", "kyiv", "nice", "bern", "cork", "riga"]
@@ -86,6 +86,11 @@ SHOP_ROUTES: dict[str, tuple[Callable[[int], str], Callable[[int], Any]]] = {
 }
 
 
+def _described(path: Callable[[int], str]) -> Callable[[int], str]:
+    """How a failure names request ``i`` to a route: ``GET /products/3``."""
+    return lambda i: f"GET {path(i)}"
+
+
 #: 1.2 is a "find it" exercise: the failure says what a learner can observe; only the last hint names the route.
 FIND_IT = "exchange_rates"
 
@@ -124,7 +129,7 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
             shop.record.reset()
             waited_before = watch.loop_waited
             report = await load(client, path, n=n)
-            expect_responses(report, lambda i, path=path: f"GET {path(i)}", body)
+            expect_responses(report, _described(path), body)
             stats = shop.record.of(operation)
             if stats.calls < n:
                 fail(f"GET {path(0)}: {n} requests made {stats.calls} calls to shop.{operation}()", "Keep every route calling the same back end.")

@@ -12,8 +12,8 @@ from fastapi.exceptions import FastAPIError
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.checks._harness import describe, watched
-from asynclab.course.checking import build_app, exercise, fail
+from asynclab.checks._harness import build_app, describe, watched
+from asynclab.course.checking import exercise, fail
 from asynclab.standins.s02_dependencies import PASSWORDS, TOKENS, Accounts, MemoDatabase, TokenService, memo_database
 
 # --- 2.1 --------------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ from asynclab.bench.cancelling import ShutdownWatch
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
+from asynclab.bench.mailbox import MailboxFull
 from asynclab.bench.probes import capture_every_log
-from asynclab.checks._harness import concurrently, describe, watched
-from asynclab.course.checking import build_app, exercise, fail
-from asynclab.standins.s03_background import MailboxFull, Mailer, Partners, ReportRenderer, serve_then_stop, wait_until
+from asynclab.checks._harness import build_app, concurrently, describe, watched
+from asynclab.course.checking import exercise, fail
+from asynclab.standins.s03_background import Mailer, Partners, ReportRenderer, serve_then_stop, wait_until
 
 # --- 3.1 -------------------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ import httpx
 
 from asynclab.bench.inprocess import inprocess_client, lifespan_started
 from asynclab.bench.server import uvicorn_server
-from asynclab.course.checking import build_app, exercise, fail
+from asynclab.checks._harness import build_app
+from asynclab.course.checking import exercise, fail
 from asynclab.course.mistakes import warning_text
 from asynclab.standins.s04_lifespan import Resources, SuiteRun, orders_app, run_suite
 

@@ -13,7 +13,8 @@ from fastapi import FastAPI, HTTPException
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import NO_ANSWER, load
 from asynclab.bench.probes import capture_every_log
-from asynclab.course.checking import build_app, exercise, fail
+from asynclab.checks._harness import build_app
+from asynclab.course.checking import exercise, fail
 from asynclab.standins.s05_errors import CATALOG_PRICES, SEED_USERS, Catalog, StockService, UserDB
 
 #: Words that must never reach a client when the database is down.

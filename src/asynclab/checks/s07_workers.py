@@ -25,10 +25,11 @@ import anyio.to_thread
 
 from asynclab.bench.crowd import at_once
 from asynclab.bench.inprocess import inprocess_client
-from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
+from asynclab.bench.worker_requests import send_to_workers
+from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, serve_workers
 from asynclab.bench.workspace import fresh_copy
-from asynclab.checks._harness import import_fresh
-from asynclab.course.checking import exercise, fail, module_file
+from asynclab.checks._harness import import_fresh, module_file
+from asynclab.course.checking import exercise, fail
 from asynclab.course.mistakes import warning_text
 from asynclab.standins.s07_workers import ClientEvents, RatesClient, quietly
 
@@ -205,7 +206,7 @@ def _judge_crowd(server: Workers, crowd: list[Answer]) -> Counter[int]:
             "Concurrent calls must not fail: do the check and the count in one statement (UPDATE ... WHERE used < quota).",
         )
     allowed = [x for x in crowd if x.status == 200]
-    used = sorted(x.body.get("used") for x in allowed if isinstance(x.body, dict))
+    used = sorted(n for x in allowed if isinstance(x.body, dict) and isinstance(n := x.body.get("used"), int))
     if len(allowed) != QUOTA or used != list(range(1, QUOTA + 1)):
         fail(
             f"{CROWD} calls for carol sent at the same moment {on} were allowed {len(allowed)} times "

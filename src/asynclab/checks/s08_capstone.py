@@ -9,117 +9,49 @@ does not make another rule's check fail.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import itertools
 import logging
-import re
 import warnings
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from pathlib import Path
-from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 import anyio
-import httpx
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from asynclab.bench.crowd import at_once
-from asynclab.bench.database import sqlite_url, temporary_database
-from asynclab.bench.inprocess import inprocess_client, lifespan_started
-from asynclab.bench.loopwatch import LoopWatch
+from asynclab.bench.database import sqlite_url
+from asynclab.bench.inprocess import lifespan_started
 from asynclab.bench.probes import capture_logs
-from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, send_to_workers, serve_workers
+from asynclab.bench.worker_requests import send_to_workers
+from asynclab.bench.workers import WorkersFailed
 from asynclab.bench.workspace import fresh_copy
-from asynclab.checks._harness import concurrently, counting_connections, import_fresh, noting_errors
-from asynclab.course.checking import exercise, fail, module_file, raised
+from asynclab.checks._harness import concurrently, counting_connections
+from asynclab.checks._s08_service import (
+    STAFF,
+    app_errors,
+    expect_created,
+    import_service,
+    orders_database,
+    place_order,
+    scenario,
+    service_file,
+    serving,
+    stored_orders,
+)
+from asynclab.checks._s08_workers import (
+    BURST,
+    ORDER,
+    WORKER_TIMEOUT,
+    did_not_run,
+    judge_crowd,
+    judge_restart,
+    judge_sent_one_by_one,
+    orders_workers,
+)
+from asynclab.course.checking import exercise, fail
 from asynclab.course.mistakes import warning_text
 from asynclab.standins import s08_capstone as capstone
-from asynclab.standins.s08_capstone import DECLINED_CARD, GOOD_CARD, Order, journal, settings
-
-STAFF = {"Authorization": "Bearer tok-ada"}
-SERVICE = "08-capstone/orders_service.py"
-_imports = itertools.count(1)
-
-
-def _service_file(answer: Any) -> Path:
-    return module_file(answer, f"Pass the file: check(..., {SERVICE!r}).", what="service")
-
-
-def _import(path: Path) -> ModuleType:
-    """A fresh copy of the learner's module: new module globals every time."""
-    return import_fresh(path, f"orders_service_check_{next(_imports)}")
-
-
-@contextmanager
-def _scenario(**changes: Any) -> Iterator[None]:
-    saved = dataclasses.asdict(settings)
-    for key, value in changes.items():
-        setattr(settings, key, value)
-    journal.reset()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            setattr(settings, key, value)
-
-
-@asynccontextmanager
-async def _database() -> AsyncIterator[str]:
-    async with temporary_database(name="orders", prefix="asynclab-orders-") as db:
-        await capstone.prepare_database(db.url)
-        yield db.url
-
-
-_app_errors: list[BaseException] = []  # what the learner's app raised in the current check
-
-
-def _recording(app: Any) -> Any:
-    """The app, noting any exception it raises (the client only sees a bare 500)."""
-    return noting_errors(app, _app_errors.append)
-
-
-@asynccontextmanager
-async def _serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    """The learner's service with a new database, started and stopped through its lifespan."""
-    async with _database() as url:
-        with _scenario(database_url=url, **changes):
-            app = _import(path).app
-            _app_errors.clear()
-            journal.watch = LoopWatch()
-            async with inprocess_client(app, raise_app_exceptions=False, wrap=_recording) as client:
-                yield client, url
-            gc.collect()
-
-
-async def _order(client: httpx.AsyncClient, email: str = "ada@example.com", card: str = GOOD_CARD, **kw: Any) -> httpx.Response:
-    headers = kw.pop("headers", STAFF)
-    return await client.post("/orders", json={"email": email, "amount_cents": 1250, "card": card}, headers=headers, **kw)
-
-
-def _expect_created(response: httpx.Response, what: str) -> dict[str, Any]:
-    if response.status_code != 201:
-        cause = f"; {raised(_app_errors[-1])}" if _app_errors else ""
-        fail(
-            f"{what} answered {response.status_code}: {response.text[:160]}{cause}",
-            "A good order from a staff member must still answer 201 with the order.",
-        )
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def _stored(url: str) -> list[dict[str, object]]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(select(Order.id, Order.number, Order.email).order_by(Order.id))).all()
-    finally:
-        await engine.dispose()
-    return [dict(row._mapping) for row in rows]
-
+from asynclab.standins.s08_capstone import DECLINED_CARD, journal
 
 # --- 8.1 async route handlers ---------------------------------------------------------------------
 
@@ -134,10 +66,10 @@ async def _stored(url: str) -> list[dict[str, object]]:
     ],
 )
 async def loop_stays_free(answer: Any) -> str:
-    path = _service_file(answer)
-    async with _serving(path) as (client, _):
+    path = service_file(answer)
+    async with serving(path) as (client, _):
         for i in range(3):
-            _expect_created(await _order(client, f"buyer{i}@example.com"), f"POST /orders #{i + 1}")
+            expect_created(await place_order(client, f"buyer{i}@example.com"), f"POST /orders #{i + 1}")
         watch = journal.watch
     charges = journal.calls.of("payments.charge")
     if charges.calls < 3:
@@ -174,16 +106,16 @@ async def loop_stays_free(answer: Any) -> str:
     ],
 )
 async def staff_only(answer: Any) -> str:
-    path = _service_file(answer)
-    async with _serving(path) as (client, url):
-        anonymous = await _order(client, "nobody@example.com", headers={})
-        forged = await _order(client, "forger@example.com", headers={"Authorization": "Bearer tok-forged"})
-        staff = await _order(client, "ada@example.com")
-        emails = [row["email"] for row in await _stored(url)]
+    path = service_file(answer)
+    async with serving(path) as (client, url):
+        anonymous = await place_order(client, "nobody@example.com", headers={})
+        forged = await place_order(client, "forger@example.com", headers={"Authorization": "Bearer tok-forged"})
+        staff = await place_order(client, "ada@example.com")
+        emails = [row["email"] for row in await stored_orders(url)]
     if journal.strangers:
         how = journal.strangers[0]
         new_loop = "a new event loop (asyncio.run)" if how == "asyncio.run()" else "an event loop of its own"
-        error = next((e for e in _app_errors if isinstance(e, RuntimeError)), None)
+        error = next((e for e in app_errors if isinstance(e, RuntimeError)), None)
         sent = (("with no token", anonymous), ("with a forged token", forged), ("with a staff token", staff))
         label, status = next(((lb, r.status_code) for lb, r in sent if r.status_code >= 500), ("", 0))
         fail(
@@ -200,7 +132,7 @@ async def staff_only(answer: Any) -> str:
                 + (": anybody can place an order." if response.status_code == 201 else f": {response.text[:120]}"),
                 0 if label == "with no token" else 1,
             )
-    _expect_created(staff, "POST /orders with a staff token")
+    expect_created(staff, "POST /orders with a staff token")
     if emails != ["ada@example.com"]:
         fail(f"the orders table holds {emails}, expected only the staff member's order", 1)
     return "no token: 401 · forged token: 401 · staff token: 201, and only the staff member's order was stored."
@@ -226,11 +158,11 @@ def _mentions(record: logging.LogRecord, *words: str) -> bool:
     ],
 )
 async def mail_is_tracked(answer: Any) -> str:
-    path = _service_file(answer)
+    path = service_file(answer)
     with capture_logs("", logging.WARNING) as logs:
-        async with _serving(path, failing_mailboxes={FULL}, slow_mailboxes={SLOW}) as (client, _):
-            full = _expect_created(await _order(client, FULL), f"POST /orders for {FULL}")
-            slow = _expect_created(await _order(client, SLOW), f"POST /orders for {SLOW}")
+        async with serving(path, failing_mailboxes={FULL}, slow_mailboxes={SLOW}) as (client, _):
+            full = expect_created(await place_order(client, FULL), f"POST /orders for {FULL}")
+            slow = expect_created(await place_order(client, SLOW), f"POST /orders for {SLOW}")
             mail = journal.mail_clients[-1] if journal.mail_clients else None
             with anyio.move_on_after(2):
                 while mail is not None and mail.outcome.get(FULL) in (None, "sending"):
@@ -273,12 +205,12 @@ async def mail_is_tracked(answer: Any) -> str:
     ],
 )
 async def lifespan_owns_resources(answer: Any) -> str:
-    path = _service_file(answer)
+    path = service_file(answer)
     with warnings.catch_warnings(record=True) as caught, counting_connections() as connections:
         warnings.simplefilter("always", DeprecationWarning)
         try:
-            async with _serving(path) as (client, _):
-                _expect_created(await _order(client), "POST /orders")
+            async with serving(path) as (client, _):
+                expect_created(await place_order(client), "POST /orders")
                 used = connections.opened
         finally:
             still_open = connections.still_open
@@ -294,9 +226,9 @@ async def lifespan_owns_resources(answer: Any) -> str:
             "open: the engine was never disposed (is `engine.dispose()` awaited?)",
             "Register `stack.push_async_callback(engine.dispose)` (an async callback, awaited at exit) right after creating the engine.",
         )
-    async with _database() as url:
-        with _scenario(database_url=url, mail_server_down=True):
-            app = _import(path).app
+    async with orders_database() as url:
+        with scenario(database_url=url, mail_server_down=True):
+            app = import_service(path).app
             started = True
             try:
                 async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5):
@@ -331,10 +263,10 @@ async def lifespan_owns_resources(answer: Any) -> str:
     ],
 )
 async def missing_is_404(answer: Any) -> str:
-    path = _service_file(answer)
+    path = service_file(answer)
     with capture_logs("", logging.ERROR) as logs:
-        async with _serving(path) as (client, url):
-            created = _expect_created(await _order(client), "POST /orders")
+        async with serving(path) as (client, url):
+            created = expect_created(await place_order(client), "POST /orders")
             found = await client.get(f"/orders/{created.get('id')}")
             missing = await client.get("/orders/9999")
             engine = create_async_engine(url)
@@ -373,11 +305,11 @@ async def missing_is_404(answer: Any) -> str:
     ],
 )
 async def session_per_request(answer: Any) -> str:
-    path = _service_file(answer)
-    async with _serving(path) as (client, url):
-        declined = await _order(client, "declined@example.com", card=DECLINED_CARD)
-        good = _expect_created(await _order(client, "good@example.com"), "POST /orders after a declined one")
-        stored = await _stored(url)
+    path = service_file(answer)
+    async with serving(path) as (client, url):
+        declined = await place_order(client, "declined@example.com", card=DECLINED_CARD)
+        good = expect_created(await place_order(client, "good@example.com"), "POST /orders after a declined one")
+        stored = await stored_orders(url)
         if declined.status_code != 402:
             fail(f"an order with the declined card answered {declined.status_code}, not 402: {declined.text[:120]}", "Keep answering 402 for a declined card.")
         if [row["email"] for row in stored] != ["good@example.com"]:
@@ -386,7 +318,7 @@ async def session_per_request(answer: Any) -> str:
                 "the declined order was saved by the next request's commit.",
                 1,
             )
-        crowd = await concurrently(5, lambda i: _order(client, f"crowd{i}@example.com"))
+        crowd = await concurrently(5, lambda i: place_order(client, f"crowd{i}@example.com"))
     statuses = sorted(r.status_code for r in crowd.values())
     if statuses != [201] * 5:
         fail(f"5 orders placed at the same time answered {statuses}", 1)
@@ -394,12 +326,6 @@ async def session_per_request(answer: Any) -> str:
 
 
 # --- 8.7 multiple workers -------------------------------------------------------------------------
-
-WORKER_TIMEOUT = 40.0  # about 3 s when all is well; the bound only guards a badly loaded machine
-
-
-def _did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
-    fail(f"uvicorn could not start {path.name}: {exc.error}", "Every worker imports your module and runs its startup: fix that error first.")
 
 
 @exercise(
@@ -413,21 +339,21 @@ def _did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
     timeout=WORKER_TIMEOUT,
 )
 async def unique_across_workers(answer: Any) -> str:
-    path = _service_file(answer)
+    path = service_file(answer)
     copy = fresh_copy(path)
     url = sqlite_url(copy.parent / "orders.db")
     await capstone.prepare_database(url)
     try:
-        async with _orders_workers(copy, url) as server:
+        async with orders_workers(copy, url) as server:
             a, b = server.worker_pids
             answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF)
             crowd = await at_once(server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=ORDER, headers=STAFF)
         log = server.log()  # read once the server has stopped: every line is written
     except WorkersFailed as exc:
-        _did_not_run(path, exc)
-    numbers = _judge_sent_one_by_one((a, b, a), answers, log)
-    by_worker, crowd_numbers = _judge_crowd(crowd, numbers, log)
-    await _judge_restart(path, copy, url, numbers + crowd_numbers)
+        did_not_run(path, exc)
+    numbers = judge_sent_one_by_one((a, b, a), answers, log)
+    by_worker, crowd_numbers = judge_crowd(crowd, numbers, log)
+    await judge_restart(path, copy, url, numbers + crowd_numbers)
     spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
     return (
         f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "
@@ -435,83 +361,3 @@ async def unique_across_workers(answer: Any) -> str:
     )
 
 
-ORDER = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
-
-
-DUPLICATE = re.compile(r"UNIQUE constraint failed: orders\.number(?:.*?\n\[parameters: \('([^']+)')?", re.DOTALL)
-
-
-def _because(log: str, answer: Answer) -> str:
-    """Why an order failed: a duplicate number if the database refused one, else the log's last error, else the body.
-
-    A duplicate number is 8.7's own fault; whatever the shared session of 8.6 made of it afterwards
-    (a PendingRollbackError, "Session is already flushing") is not what this exercise is about.
-    """
-    duplicate = DUPLICATE.search(log)
-    if duplicate:
-        number = f" a second order numbered {duplicate.group(1)}" if duplicate.group(1) else " a duplicate order number"
-        return f"; the database refused{number} (the server's log says: UNIQUE constraint failed: orders.number)"
-    error = last_error(log)
-    return f"; the server's log says: {error}" if error else f": {str(answer.body)[:120]}"
-
-
-def _judge_sent_one_by_one(workers: tuple[int, ...], answers: list[Answer], log: str) -> list[Any]:
-    """Did three orders, one after the other on chosen workers, get three different numbers? The numbers."""
-    for worker, answer_ in zip(workers, answers, strict=True):
-        if answer_.status != 201:
-            fail(f"order {answer_.index + 1}, sent to worker {worker}, answered {answer_.status}" + _because(log, answer_), 0)
-    numbers = [_number(a_) for a_ in answers]
-    if len(set(numbers)) != len(numbers):
-        fail(f"three orders on two workers got the numbers {numbers}", 1)
-    return numbers
-
-
-def _judge_crowd(crowd: list[Answer], numbers: list[Any], log: str) -> tuple[Counter[int], list[Any]]:
-    """Did orders placed at the same moment all succeed, with numbers nobody else has? Who served them, and the numbers."""
-    by_worker = Counter(a_.pid for a_ in crowd)
-    failed = [a_ for a_ in crowd if a_.status != 201]
-    if failed:
-        fail(
-            f"{len(failed)} of {BURST} orders placed at the same time on {len(by_worker)} workers answered "
-            f"{failed[0].status}" + _because(log, failed[0]),
-            "Two requests at the same moment must not compute the same number: let the database hand it out (the row's id).",
-        )
-    crowd_numbers = [_number(a_) for a_ in crowd]
-    repeated = sorted(n for n, k in Counter(numbers + crowd_numbers).items() if k > 1)
-    if repeated:
-        fail(f"{BURST} orders placed at the same time on {len(by_worker)} workers repeated the numbers {repeated}", 1)
-    return by_worker, crowd_numbers
-
-
-async def _judge_restart(path: Path, copy: Path, url: str, before: list[Any]) -> None:
-    """After a deploy (new workers, the same database), are new numbers still new?"""
-    try:
-        async with _orders_workers(copy, url) as restarted:
-            c, d = restarted.worker_pids
-            after = await send_to_workers(restarted, [(c, "/orders"), (d, "/orders")], method="POST", json=ORDER, headers=STAFF)
-        log = restarted.log()
-    except WorkersFailed as exc:
-        _did_not_run(path, exc)
-    for worker, answer_ in zip((c, d), after, strict=True):
-        if answer_.status != 201:
-            fail(
-                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}" + _because(log, answer_),
-                "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
-            )
-    again = sorted({_number(a_) for a_ in after} & set(before))
-    if again:
-        fail(
-            f"after a restart of both workers, new orders got the numbers {again}, which orders placed before the restart already have",
-            "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
-        )
-
-
-BURST = 8
-
-
-def _number(answer: Answer) -> Any:
-    return answer.body.get("number") if isinstance(answer.body, dict) else None
-
-
-def _orders_workers(copy: Path, url: str) -> AbstractAsyncContextManager[Workers]:
-    return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True, env={"ORDERS_DATABASE_URL": url})

@@ -62,8 +62,8 @@ class Timing:
 async def _run(path: Path) -> dict[str, tuple[float, float, str]]:
     nb = authoring.read(path)
     for cell in nb.cells:
-        if cell.cell_type == "code" and (found := authoring.CHECK_CELL.match(cell.source)):
-            cell.source = f"_CHECK_ID = {found.group(1)!r}\n" + _timed(cell.source)
+        if cell.cell_type == "code" and (check_cell := authoring.CHECK_CELL.match(cell.source)):
+            cell.source = f"_CHECK_ID = {check_cell.group(1)!r}\n" + _timed(cell.source)
     with kernel_client(nb, path.parent, timeout=120, allow_errors=True) as client:
         async with client.async_setup_kernel(stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL):
             for index, cell in enumerate(nb.cells):

@@ -8,19 +8,12 @@ saying what it observed, or calls :func:`fail`.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import concurrent.futures.thread
 import contextlib
-import ctypes
-import gc
 import importlib
-import inspect
 import logging
 import os
 import pkgutil
 import sys
-import threading
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,6 +25,7 @@ import anyio
 
 from asynclab.bench.load import first_error
 from asynclab.course import mistakes, unawaited
+from asynclab.course.check_thread import LearnerExit, check_loop, run_in_thread
 
 #: Every mark carries a word: without an emoji font the marks render as empty boxes.
 PASSED, NOT_YET = "✅ passed", "❌ not yet"
@@ -59,18 +53,6 @@ class Observed(Exception):
     def __init__(self, observed: str, hint: int | str) -> None:
         super().__init__(observed)
         self.observed, self.hint = observed, hint
-
-
-class _CheckTimedOut(BaseException):
-    """Injected into a check thread that ran past its time limit."""
-
-
-class LearnerExit(BaseException):
-    """Raised instead of ending the process when the learner's code calls ``os._exit`` during a check."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"os._exit({status})")
-        self.code = status
 
 
 class StartupTimedOut(TimeoutError):
@@ -155,7 +137,8 @@ def order(id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in id.split("."))
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """``ValueError: boom``: an exception's type and the first line of its message, cut to 160 characters."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     if len(first) > 160:
@@ -174,130 +157,7 @@ def _where(exc: BaseException) -> str:
 
 def raised(exc: BaseException) -> str:
     """ "your code raised <type>: <message>" and the learner's line that raised it."""
-    return f"your code raised {_describe(exc)}{_where(exc)}"
-
-
-class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
-    """The default executor of a check's loop: each job on its own daemon thread, never waited for.
-
-    ``loop.run_in_executor(None, ...)`` and ``asyncio.to_thread`` use it. A job that never ends
-    (the learner's endless thread) cannot then keep the check, the kernel or a test run alive.
-    """
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def work() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        threading.Thread(target=work, name="asynclab-check-executor", daemon=True).start()
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        return None
-
-
-def _check_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(_DaemonExecutor())
-    return loop
-
-
-class _Guard:
-    """While a check runs: ``os._exit`` raises :class:`LearnerExit`, and every new thread is a daemon.
-
-    The learner's code runs in the kernel's (or the test run's) process: an exit must not end it,
-    and a thread that never ends must not keep it alive at exit.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._real_exit = os._exit
-        self._real_start = threading.Thread.start
-        self.started: list[threading.Thread] = []
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[list[threading.Thread]]:
-        guard = self
-        with self._lock:
-            if self._active == 0:
-                real_start = self._real_start
-
-                def exit_guarded(status: int) -> NoReturn:
-                    raise LearnerExit(status)
-
-                def start_as_daemon(thread: threading.Thread) -> None:
-                    if not thread._started.is_set() and not thread.daemon:  # type: ignore[attr-defined]
-                        thread.daemon = True
-                    work = thread.run
-
-                    def tracked() -> None:  # the learner's coroutines made on this thread say where
-                        unawaited.track_origins()
-                        work()
-
-                    thread.run = tracked  # type: ignore[method-assign]
-                    with guard._lock:
-                        guard.started.append(thread)
-                    real_start(thread)
-
-                os._exit = exit_guarded  # type: ignore[assignment]
-                threading.Thread.start = start_as_daemon  # type: ignore[method-assign]
-            self._active += 1
-        try:
-            yield self.started
-        finally:
-            with self._lock:
-                self._active -= 1
-                if self._active == 0:
-                    os._exit = self._real_exit
-                    threading.Thread.start = self._real_start  # type: ignore[method-assign]
-                    leftovers, self.started = [t for t in self.started if t.is_alive()], []
-                    # A thread pool joins its threads when the process exits, daemons included:
-                    # forget the learner's threads that are still running, so the exit does not wait.
-                    for thread in leftovers:
-                        concurrent.futures.thread._threads_queues.pop(thread, None)  # type: ignore[attr-defined]
-
-
-_GUARD = _Guard()
-
-
-def _run_in_thread(func: Callable[[], str], timeout: float) -> tuple[str | None, BaseException | None, bool]:
-    """Run ``func`` in its own thread (with its own event loop), waiting at most ``timeout`` seconds.
-
-    A learner's code may block the event loop for ever; an async time-out cannot stop that, so the
-    check runs on a thread the kernel can walk away from.
-    """
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        unawaited.track_origins()
-        try:
-            outcome["value"] = func()
-        except BaseException as exc:  # noqa: BLE001 - everything is reported to the learner
-            outcome["error"] = exc
-        finally:
-            # Free what the learner's app left behind (sessions, greenlets, loops) on this thread,
-            # while its event loop's thread still exists, not later on a thread it never knew.
-            gc.collect()
-
-    with _GUARD.active():
-        thread = threading.Thread(target=target, name="asynclab-check", daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
-            # Ask the thread to stop; this ends a pure-Python endless loop, not a blocking C call.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(_CheckTimedOut))
-            thread.join(0.5)
-            return None, None, True
-    return outcome.get("value"), outcome.get("error"), False
+    return f"your code raised {describe_error(exc)}{_where(exc)}"
 
 
 def _learner_frames(exc: BaseException) -> list[traceback.FrameSummary]:
@@ -334,8 +194,8 @@ def run(id: str, *answer: Any, timeout: float | None = None) -> str:
     limit = ex.timeout if timeout is None else timeout
     revealed = ex.hints_given > 0  # a find-it exercise names its own fault only once a hint has been shown
     with unawaited.recording() as forgotten, _quiet():
-        value, error, timed_out = _run_in_thread(
-            lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": _check_loop}), limit
+        value, error, timed_out = run_in_thread(
+            lambda: anyio.run(ex.run, *answer, backend_options={"loop_factory": check_loop}), limit
         )
         verdict = _verdict(error, timed_out, limit) if timed_out or error is not None else None
         error = None  # the learner's exception holds their app: let it go while the recording is open
@@ -460,83 +320,3 @@ def next_hint(id: str) -> str:
 def hint(id: str) -> None:
     """Show the next hint for exercise ``id``; ask again for the next one."""
     print(next_hint(id))
-
-
-# --- Helpers the section checks share -------------------------------------------------------------
-
-
-def _describe_value(value: Any) -> str:
-    if value is None:
-        return "None"
-    if inspect.isfunction(value) or inspect.ismethod(value):
-        return f"the function {value.__name__}()"
-    if isinstance(value, type):
-        return f"the class {value.__name__}"
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}" if len(text) < 60 else type(value).__name__
-
-
-def is_asgi_app(value: Any) -> bool:
-    """A FastAPI or Starlette app, or an ASGI callable (scope, receive, send); not a route function."""
-    from starlette.applications import Starlette
-
-    if isinstance(value, Starlette):
-        return True
-    if not callable(value):
-        return False
-    target = value if inspect.isfunction(value) or inspect.ismethod(value) else value.__call__
-    if not inspect.iscoroutinefunction(target):
-        return False
-    try:
-        parameters = [
-            p
-            for p in inspect.signature(target).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    except (TypeError, ValueError):
-        return False
-    return len(parameters) == 3
-
-
-def build_app(factory: Callable[..., Any], *args: Any, name: str = "build_app") -> Any:
-    """Call the learner's app factory; fail kindly, in one line, if it does not give back an ASGI app."""
-    if is_asgi_app(factory) and not inspect.isfunction(factory):
-        fail(
-            f"expected a function that returns a FastAPI app; got the app itself ({type(factory).__name__})",
-            f"Pass the function, not what it returned: check(..., {name}), not check(..., {name}(...)).",
-        )
-    if not callable(factory):
-        fail(
-            f"expected a function that returns a FastAPI app; got {_describe_value(factory)}",
-            f"Pass the function itself: check(..., {name}).",
-        )
-    app = factory(*args)
-    if not is_asgi_app(app):
-        fail(
-            f"expected a function that returns a FastAPI app; {name}(...) returned {_describe_value(app)}",
-            f"End {name} with `return app`, the FastAPI() object, not a route function.",
-        )
-    return app
-
-
-def module_file(answer: Any, hint: str, *, what: str = "module") -> Path:
-    """The path of the learner's ``.py`` file; fail kindly if ``answer`` is anything else."""
-    path = Path(answer) if isinstance(answer, str | Path) else None
-    if path is None or path.suffix != ".py" or not path.is_file():
-        fail(f"expected the path of your {what} file, got {answer!r}", hint)
-    return path
-
-
-def expect_responses(report: Any, describe: Callable[[int], str], expected: Callable[[int], Any]) -> None:
-    """Fail on the first request of a load report whose status is not 200 or whose body is not ``expected(i)``."""
-    for r in report.results:
-        if r.status != 200:
-            fail(
-                f"{describe(r.index)} answered {r.status}: {str(r.body)[:120]}",
-                "Every route must still answer 200 with the same body as before.",
-            )
-        if r.body != expected(r.index):
-            fail(
-                f"{describe(r.index)} answered {r.body!r}, expected {expected(r.index)!r}",
-                "Change how the handler waits for its data, not what it returns.",
-            )

@@ -17,12 +17,11 @@ import logging
 import re
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import nbformat
 from nbclient.exceptions import DeadKernelError
@@ -95,7 +94,8 @@ def check_ids(nb: Any) -> list[str]:
 def _section_title(nb: Any) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
+            source: str = cell.source
+            for line in source.splitlines():
                 if line.startswith("# "):
                     return line[2:].strip().removeprefix("Exercises · ")
     return ""
@@ -292,7 +292,7 @@ def _take_ctrl_c() -> None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_cancels(tasks: list[asyncio.Future[None]]) -> Iterator[list[bool]]:
+def _ctrl_c_cancels(tasks: Sequence[asyncio.Future[None]]) -> Iterator[list[bool]]:
     """Ctrl-C cancels ``tasks`` (each notebook's kernel is still shut down); the list yielded is then ``[True]``."""
     stopped: list[bool] = []
 
@@ -425,157 +425,3 @@ def survey(
     results = [r for name in plan for r in plan[name]]
     ran, seconds = {name: round(run.seconds, 2) for name, run in runs.items()}, time.perf_counter() - started
     return Survey(folder, results, troubles, seconds, ran, {name: e.seconds for name, e in reused.items()})
-
-
-def bar(done: int, total: int, width: int = 24) -> str:
-    filled = round(width * done / total) if total else width
-    return "█" * filled + "░" * (width - filled)
-
-
-class ProgressBar:
-    """Notebooks finished so far, on one line redrawn in place (or a line each when not on a terminal)."""
-
-    def __init__(self, total: int, stream: TextIO) -> None:
-        self.total, self.done, self.stream = total, 0, stream
-        self.live = stream.isatty()
-        self.started = time.perf_counter()
-
-    def start(self) -> None:
-        self._draw("starting kernels")
-
-    def tick(self, name: str) -> None:
-        self.done += 1
-        self._draw(name)
-
-    def _draw(self, name: str) -> None:
-        line = f"Running your notebooks {bar(self.done, self.total, 20)} {self.done}/{self.total}  {name}"
-        if self.live:
-            self.stream.write("\r\033[K" + line)
-            if self.done == self.total:
-                self.stream.write("\n")
-        elif self.done:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def report(result: Survey, root: Path = authoring.ROOT) -> str:
-    """The table, the total, the next exercise with its first hint, and any broken notebooks."""
-    try:
-        where = result.folder.resolve().relative_to(root)
-    except ValueError:
-        where = result.folder
-    lines = [f"Exercises in {where}/", ""]
-    section = None
-    for r in result.results:
-        if r.section != section:
-            section = r.section
-            lines.append(f"  {section}")
-        lines.append(f"    {checking.PASSED if r.solved else checking.NOT_YET:<11} {r.id:<4} {r.title}")
-    lines += ["", f"{bar(result.solved, result.total)}  {result.solved} of {result.total} solved", ""]
-    nxt = result.next_up()
-    if nxt is None:
-        lines.append("🎉 Done: every exercise passes its check. Well done!")
-    else:
-        lines += [
-            f"Next: exercise {nxt.id} ({nxt.title}) in {where}/{nxt.notebook}",
-            f"  The check saw: {nxt.seen}",
-            f"  💡 Hint: {nxt.hint or checking.get(nxt.id).hints[0]}",
-            f'  More hints in the notebook: hint("{nxt.id}")',
-        ]
-    if result.troubles:
-        lines += ["", "Notebooks that did not run cleanly:"]
-        for t in result.troubles:
-            at = f"cell {t.cell}: " if t.cell else ""
-            lines.append(f"  ⚠️ trouble: {t.notebook}: {at}{t.what}")
-        lines.append("  Open it, fix that cell (or start over with `python -m asynclab reset NN`), then run this again.")
-    lines.append("")
-    if result.reused:
-        lines.append(reuse_line(result))
-    lines.append(f"(checked in {result.seconds:.0f} s)")
-    return "\n".join(lines)
-
-
-def reuse_line(result: Survey) -> str:
-    """One line on what the cache saved: "7 notebooks unchanged since the last run (results reused), 2 run now; ..."."""
-    unchanged = len(result.reused)
-    noun = "notebook" if unchanged == 1 else "notebooks"
-    return f"{unchanged} {noun} unchanged since the last run (results reused), {len(result.ran)} run now; --all runs every one"
-
-
-def start_meter(folder: Path, err: TextIO) -> ProgressBar | None:
-    """The progress bar for a run over ``folder``, drawn; None (and one line why) when there is no such folder."""
-    if not folder.is_dir():
-        print(f"There is no folder {folder}: run this from the course's folder, or pass --folder.", file=err)
-        return None
-    meter = ProgressBar(notebook_count(), err)
-    meter.start()
-    return meter
-
-
-def main(
-    folder: Path,
-    *,
-    jobs: int = 3,
-    cell_limit: float = CELL_LIMIT,
-    rerun_all: bool = False,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-) -> int:
-    """Run the learner's notebooks (those changed since the last run, or all with ``rerun_all``) and print the table."""
-    out, err = out or sys.stdout, err or sys.stderr
-    meter = start_meter(folder, err)
-    if meter is None:
-        return 2
-    result = survey(folder, jobs=jobs, cell_limit=cell_limit, tick=meter.tick, cache=True, rerun_all=rerun_all)
-    print(report(result), file=out)
-    return 0
-
-
-def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
-    """The notebooks' and section module files' modification times and sizes: what ``--watch`` compares every second.
-
-    Other files (a database a notebook writes next to itself) do not count, or each run would start the next.
-    """
-    snapshot: dict[Path, tuple[int, int]] = {}
-    try:
-        sections = [p for p in folder.iterdir() if p.is_dir() and re.match(r"\d{2}-", p.name)]
-    except OSError:  # the folder is gone for now
-        return snapshot
-    for path in [*folder.glob("*.ipynb"), *(f for section in sections for f in progress_cache.inputs(section))]:
-        try:
-            stat = path.stat()
-        except OSError:  # deleted between the listing and now: the next look sees it gone
-            continue
-        snapshot[path] = (stat.st_mtime_ns, stat.st_size)
-    return snapshot
-
-
-def watch(
-    folder: Path,
-    *,
-    jobs: int = 3,
-    cell_limit: float = CELL_LIMIT,
-    rerun_all: bool = False,
-    out: TextIO | None = None,
-    err: TextIO | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """``progress --watch``: run progress, then again each time a notebook or module file is saved, until Ctrl-C.
-
-    ``rerun_all`` applies to the first round; later rounds run only what changed.
-    """
-    out, err = out or sys.stdout, err or sys.stderr
-    if not folder.is_dir():
-        return main(folder, out=out, err=err)
-    try:
-        while True:
-            seen = _snapshot(folder)  # taken first: a file saved while the notebooks run starts the next round
-            main(folder, jobs=jobs, cell_limit=cell_limit, rerun_all=rerun_all, out=out, err=err)
-            rerun_all = False
-            print(f"\nWatching {folder}/: save a notebook to check it again (Ctrl-C stops).", file=out, flush=True)
-            while _snapshot(folder) == seen:
-                sleep(1.0)
-            print("\n" + "─" * 60, file=out)
-    except KeyboardInterrupt:
-        print("\nStopped watching.", file=out)
-        return 0

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from asynclab.course import authoring, progress
+from asynclab.course import authoring, progress, progress_table
 from asynclab.course.room import safefile
 from asynclab.course.room.plain import plain
 
@@ -260,7 +260,7 @@ def main(
     except safefile.Refused as exc:
         print(f"Nothing was run: {exc}.", file=err)
         return 2
-    meter = progress.start_meter(folder, err)
+    meter = progress_table.start_meter(folder, err)
     if meter is None:
         return 2
     ran_at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -276,7 +276,7 @@ def main(
     if as_json:
         out.write(text)
     else:
-        print(progress.report(survey), file=out)  # the learner's own table, whatever happened to the file
+        print(progress_table.report(survey), file=out)  # the learner's own table, whatever happened to the file
     if problem is not None:
         print(f"Your report was not written: {problem}.", file=err)
         return 1

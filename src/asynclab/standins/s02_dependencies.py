@@ -33,9 +33,10 @@ from fastapi import Depends, FastAPI, Request
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import QueuePool
 
 from asynclab.bench.calls import CallRecorder
-from asynclab.bench.database import SQLiteFile, rows_of, temporary_database
+from asynclab.bench.database import Row, SQLiteFile, rows_of, temporary_database
 from asynclab.bench.gauges import InFlight
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
@@ -130,7 +131,7 @@ class TokenService:
         return f"TokenService({len(self.tokens)} tokens)"
 
 
-class _Base(DeclarativeBase):
+class _Base(Row, DeclarativeBase):
     pass
 
 
@@ -141,9 +142,6 @@ class Memo(_Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str]
-
-    def __repr__(self) -> str:
-        return f"Memo(id={self.id}, text={self.text!r})"
 
 
 #: The memos every new database starts with (memo 3 is empty on purpose).
@@ -197,7 +195,10 @@ class MemoDatabase:
     @property
     def checked_out(self) -> int:
         """Connections lent to sessions right now."""
-        return int(self.engine.pool.checkedout())
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):  # pool_size makes SQLAlchemy's (async-adapted) queue pool
+            raise TypeError(f"the engine's pool is a {type(pool).__name__}, not a QueuePool")
+        return pool.checkedout()
 
     async def close(self) -> None:
         """Close every session still open, and every connection (``memo_database`` then deletes the file)."""

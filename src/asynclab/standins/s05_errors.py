@@ -27,8 +27,9 @@ import httpx
 from sqlalchemy import String, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from starlette.types import ASGIApp
 
-from asynclab.bench.database import SQLiteFile, rows_of
+from asynclab.bench.database import Row, SQLiteFile, rows_of
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import NO_ANSWER, load
 from asynclab.bench.rawhttp import Connection, RawRequest
@@ -38,7 +39,7 @@ from asynclab.bench.server import uvicorn_server
 SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
 
 
-class Base(DeclarativeBase):
+class Base(Row, DeclarativeBase):
     pass
 
 
@@ -49,9 +50,6 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
-
-    def __repr__(self) -> str:
-        return f"User(id={self.id}, name={self.name!r})"
 
 
 class UserDB:
@@ -168,7 +166,7 @@ class GaveUp:
     cancelled: int  # calls that were cancelled
 
 
-async def client_gives_up(make_app: Callable[[StockService], object], where: str = "uvicorn, h11", n: int = 10) -> GaveUp:
+async def client_gives_up(make_app: Callable[[StockService], ASGIApp], where: str = "uvicorn, h11", n: int = 10) -> GaveUp:
     """Send ``n`` requests to ``make_app(stock)``; leave once all ``n`` wait in the back end, then let it answer.
 
     ``where`` is ``"in-process"`` (the test client) or ``"uvicorn, h11"`` / ``"uvicorn, httptools"``
@@ -197,7 +195,8 @@ class BlockingLookup:
     """A sync SDK call: it blocks its worker thread until released, and notes what happens, in order."""
 
     def __init__(self) -> None:
-        self.release, self.done, self.events = threading.Event(), threading.Event(), []
+        self.release, self.done = threading.Event(), threading.Event()
+        self.events: list[str] = []
 
     def __call__(self) -> str:  # runs in a worker thread
         self.release.wait(10)

@@ -26,8 +26,12 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.calls import CallRecorder
-from asynclab.bench.database import create_tables, sqlite_url
+from asynclab.bench.database import Row, create_tables, sqlite_url
 from asynclab.bench.loopbound import LoopBound
+from asynclab.bench.mailbox import (
+    Mailbox,
+    MailboxFull,  # noqa: F401 - part of the mail SDK a service imports from here
+)
 
 if TYPE_CHECKING:
     from asynclab.bench.loopwatch import LoopWatch
@@ -38,7 +42,7 @@ DECLINED_CARD = "4000 0000 0000 0002"  # the card number every payment provider'
 GOOD_CARD = "4242 4242 4242 4242"
 
 
-class Base(DeclarativeBase):
+class Base(Row, DeclarativeBase):
     pass
 
 
@@ -50,9 +54,6 @@ class Order(Base):
     email: Mapped[str] = mapped_column(String(200))
     amount_cents: Mapped[int]
     receipt: Mapped[str | None] = mapped_column(String(60), default=None)
-
-    def as_dict(self) -> dict[str, object]:
-        return {"id": self.id, "number": self.number, "email": self.email, "amount_cents": self.amount_cents, "receipt": self.receipt}
 
 
 @dataclass
@@ -102,7 +103,8 @@ class Journal:
             self.mail_clients.clear()
 
     def left_open(self) -> list[str]:
-        return [repr(c) for c in [*self.gateways, *self.mail_clients] if not c.closed]
+        clients: list[PaymentGateway | MailClient] = [*self.gateways, *self.mail_clients]
+        return [repr(c) for c in clients if not c.closed]
 
 
 journal = Journal()
@@ -142,40 +144,7 @@ class MailServerDown(ConnectionError):
     """The mail server refused the connection."""
 
 
-class MailboxFull(Exception):
-    """The mail server refused a message (550). Its text does not name the address: that context is yours to log."""
-
-
-class _Mailbox:
-    """What the mail server does with each message: ``outcome[to]`` is sending, delivered, failed or cancelled.
-
-    (The same behaviour as ``asynclab.standins.s03_background.Mailer``, kept here so that a uvicorn worker that
-    imports the service does not import the plotting that module needs.)
-    """
-
-    def __init__(self, *, full: set[str], slow: dict[str, float], latency: float) -> None:
-        self.full, self.slow, self.latency = set(full), dict(slow), latency
-        self.outcome: dict[str, str] = {}
-
-    async def send(self, to: str) -> None:
-        self.outcome[to] = "sending"
-        try:
-            await anyio.sleep(self.slow.get(to, self.latency))
-            if to in self.full:
-                self.outcome[to] = "failed"
-                raise MailboxFull("550 mailbox full")
-            self.outcome[to] = "delivered"
-        except anyio.get_cancelled_exc_class():
-            self.outcome[to] = "cancelled"
-            raise
-
-    def summary(self) -> str:
-        states = ("delivered", "failed", "cancelled", "sending")
-        counts = {state: sum(1 for v in self.outcome.values() if v == state) for state in states}
-        return " · ".join(f"{counts[s]} {s}" for s in states if counts[s]) or "nothing sent"
-
-
-class MailClient(_Mailbox):
+class MailClient(Mailbox):
     """An e-mail API client: connect once, ``await send(to)`` per mail, ``await aclose()`` at the end."""
 
     def __init__(self) -> None:

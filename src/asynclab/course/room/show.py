@@ -69,9 +69,9 @@ def frontier_words(room: Room) -> str:
 
 
 def _headline(room: Room) -> str:
-    reports, people = len(room.learners), len({x.key for x in room.learners})
+    reports, learners = len(room.learners), len({x.key for x in room.learners})
     if room.conflicts:
-        people = f"{people} learners in {reports} reports ({room.conflicts} name{'s' if room.conflicts > 1 else ''} claimed more than once)"
+        people = f"{learners} learners in {reports} reports ({room.conflicts} name{'s' if room.conflicts > 1 else ''} claimed more than once)"
     else:
         people = f"{reports} learners"
     absent = f", {len(room.absent)} absent" if room.absent else ""
@@ -280,8 +280,8 @@ def html_page(room: Room, png: bytes, top: int = 3, view: View | None = None) ->
     parts.append(_legend())
     parts.append("<h2>By section</h2><ul>")
     n = len(room.learners)
-    for s in room.sections():
-        parts.append(f"<li>{e(s.title)}: {s.finished}/{n} solved all of it, {s.started}/{n} started</li>")
+    for section in room.sections():
+        parts.append(f"<li>{e(section.title)}: {section.finished}/{n} solved all of it, {section.started}/{n} started</li>")
     parts.append("</ul>")
     if room.absent:
         who = f"{len(room.absent)} learner(s) on the roster" if view.hide_names else ", ".join(e(a) for a in room.absent)
