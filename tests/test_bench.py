@@ -330,7 +330,12 @@ def test_stub_source_swaps_solution_for_handed_out_lines() -> None:
     source = "def f():\n    # BEGIN SOLUTION\n    return 1\n    # HANDED OUT\n    # return 0\n    #\n    # END SOLUTION\n"
     assert authoring.stub_source(source) == "def f():\n    return 0\n"
     assert authoring.solution_source(source) == "def f():\n    return 1"
-    for broken in ("# BEGIN SOLUTION\nx", "# END SOLUTION", "# HANDED OUT", "# BEGIN SOLUTION\n# HANDED OUT\nx = 1\n# END SOLUTION"):
+    for broken in (
+        "# BEGIN SOLUTION\nx",
+        "# END SOLUTION",
+        "# HANDED OUT",
+        "# BEGIN SOLUTION\n# HANDED OUT\nx = 1\n# END SOLUTION",
+    ):
         with pytest.raises(authoring.MarkerError):
             authoring.stub_source(broken)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import asynclab
-from asynclab.course import authoring, checking, progress, teaching
+from asynclab.course import authoring, checking, facts, progress, teaching
 
 ROOT = authoring.ROOT
 PACKAGE = ROOT / "src" / "asynclab"
@@ -82,19 +82,19 @@ def test_the_package_names_match_its_lazy_imports() -> None:
 
 def test_build_can_write_every_copied_fact() -> None:
     """Every exercise has a heading and a guide entry, every lesson a syllabus row, and none names what is not there."""
-    assert authoring.unsourced() == []
+    assert facts.unsourced() == []
 
 
 def test_the_instructors_guide_has_one_entry_per_exercise_and_names_no_other() -> None:
-    guide = (ROOT / authoring.GUIDE).read_text(encoding="utf-8")
-    entries = [id for id, _ in authoring.GUIDE_ENTRY.findall(guide)]
+    guide = (ROOT / facts.GUIDE).read_text(encoding="utf-8")
+    entries = [id for id, _ in facts.GUIDE_ENTRY.findall(guide)]
     exercises = [id for solution in authoring.solutions() for id in progress.check_ids(authoring.read(solution))]
     assert sorted(entries, key=checking.order) == exercises, "one '**N.M Title**' entry per exercise, in course order"
     assert entries == exercises, "the guide's entries are in course order"
 
 
 def test_the_readme_syllabus_lists_every_lesson_with_its_own_minutes() -> None:
-    readme = (ROOT / authoring.README).read_text(encoding="utf-8")
+    readme = (ROOT / facts.README).read_text(encoding="utf-8")
     for lesson in authoring.lessons():
         minutes = MINUTES.search(authoring.read(lesson).cells[0].source)
         row = next((line for line in readme.splitlines() if f"(notebooks/{lesson.name})" in line), "")

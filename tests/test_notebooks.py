@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from asynclab.course import authoring, checking
+from asynclab.course import authoring, checking, facts
 from asynclab.course.notebook import kernel_client
 
 ROOT = authoring.ROOT
@@ -48,12 +48,12 @@ def test_build_would_change_nothing(tmp_path: Path) -> None:
     for folder in ("notebooks", "solutions", "exercises"):
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns(".*", "*.bak", "__pycache__"))
     copied = [path for pair in authoring.COPIED.items() for path in pair]
-    for relative in [*copied, *authoring.WRITTEN, authoring.SYLLABUS]:
+    for relative in [*copied, *facts.WRITTEN, facts.SYLLABUS]:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
     changed = authoring.build(tmp_path)
     assert changed == [], f"run `python -m asynclab build`: it rewrites {[str(p.relative_to(tmp_path)) for p in changed]}"
-    assert authoring.unsourced(tmp_path) == [], "`python -m asynclab build` names what it cannot write"
+    assert facts.unsourced(tmp_path) == [], "`python -m asynclab build` names what it cannot write"
 
 
 def test_build_writes_each_copy_from_its_source(tmp_path: Path) -> None:
@@ -66,20 +66,20 @@ def test_build_writes_each_copy_from_its_source(tmp_path: Path) -> None:
                 .replace("# Exercises · 4 · Startup and shutdown with lifespan", "# Exercises · 4 ·")
                 .replace("Two exercises.", "Three exercises.")
             )
-    authoring.retitle(solution, authoring.exercise_titles(), "Startup and shutdown with lifespan")
+    facts.retitle(solution, facts.exercise_titles(), "Startup and shutdown with lifespan")
     markdown = "\n".join(c.source for c in solution.cells if c.cell_type == "markdown")
     assert "## Exercise 4.1 · Migrate from `on_event` to a lifespan" in markdown  # the author's backticks stay
     assert "## Exercise 4.2 · Find why the tests fail and production works" in markdown
     assert markdown.startswith("# Exercises · 4 · Startup and shutdown with lifespan\n") and "Two exercises." in markdown
 
-    guide = authoring.retitle_guide("**1.1**\n- a mistake\n\n**1.2 Old words** (find it)\n", authoring.exercise_titles())
+    guide = facts.retitle_guide("**1.1**\n- a mistake\n\n**1.2 Old words** (find it)\n", facts.exercise_titles())
     assert guide == "**1.1 Unblock the weather route**\n- a mistake\n\n**1.2 Find and fix the blocking route** (find it)\n"
 
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks", ignore=shutil.ignore_patterns(".*"))
-    (tmp_path / authoring.SYLLABUS).parent.mkdir()
-    shutil.copy(ROOT / authoring.SYLLABUS, tmp_path / authoring.SYLLABUS)
+    (tmp_path / facts.SYLLABUS).parent.mkdir()
+    shutil.copy(ROOT / facts.SYLLABUS, tmp_path / facts.SYLLABUS)
     readme = "# Course\n\n<!-- syllabus -->\n| an old row |\n<!-- /syllabus -->\n\nMore.\n"
-    written = authoring.write_syllabus(readme, tmp_path)
+    written = facts.write_syllabus(readme, tmp_path)
     assert "| an old row |" not in written and written.endswith("<!-- /syllabus -->\n\nMore.\n")
     assert "| 6 | [Request context and isolation](notebooks/06-request-isolation.ipynb) |" in written
     assert len(re.findall(r"^\| \d+ \| \[", written, re.MULTILINE)) == len(authoring.lessons(tmp_path))  # a row per lesson

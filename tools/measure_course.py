@@ -191,26 +191,11 @@ def lesson_table(figures: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--lessons-only", action="store_true", help="run the lessons alone (no solutions, no progress)")
-    parser.add_argument("--keep-kernels", action="store_true", help="keep every notebook's kernel until the end")
-    parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--driver", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.driver:
-        _driver(args.keep_kernels, args.lessons_only, Path(args.driver))
-        return 0
-    steps_file = Path(tempfile.mkstemp(suffix=".json")[1])
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    options = (["--lessons-only"] if args.lessons_only else []) + (["--keep-kernels"] if args.keep_kernels else [])
-    command = [sys.executable, __file__, "--driver", str(steps_file), *options]
-    child = psutil.Popen(command, cwd=ROOT)
+def _watch(child: psutil.Popen, now: Path) -> tuple[int, dict[str, int], dict[str, int], list[float]]:
+    """Wait for the driver, sampling its process tree's memory (by step) and the load average every 0.2 s."""
     peak = {"rss": 0, "processes": 0}
     by_step: dict[str, int] = {}
     loads = [os.getloadavg()[0]]
-    now = steps_file.with_suffix(".now")
     stop = threading.Event()
 
     def sample() -> None:
@@ -240,6 +225,26 @@ def main() -> int:
     code = child.wait()
     stop.set()
     sampler.join()
+    return code, peak, by_step, loads
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--lessons-only", action="store_true", help="run the lessons alone (no solutions, no progress)")
+    parser.add_argument("--keep-kernels", action="store_true", help="keep every notebook's kernel until the end")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--driver", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.driver:
+        _driver(args.keep_kernels, args.lessons_only, Path(args.driver))
+        return 0
+    steps_file = Path(tempfile.mkstemp(suffix=".json")[1])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    options = (["--lessons-only"] if args.lessons_only else []) + (["--keep-kernels"] if args.keep_kernels else [])
+    command = [sys.executable, __file__, "--driver", str(steps_file), *options]
+    child = psutil.Popen(command, cwd=ROOT)
+    code, peak, by_step, loads = _watch(child, steps_file.with_suffix(".now"))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     steps = json.loads(steps_file.read_text(encoding="utf-8")) if steps_file.stat().st_size else []
     starts = [s["kernel_start_seconds"] for s in steps if "kernel_start_seconds" in s] or [0.0]
@@ -260,7 +265,7 @@ def main() -> int:
     }
     figures["peak_tree_rss_mb_by_step"] = {step: round(rss / 2**20) for step, rss in by_step.items()}
     steps_file.unlink()
-    now.unlink(missing_ok=True)
+    steps_file.with_suffix(".now").unlink(missing_ok=True)
     print(json.dumps({k: v for k, v in figures.items() if k != "steps"}, indent=1))
     print()
     print(lesson_table(figures))

@@ -1,17 +1,6 @@
 """Install the course's requirements if they changed, then open the course in JupyterLab.
 
-    python tools/open_course.py                      # the start-here notebook
-    python tools/open_course.py exercises/01-exercises-async-handlers.ipynb
-    python tools/open_course.py --no-browser          # any --option is passed on to JupyterLab
-
-Run it from the course's virtual environment (Linux, macOS and Windows alike). The first run installs
-everything with pip; it then writes a stamp into the environment (a hash of requirements.txt,
-constraints.txt and pyproject.toml), so a later run skips pip and opens JupyterLab in about a second.
-Edit one of those files, or use a fresh environment, and the next run installs again.
-
-JupyterLab starts with the course folder as its root, its file browser showing the whole course, the
-notebook opened, and the settings in tools/jupyter_server_config.py (no news pop-up). Only the standard
-library is used here: the first run happens before anything is installed.
+``python tools/open_course.py [notebook] [--option ...]``: any ``--option`` goes on to JupyterLab.
 """
 
 from __future__ import annotations
@@ -119,6 +108,19 @@ def jupyterlab_command(notebook: str = START, root: Path = ROOT) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    """python tools/open_course.py                      # the start-here notebook
+    python tools/open_course.py exercises/01-exercises-async-handlers.ipynb
+    python tools/open_course.py --no-browser          # any --option is passed on to JupyterLab
+
+    Run it from the course's virtual environment (Linux, macOS and Windows alike). The first run installs
+    everything with pip; it then writes a stamp into the environment (a hash of requirements.txt,
+    constraints.txt and pyproject.toml), so a later run skips pip and opens JupyterLab in about a second.
+    Edit one of those files, or use a fresh environment, and the next run installs again.
+
+    JupyterLab starts with the course folder as its root, its file browser showing the whole course, the
+    notebook opened, and the settings in tools/jupyter_server_config.py (no news pop-up). Only the standard
+    library is used here: the first run happens before anything is installed.
+    """
     if not in_an_environment():
         print(
             "Activate the course's virtual environment first, then run this again:\n"

@@ -1,14 +1,6 @@
-"""Course commands.
+"""``python -m asynclab COMMAND``: the course's commands (progress, reset, class, build, lessons, bench-checks).
 
-- ``python -m asynclab progress``: run your exercise notebooks and show which exercises are solved
-  (only those changed since the last run; ``--all`` runs every one; ``--watch`` again at every save).
-- ``python -m asynclab reset NN``: give exercise notebook NN back as handed out (asks first; ``--yes`` does not).
-- ``python -m asynclab progress --json`` (or ``--report FILE``): the same as a JSON report, for the class view.
-- ``python -m asynclab class PATH...`` or ``class --hub URL``: (instructors) the class view of a room.
-- ``python -m asynclab build``: clean the notebooks, make the exercises from the solutions, and write every copied
-  fact (titles, the README's syllabus) from its source (for authors).
-- ``python -m asynclab lessons``: each lesson's core path against its teaching block (for authors).
-- ``python -m asynclab bench-checks [N ...]``: time each check on its solution and on the handed-out code (for authors).
+``--help`` lists them, and ``COMMAND --help`` their options.
 """
 
 from __future__ import annotations
@@ -21,7 +13,7 @@ from pathlib import Path
 # seconds building its grammar; no schema the course validates uses that format. Skip it here.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from asynclab.course import authoring
+from asynclab.course import authoring, facts
 
 
 def _build(_: argparse.Namespace) -> int:
@@ -33,7 +25,7 @@ def _build(_: argparse.Namespace) -> int:
         if changed
         else "nothing to rewrite: the notebooks are clean, and the exercises and every copied fact match their sources"
     )
-    missing = authoring.unsourced()
+    missing = facts.unsourced()
     if missing:
         print(f"\n{len(missing)} thing(s) build cannot write for you (CONTRIBUTING.md, 'Adding a section or an exercise'):")
         for line in missing:

@@ -34,8 +34,14 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Watchdog:
-    def __init__(self, threshold: float = 0.2, *, interval: float = 0.01, lag: Histogram | None = None,
-                 logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.2,
+        *,
+        interval: float = 0.01,
+        lag: Histogram | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self.threshold, self.interval, self.lag = threshold, interval, lag
         self.log = logger or logging.getLogger("watchdog")
         self.requests: dict[asyncio.Task[Any], dict[str, Any]] = {}  # task -> the ASGI scope it serves
@@ -44,15 +50,18 @@ class Watchdog:
 
     def middleware(self, app: Any) -> Any:
         """ASGI middleware: note which request each task serves (``app.add_middleware(watchdog.middleware)``)."""
+
         async def note_request(scope: dict[str, Any], receive: Any, send: Any) -> None:
             task = asyncio.current_task()
             if scope["type"] != "http" or task is None:
-                return await app(scope, receive, send)
+                await app(scope, receive, send)
+                return
             self.requests[task] = scope
             try:
                 await app(scope, receive, send)
             finally:
                 self.requests.pop(task, None)
+
         return note_request
 
     def route(self, scope: dict[str, Any] | None) -> str:
@@ -87,8 +96,13 @@ class Watchdog:
                     route = self.route(self.requests.get(task))  # type: ignore[arg-type]
                     frame = sys._current_frames().get(loop_thread)
                     stack = "".join(traceback.format_stack(frame)[-6:]) if frame else ""
-                    self.log.warning("event loop stalled (%.0f ms so far) by %s; loop thread at:\n%s", stalled * 1000,
-                                     route, stack, extra={"route": route, "stalled": stalled, "stack": stack, "slept": slept})
+                    self.log.warning(
+                        "event loop stalled (%.0f ms so far) by %s; loop thread at:\n%s",
+                        stalled * 1000,
+                        route,
+                        stack,
+                        extra={"route": route, "stalled": stalled, "stack": stack, "slept": slept},
+                    )
 
         self._last = time.monotonic()
         beating = asyncio.create_task(heartbeat(), name="watchdog-heartbeat")

@@ -269,9 +269,7 @@ DEADLINE_53 = """        try:
         except TimeoutError:
             logger.warning("stock service gave no answer for %s in time", sku)
             raise HTTPException(status_code=503, detail="stock service unavailable")"""
-IDENTIFY_62 = """    async def identify(
-        x_user: Annotated[str | None, Header()] = None, x_tenant: Annotated[str | None, Header()] = None
-    ) -> None:
+IDENTIFY_62 = """    async def identify(x_user: Annotated[str | None, Header()] = None, x_tenant: Annotated[str | None, Header()] = None) -> None:
         global current_user, current_tenant
         current_user, current_tenant = x_user, x_tenant
 """

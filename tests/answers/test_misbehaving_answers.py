@@ -46,7 +46,9 @@ def quit_with_os_exit(weather: WeatherService, city: str) -> object:
 
 
 def test_sys_exit_in_a_handler_is_reported_and_the_process_lives_on() -> None:
-    failure = fails("1.1", weather_route(quit_with_sys_exit), saying="your code exited the process (status 3) in quit_with_sys_exit()")
+    failure = fails(
+        "1.1", weather_route(quit_with_sys_exit), saying="your code exited the process (status 3) in quit_with_sys_exit()"
+    )
     assert "raise an exception" in failure.hint
 
 
@@ -73,7 +75,9 @@ def test_a_factory_that_returns_the_route_function_is_named() -> None:
 
         return forecast
 
-    fails("1.1", build_app, saying="expected a function that returns a FastAPI app; build_app(...) returned the function forecast()")
+    fails(
+        "1.1", build_app, saying="expected a function that returns a FastAPI app; build_app(...) returned the function forecast()"
+    )
 
 
 def test_an_app_passed_instead_of_its_factory_is_named() -> None:

@@ -115,7 +115,11 @@ def test_1_1_rejects_an_await_elsewhere() -> None:
 
 
 def test_1_1_rejects_calling_before_offloading() -> None:
-    failure = fails("1.1", weather_app(calls_before_offloading), saying="`run_sync()` was given the result of `weather.fetch(city)`, not the function")
+    failure = fails(
+        "1.1",
+        weather_app(calls_before_offloading),
+        saying="`run_sync()` was given the result of `weather.fetch(city)`, not the function",
+    )
     assert "in forecast(): return" in failure.observed  # the learner's own line
     assert "`run_sync(weather.fetch, city)`" in failure.hint
 
@@ -153,7 +157,9 @@ def test_1_1_names_an_async_function_handed_to_a_thread() -> None:
 
         return forecast
 
-    failure = fails("1.1", weather_app(offloads_the_async_twin), saying="WeatherService.afetch() was handed to code that only calls it")
+    failure = fails(
+        "1.1", weather_app(offloads_the_async_twin), saying="WeatherService.afetch() was handed to code that only calls it"
+    )
     assert "never awaited" in failure.observed and "validation" not in str(failure)
 
 
@@ -273,7 +279,9 @@ def test_1_2_accepts_a_def_route_and_an_offloaded_call() -> None:
     passes("1.2", shop(rates="offloaded-in-route"))
 
 
-SYMPTOM = "one of the shop's 5 routes serves concurrent requests one at a time: 6 sent to it at once went through one after another"
+SYMPTOM = (
+    "one of the shop's 5 routes serves concurrent requests one at a time: 6 sent to it at once went through one after another"
+)
 
 
 def test_1_2_rejects_the_handed_out_shop_by_its_symptom_without_naming_the_route() -> None:
@@ -304,7 +312,11 @@ def test_1_2_a_wrong_fix_of_the_right_route_is_named_by_what_changed() -> None:
 
         return app
 
-    failure = fails("1.2", waits_for_a_thread, saying="GET /rates: 6 of 6 calls to shop.exchange_rates() ran in another thread, but the event loop waited")
+    failure = fails(
+        "1.2",
+        waits_for_a_thread,
+        saying="GET /rates: 6 of 6 calls to shop.exchange_rates() ran in another thread, but the event loop waited",
+    )
     assert "Await the offloaded call" in failure.hint
 
 

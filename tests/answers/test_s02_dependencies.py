@@ -139,7 +139,9 @@ def test_2_1_rejects_an_await_elsewhere() -> None:
 
 
 def test_2_1_rejects_calling_before_offloading() -> None:
-    failure = fails("2.1", login_app(calls_before_offloading), saying="`run_sync()` was given the result of `accounts.check_password(")
+    failure = fails(
+        "2.1", login_app(calls_before_offloading), saying="`run_sync()` was given the result of `accounts.check_password("
+    )
     assert "`run_sync(accounts.check_password, credentials.username, credentials.password)`" in failure.hint
 
 
@@ -270,6 +272,7 @@ def test_2_2_rejects_the_handed_out_bypass_by_its_symptom_then_names_the_forgott
 
 def test_2_2_a_right_answer_is_not_failed_by_a_coroutine_another_answer_left_behind() -> None:
     """A coroutine made (and dropped in a reference cycle) before the check is not this answer's."""
+
     def leave_one_behind() -> None:
         unawaited.track_origins()
         cycle: list[object] = []
@@ -466,7 +469,9 @@ def joins_a_thread(accounts: Accounts) -> Callable[..., Any]:
 
     async def current_user(credentials: Credentials) -> str:
         answer: list[bool] = []
-        worker = threading.Thread(target=lambda: answer.append(accounts.check_password(credentials.username, credentials.password)))
+        worker = threading.Thread(
+            target=lambda: answer.append(accounts.check_password(credentials.username, credentials.password))
+        )
         worker.start()
         worker.join()
         if not answer[0]:
@@ -493,7 +498,9 @@ def test_2_1_accepts_the_loops_executor() -> None:
 
 
 def test_2_1_rejects_waiting_for_a_future_on_the_loop() -> None:
-    fails("2.1", login_app(waits_for_a_future), saying="10 of 10 password hashes ran in another thread, but the event loop waited")
+    fails(
+        "2.1", login_app(waits_for_a_future), saying="10 of 10 password hashes ran in another thread, but the event loop waited"
+    )
 
 
 def test_2_1_rejects_joining_a_thread_on_the_loop() -> None:
@@ -544,7 +551,9 @@ def test_2_2_rejects_the_handed_out_helper_by_its_symptom_then_names_the_forgott
     exercise = checking.get("2.2")
     exercise.last_observed, exercise.hints_given = None, 0
     failure = fails(
-        "2.2", reports_app(a_helper_that_forgets_the_await), saying="GET /reports with a made-up token answered 200: anybody gets in."
+        "2.2",
+        reports_app(a_helper_that_forgets_the_await),
+        saying="GET /reports with a made-up token answered 200: anybody gets in.",
     )
     assert "without a token" not in str(failure)
     assert "await" not in str(failure) and "coroutine" not in str(failure)

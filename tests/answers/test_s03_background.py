@@ -400,7 +400,11 @@ def test_3_1_rejects_the_handed_out_set_with_the_guides_sleep() -> None:
 
         return start, lifespan
 
-    fails("3.1", newsletter(the_guides_set_and_sleep), saying="2 failed sends reached only asyncio's 'Task exception was never retrieved'")
+    fails(
+        "3.1",
+        newsletter(the_guides_set_and_sleep),
+        saying="2 failed sends reached only asyncio's 'Task exception was never retrieved'",
+    )
 
 
 # --- 3.3 -------------------------------------------------------------------------------------------

@@ -366,5 +366,9 @@ def test_4_2_rejects_a_lifespan_whose_state_never_reaches_the_requests() -> None
 
 def test_4_2_rejects_a_service_never_stopped_or_stopped_too_soon_and_a_helper_that_is_no_context_manager() -> None:
     fails("4.2", started_never_stopped, saying="all tests passed, but after test_health db and payments were still open")
-    fails("4.2", stopped_before_the_test, saying="the service was stopped before the test's requests: ResourceClosedError: db is closed")
+    fails(
+        "4.2",
+        stopped_before_the_test,
+        saying="the service was stopped before the test's requests: ResourceClosedError: db is closed",
+    )
     fails("4.2", not_a_context_manager, saying="every test of the suite failed before its first answer")

@@ -486,7 +486,11 @@ def test_5_2_accepts_an_id_made_up_from_a_counter() -> None:
 
 
 def test_5_2_rejects_a_handler_that_needs_the_header() -> None:
-    fails("5.2", handler_answer(needs_the_header), saying="GET /orders/8 without an X-Request-ID header failed, and no ERROR record carries its exception")
+    fails(
+        "5.2",
+        handler_answer(needs_the_header),
+        saying="GET /orders/8 without an X-Request-ID header failed, and no ERROR record carries its exception",
+    )
 
 
 def test_5_2_rejects_a_handler_that_logs_only_requests_with_an_id() -> None:

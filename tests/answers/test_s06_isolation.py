@@ -587,7 +587,11 @@ def test_62_rejects_a_middleware_that_skips_anonymous_requests() -> None:
 
 
 def test_62_rejects_a_reset_that_comes_after_the_response() -> None:
-    fails("6.2", contextvars_set_and_reset_with_tokens, saying="answered {'user': 'alice', 'tenant': 'acme'}: the identity of the request before it")
+    fails(
+        "6.2",
+        contextvars_set_and_reset_with_tokens,
+        saying="answered {'user': 'alice', 'tenant': 'acme'}: the identity of the request before it",
+    )
 
 
 # --- 6.3 · find it: the audit trail names the wrong person -------------------------------------------

@@ -647,7 +647,9 @@ async def get_price(sku: str, request: Request):
 # As handed out: each worker's dict, updated by the PUT in the worker that served it only.
 HANDED_OUT_73 = KNOWN
 # "A lock makes the dict safe": the lock is per process too.
-LOCKED_DICT = KNOWN.replace("    known[sku] = price.cents  # KEEP", "    async with lock:\n        known[sku] = price.cents").replace(
+LOCKED_DICT = KNOWN.replace(
+    "    known[sku] = price.cents  # KEEP", "    async with lock:\n        known[sku] = price.cents"
+).replace(
     "    if sku not in known:  # FRESH\n        known[sku] = await read(sku, request)",
     "    async with lock:\n        if sku not in known:\n            known[sku] = await read(sku, request)",
 )
@@ -660,7 +662,9 @@ EXPIRE_AFTER_A_MINUTE = KNOWN.replace(
 )
 
 
-@pytest.mark.parametrize("source", [READ_EVERY_TIME, SESSION_FROM_LIFESPAN_STATE], ids=["engine-on-app-state", "lifespan-state-session"])
+@pytest.mark.parametrize(
+    "source", [READ_EVERY_TIME, SESSION_FROM_LIFESPAN_STATE], ids=["engine-on-app-state", "lifespan-state-session"]
+)
 def test_7_3_accepts_reading_the_database_on_every_request(tmp_path: Path, source: str) -> None:
     assert "answered the new price (3540 cents)" in passes("7.3", module(tmp_path, "price_list.py", source))
 
@@ -680,5 +684,10 @@ def test_7_3_rejects_a_copy_in_each_worker(tmp_path: Path, source: str) -> None:
 
 
 def test_7_3_rejects_a_lost_404(tmp_path: Path) -> None:
-    source = READ_EVERY_TIME.replace('        raise HTTPException(404, "no such product")\n    return {', '        return {"sku": sku, "cents": 0}\n    return {')
-    fails("7.3", module(tmp_path, "price_list.py", source), saying="GET /prices/spoon (no such product) answered 200, expected 404")
+    source = READ_EVERY_TIME.replace(
+        '        raise HTTPException(404, "no such product")\n    return {',
+        '        return {"sku": sku, "cents": 0}\n    return {',
+    )
+    fails(
+        "7.3", module(tmp_path, "price_list.py", source), saying="GET /prices/spoon (no such product) answered 200, expected 404"
+    )

@@ -127,14 +127,21 @@ DRAIN = """        app.state.pending = set()
 
 def test_8_3_a_tracked_logged_task_drained_at_shutdown_passes(tmp_path: Path) -> None:
     service = variant(
-        tmp_path, (BACKGROUND, TRACKED), ("        yield\n", DRAIN + "\n"), ("import logging\n", "import asyncio\nimport logging\n")
+        tmp_path,
+        (BACKGROUND, TRACKED),
+        ("        yield\n", DRAIN + "\n"),
+        ("import logging\n", "import asyncio\nimport logging\n"),
     )
     passes("8.3", service)
 
 
 def test_8_3_the_guides_set_and_discard_is_rejected(tmp_path: Path) -> None:
-    guide = TRACKED.replace("send_confirmation(request.app.state.mail, order.number, order.email)", "request.app.state.mail.send(order.email)")
-    service = variant(tmp_path, (BACKGROUND, guide), ("        yield\n", DRAIN + "\n"), ("import logging\n", "import asyncio\nimport logging\n"))
+    guide = TRACKED.replace(
+        "send_confirmation(request.app.state.mail, order.number, order.email)", "request.app.state.mail.send(order.email)"
+    )
+    service = variant(
+        tmp_path, (BACKGROUND, guide), ("        yield\n", DRAIN + "\n"), ("import logging\n", "import asyncio\nimport logging\n")
+    )
     fails("8.3", service, saying="failed (550 mailbox full)")
 
 
@@ -291,7 +298,9 @@ def test_8_1_waiting_on_a_thread_pool_future_is_rejected(tmp_path: Path) -> None
         "with ThreadPoolExecutor(1) as pool:\n"
         "            order.receipt = pool.submit(charge, order.number, new.amount_cents, new.card).result()"
     )
-    service = variant(tmp_path, (CHARGE, wrong), ("import anyio\n", "import anyio\nfrom concurrent.futures import ThreadPoolExecutor\n"))
+    service = variant(
+        tmp_path, (CHARGE, wrong), ("import anyio\n", "import anyio\nfrom concurrent.futures import ThreadPoolExecutor\n")
+    )
     fails("8.1", service, saying="3 of 3 card charges ran in another thread, but the event loop waited")
 
 
@@ -321,7 +330,9 @@ def test_8_7_counting_the_rows_is_rejected_under_concurrency(tmp_path: Path) -> 
         "    session.add(order)\n"
         "    await session.flush()\n"
     )
-    service = variant(tmp_path, (made, counted), ("from sqlalchemy.exc", "from sqlalchemy import func, select\nfrom sqlalchemy.exc"))
+    service = variant(
+        tmp_path, (made, counted), ("from sqlalchemy.exc", "from sqlalchemy import func, select\nfrom sqlalchemy.exc")
+    )
     fails("8.7", service, saying="orders placed at the same time on")
 
 
@@ -340,7 +351,9 @@ def test_8_7_a_database_sequence_reset_at_startup_is_rejected_after_a_restart(tm
         + '            await conn.execute(text("DELETE FROM numbers"))\n'
         + '            await conn.execute(text("INSERT INTO numbers VALUES (0)"))\n'
     )
-    service = variant(tmp_path, (FLUSH, numbered), (made, reset), ("from sqlalchemy.exc", "from sqlalchemy import text\nfrom sqlalchemy.exc"))
+    service = variant(
+        tmp_path, (FLUSH, numbered), (made, reset), ("from sqlalchemy.exc", "from sqlalchemy import text\nfrom sqlalchemy.exc")
+    )
     fails("8.7", service, saying="after a restart of both workers")
 
 

@@ -21,8 +21,8 @@ from tests.conftest import fails, passes
 
 SOLVED = authoring.ROOT / "solutions" / "09-catch-blocking"
 HANDED_OUT = authoring.ROOT / "exercises" / "09-catch-blocking"
-FIXTURE = '''    with blockbuster_ctx(["catalog_service"]) as detector:
-        yield detector'''
+FIXTURE = """    with blockbuster_ctx(["catalog_service"]) as detector:
+        yield detector"""
 OFFLOADED = "price = await anyio.to_thread.run_sync(display_price, sku)"
 
 
@@ -46,7 +46,7 @@ def test_9_1_solution_passes() -> None:
 
 
 def test_9_1_def_handlers_and_a_manual_detector_pass(tmp_path: Path) -> None:
-    service = '''
+    service = """
 from fastapi import FastAPI, HTTPException
 
 from asynclab.standins.s09_catch_blocking import DESCRIPTIONS, display_price
@@ -65,13 +65,13 @@ def description(sku: str) -> dict[str, str]:
     if not path.is_file():
         raise HTTPException(404, "no such product")
     return {"sku": sku, "description": path.read_text(encoding="utf-8")}
-'''
-    manual = '''    detector = BlockBuster(scanned_modules=[catalog_service])
+"""
+    manual = """    detector = BlockBuster(scanned_modules=[catalog_service])
     detector.activate()
     try:
         yield detector
     finally:
-        detector.deactivate()'''
+        detector.deactivate()"""
     assert "passes on yours" in passes("9.1", folder(tmp_path, service=service, edits={FIXTURE: manual}))
 
 
@@ -80,7 +80,11 @@ def test_9_1_as_handed_out_fails() -> None:
 
 
 def test_9_1_fixed_service_without_a_detector_fails(tmp_path: Path) -> None:
-    fails("9.1", folder(tmp_path, tests=(HANDED_OUT / "catalog_tests.py").read_text()), saying="against the catalog service as handed out")
+    fails(
+        "9.1",
+        folder(tmp_path, tests=(HANDED_OUT / "catalog_tests.py").read_text()),
+        saying="against the catalog service as handed out",
+    )
 
 
 def test_9_1_the_helper_left_on_the_loop_fails(tmp_path: Path) -> None:
@@ -176,7 +180,11 @@ def test_9_2_never_started_fails() -> None:
 
 def test_9_2_threshold_below_the_heartbeat_fails() -> None:
     failed = fails("9.2", build(0.001), saying="the watchdog ")
-    assert "far more reports than stalls" in str(failed) or "expected one report per stall" in str(failed) or "which waits" in str(failed)
+    assert (
+        "far more reports than stalls" in str(failed)
+        or "expected one report per stall" in str(failed)
+        or "which waits" in str(failed)
+    )
 
 
 def test_9_2_returning_the_watchdog_fails() -> None:

@@ -1,17 +1,4 @@
-"""Cancellation that takes time, as real I/O's does, and a watch that sees whether a shutdown waited for it.
-
-A real client does not end the instant it is cancelled: it closes its connection, sends a reset,
-rolls a transaction back, each an ``await``. So a shutdown that cancels its background tasks has
-not ended them until it has waited for them (``await asyncio.gather(*cancelled)``, a task group).
-A stand-in's call runs :meth:`Cleanups.run` when it is cancelled: a few turns of the loop by
-default, shielded from further cancellation as a real cleanup is.
-
-During an app's shutdown, a check holds the cleanups instead (:class:`ShutdownWatch`), so that
-no timing decides its verdict: a held cleanup ends only when the watch lets it, and the watch
-lets the cleanups in progress end only while the app's shutdown waits on something that is not a
-timer of its own (the cancelled tasks, a task group). A shutdown that cancels and returns, or
-cancels and sleeps a fixed time, finishes while they are still cleaning up, however long it sleeps.
-"""
+"""Cancellation that takes time, as real I/O's does, and a watch that sees whether a shutdown waited for it."""
 
 from __future__ import annotations
 
@@ -30,7 +17,14 @@ QUICK_TURNS = 3  # the cleanup of a call nobody holds: a few turns of the loop
 
 
 class Cleanups:
-    """The cleanups of a stand-in's cancelled calls: quick, unless held (:meth:`hold`): then each waits to be released."""
+    """The cleanups of a stand-in's cancelled calls: quick, unless held (:meth:`hold`): then each waits to be released.
+
+    A real client does not end the instant it is cancelled: it closes its connection, sends a reset,
+    rolls a transaction back, each an ``await``. So a shutdown that cancels its background tasks has
+    not ended them until it has waited for them (``await asyncio.gather(*cancelled)``, a task group).
+    A stand-in's call runs :meth:`Cleanups.run` when it is cancelled: a few turns of the loop by
+    default, shielded from further cancellation as a real cleanup is.
+    """
 
     def __init__(self) -> None:
         self.held = False
@@ -72,7 +66,10 @@ class Cleanups:
 
 
 class _Timer:
-    """A timer a task of the app set (``asyncio.sleep``, a timeout, a cancel scope's deadline): fired, cancelled, or still to come."""
+    """A timer a task of the app set (``asyncio.sleep``, a timeout, a cancel scope's deadline).
+
+    It is fired, cancelled, or still to come.
+    """
 
     def __init__(self, order: int) -> None:
         self.order = order  # when it was set, among the timers and the cleanups' beginnings
@@ -97,6 +94,12 @@ class ShutdownWatch:
 
     The timers are seen by wrapping the loop's ``call_at`` (which ``call_later``, ``asyncio.sleep``,
     ``asyncio.timeout`` and anyio's deadlines all use) while the lifespan runs.
+
+    During an app's shutdown, a check holds the cleanups instead (:class:`ShutdownWatch`), so that
+    no timing decides its verdict: a held cleanup ends only when the watch lets it, and the watch
+    lets the cleanups in progress end only while the app's shutdown waits on something that is not a
+    timer of its own (the cancelled tasks, a task group). A shutdown that cancels and returns, or
+    cancels and sleeps a fixed time, finishes while they are still cleaning up, however long it sleeps.
     """
 
     def __init__(self, app: ASGIApp, cleanups: Cleanups, on_stopped: Callable[[], None] | None = None) -> None:
@@ -171,7 +174,10 @@ class ShutdownWatch:
             self.cleanups.release_all()
 
     def _waits_without_a_timer(self, task: asyncio.Task[Any], depth: int = 0) -> bool:
-        """Is ``task`` suspended on an unfinished future, with no timer set before the cleanups began (by it, or a task it awaits) to end it?"""
+        """Is ``task`` suspended on an unfinished future, with no timer to end it?
+
+        Only timers set before the cleanups began count, by ``task`` or by a task it awaits.
+        """
         waiter = getattr(task, "_fut_waiter", None)
         if waiter is None or waiter.done():
             return False  # running, or about to run

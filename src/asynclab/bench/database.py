@@ -1,14 +1,4 @@
-"""A temporary SQLite database for SQLAlchemy's async engine (aiosqlite): one file in a folder of its own.
-
-Every database a section uses is made here::
-
-    async with temporary_database(Base.metadata, name="notes") as db:
-        engine = db.engine()          # or create_async_engine(db.url) in the app under test
-        ...
-
-The folder is removed when the block ends (or by :meth:`SQLiteFile.remove`); dispose of your
-engines inside the block, as an app's lifespan does when it stops.
-"""
+"""A temporary SQLite database for SQLAlchemy's async engine (aiosqlite): one file in a folder of its own."""
 
 from __future__ import annotations
 
@@ -71,7 +61,17 @@ class SQLiteFile:
 async def temporary_database(
     metadata: MetaData | None = None, *fills: Callable[[AsyncConnection], Any], name: str = "app", prefix: str = "asynclab-db-"
 ) -> AsyncIterator[SQLiteFile]:
-    """A new SQLite file with ``metadata``'s tables (filled by ``fills``), removed when the block ends."""
+    """A new SQLite file with ``metadata``'s tables (filled by ``fills``), removed when the block ends.
+
+    Every database a section uses is made here::
+
+        async with temporary_database(Base.metadata, name="notes") as db:
+            engine = db.engine()          # or create_async_engine(db.url) in the app under test
+            ...
+
+    The folder is removed when the block ends (or by :meth:`SQLiteFile.remove`); dispose of your
+    engines inside the block, as an app's lifespan does when it stops.
+    """
     db = SQLiteFile(name, prefix=prefix)
     try:
         if metadata is not None:

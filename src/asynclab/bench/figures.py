@@ -1,10 +1,4 @@
-"""Timelines of a burst of requests: when each was sent, when its handler ran, when its answer came back.
-
-A few requests get one bar each. Many requests would make a wall of thin bars, so from
-``BARS_UP_TO + 1`` requests on a panel shows how many requests were waiting and how many
-handlers were running at each moment instead. Either way the figure keeps a bounded size,
-its legend sits at the top, and every label stays readable at JupyterLab's default width.
-"""
+"""Timelines of a burst of requests: when each was sent, when its handler ran, when its answer came back."""
 
 from __future__ import annotations
 
@@ -79,6 +73,11 @@ def timeline(*panels: tuple[str, LoadReport]) -> Figure:
     With up to ``BARS_UP_TO`` requests, one bar per request: bars that overlap ran at the same
     time; a staircase means the requests took turns. With more, the panel stacks how many handlers
     were running (blue) and how many requests were waiting (grey) at each moment.
+
+    A few requests get one bar each. Many requests would make a wall of thin bars, so from
+    ``BARS_UP_TO + 1`` requests on a panel shows how many requests were waiting and how many
+    handlers were running at each moment instead. Either way the figure keeps a bounded size,
+    its legend sits at the top, and every label stays readable at JupyterLab's default width.
     """
     most = max(r.n for _, r in panels)
     rows = min(most, BARS_UP_TO)
@@ -108,7 +107,9 @@ def timeline(*panels: tuple[str, LoadReport]) -> Figure:
 
 
 def counts_figure(*panels: tuple[str, Sequence[Answer]], key: str = "visits") -> Figure:
-    """One panel per run of :func:`~asynclab.bench.workers.fresh_requests`: the count each answer reported, by request number, one colour per worker.
+    """One panel per run of :func:`~asynclab.bench.worker_requests.fresh_requests`.
+
+    Each panel: the count each answer reported, by request number, one colour per worker.
 
     The dashed line is the true number of requests sent so far: a correct shared count lies on it.
     Each worker has its own marker shape as well as its own colour (:data:`WORKER_STYLES`).

@@ -1,12 +1,4 @@
-"""The part of an async client that belongs to one event loop, as a real client's connections do.
-
-asyncpg's connections, httpx's and aiohttp's connection pools, redis-py's asyncio client: each
-holds sockets, futures and locks made on the event loop that opened it, and fails when a
-coroutine running on another loop uses it (``asyncio.run()`` in a worker thread makes a new loop
-every time): ``RuntimeError: ... is bound to a different event loop``, or ``Event loop is closed``
-once that first loop has ended. A stand-in holding a :class:`LoopBound` behaves the same, and
-says how each call from another loop came (``asyncio.run()`` or another loop).
-"""
+"""The part of an async client that belongs to one event loop, as a real client's connections do."""
 
 from __future__ import annotations
 
@@ -34,6 +26,13 @@ class LoopBound:
     process may import on one loop and serve on another, connects lazily, as httpx's pool does).
     Call :meth:`use` at the start of every awaitable call. From any other loop it raises the
     ``RuntimeError`` a real client raises, after noting in ``strangers`` how that loop was started.
+
+    asyncpg's connections, httpx's and aiohttp's connection pools, redis-py's asyncio client: each
+    holds sockets, futures and locks made on the event loop that opened it, and fails when a
+    coroutine running on another loop uses it (``asyncio.run()`` in a worker thread makes a new loop
+    every time): ``RuntimeError: ... is bound to a different event loop``, or ``Event loop is closed``
+    once that first loop has ended. A stand-in holding a :class:`LoopBound` behaves the same, and
+    says how each call from another loop came (``asyncio.run()`` or another loop).
     """
 
     def __init__(self, owner: str, strangers: list[str] | None = None, *, opened_now: bool = True) -> None:
@@ -59,4 +58,5 @@ class LoopBound:
         raise RuntimeError(f"<{self.owner} connection> is bound to a different event loop")
 
     def __repr__(self) -> str:
-        return f"LoopBound({self.owner}, {'unbound' if self.loop is None else 'bound'}, {len(self.strangers)} calls from other loops)"
+        state = "unbound" if self.loop is None else "bound"
+        return f"LoopBound({self.owner}, {state}, {len(self.strangers)} calls from other loops)"

@@ -1,13 +1,4 @@
-"""Was the event loop free while a blocking call ran? Ask the loop itself, during the call.
-
-"Where did the call run" is not enough: code can run a blocking call on another thread and
-still make the event loop wait for it (``executor.submit(...).result()``, ``thread.join()``).
-:class:`LoopWatch` asks the loop to run a tiny callback at the start of each watched call, from
-the call's own thread, and looks at the end of the call whether the loop ran it. A free loop runs
-it at once; a loop that is waiting for the call cannot run it until the call has returned.
-This is an order of events, not a clock: nothing is timed except how long a call that already
-found the loop blocked waits before it gives up (``patience``, once per check).
-"""
+"""Was the event loop free while a blocking call ran? Ask the loop itself, during the call."""
 
 from __future__ import annotations
 
@@ -18,7 +9,16 @@ from contextlib import contextmanager
 
 
 class LoopWatch:
-    """Watch one event loop (by default the running one) during blocking calls made from any thread."""
+    """Watch one event loop (by default the running one) during blocking calls made from any thread.
+
+    "Where did the call run" is not enough: code can run a blocking call on another thread and
+    still make the event loop wait for it (``executor.submit(...).result()``, ``thread.join()``).
+    :class:`LoopWatch` asks the loop to run a tiny callback at the start of each watched call, from
+    the call's own thread, and looks at the end of the call whether the loop ran it. A free loop runs
+    it at once; a loop that is waiting for the call cannot run it until the call has returned.
+    This is an order of events, not a clock: nothing is timed except how long a call that already
+    found the loop blocked waits before it gives up (``patience``, once per check).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None, *, patience: float = 0.5) -> None:
         self.loop = loop or asyncio.get_running_loop()

@@ -1,15 +1,4 @@
-"""A real ``python -m uvicorn`` in a process group of its own, started from module source, always killed.
-
-:func:`uvicorn_process` writes the module, starts the command and yields an :class:`UvicornProcess`
-to wait for lines of its log, signal it and read its exit status. It is for what only a process
-of its own shows: signals and exit codes, ``--loop uvloop``, ``--workers``. For an app object
-served in the kernel's own loop use :func:`asynclab.bench.server.uvicorn_server`; for a
-multi-worker server of an app module, :func:`asynclab.bench.workers.serve_workers`.
-
-``pid_namespace=True`` starts it as PID 1 of a new PID namespace (Linux, ``unshare``), as a
-container without an init runs it; ``init=("tini", "--")`` puts an init in front of it, as
-``docker run --init`` does. :func:`pid_namespace_unavailable` says why that cannot run here.
-"""
+"""A real ``python -m uvicorn`` in a process group of its own, started from module source, always killed."""
 
 from __future__ import annotations
 
@@ -148,7 +137,9 @@ async def uvicorn_process(
     pid_namespace: bool = False,
     init: Sequence[str] = (),
 ) -> AsyncIterator[UvicornProcess]:
-    """Write ``module_source`` as ``app.py`` in a new folder; run ``python -m uvicorn app:app --host 127.0.0.1 --port 0 *options``.
+    """Write ``module_source`` as ``app.py`` in a new folder; run ``python -m uvicorn app:app`` on it.
+
+    The command goes on with ``--host 127.0.0.1 --port 0 *options``.
 
     The block starts as soon as the process is launched (wait with :meth:`UvicornProcess.wait_for`
     or :meth:`UvicornProcess.exited`). When it ends, also when it fails, the whole process group is
@@ -156,6 +147,16 @@ async def uvicorn_process(
     command such as ``("tini", "--")`` that runs it) is PID 1 of a new PID namespace, as in a
     container; the group then holds ``unshare``, whose death takes the whole namespace with it.
     Check :func:`pid_namespace_unavailable` first.
+
+    :func:`uvicorn_process` writes the module, starts the command and yields an :class:`UvicornProcess`
+    to wait for lines of its log, signal it and read its exit status. It is for what only a process
+    of its own shows: signals and exit codes, ``--loop uvloop``, ``--workers``. For an app object
+    served in the kernel's own loop use :func:`asynclab.bench.server.uvicorn_server`; for a
+    multi-worker server of an app module, :func:`asynclab.bench.workers.serve_workers`.
+
+    ``pid_namespace=True`` starts it as PID 1 of a new PID namespace (Linux, ``unshare``), as a
+    container without an init runs it; ``init=("tini", "--")`` puts an init in front of it, as
+    ``docker run --init`` does. :func:`pid_namespace_unavailable` says why that cannot run here.
     """
     if pid_namespace and (reason := pid_namespace_unavailable()):
         raise RuntimeError(f"cannot start uvicorn in a PID namespace: {reason}")

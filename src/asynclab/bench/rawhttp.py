@@ -1,10 +1,4 @@
-"""One HTTP/1.1 keep-alive connection to a real server, with requests sent one by one or pipelined.
-
-httpx never pipelines, and opens a new connection whenever it likes; what a server does with
-several requests on *one* connection (uvicorn starts each from the previous one's context) needs
-a client that controls the socket. This one is small: requests are written as bytes, responses
-must carry a Content-Length (FastAPI's and uvicorn's do).
-"""
+"""One HTTP/1.1 keep-alive connection to a real server, with requests sent one by one or pipelined."""
 
 from __future__ import annotations
 
@@ -44,7 +38,13 @@ class RawResponse:
 
 
 class Connection:
-    """``async with Connection(url) as conn: answers = await conn.send(r1, r2, ...)`` (all written at once: pipelined)."""
+    """``async with Connection(url) as conn: answers = await conn.send(r1, r2, ...)`` (all written at once: pipelined).
+
+    httpx never pipelines, and opens a new connection whenever it likes; what a server does with
+    several requests on *one* connection (uvicorn starts each from the previous one's context) needs
+    a client that controls the socket. This one is small: requests are written as bytes, responses
+    must carry a Content-Length (FastAPI's and uvicorn's do).
+    """
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         host, _, port = url.removeprefix("http://").partition(":")

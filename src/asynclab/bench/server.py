@@ -122,7 +122,9 @@ async def uvicorn_server(
         sock.close()
 
 
-async def _started(server: uvicorn.Server, serving: asyncio.Task[None], exit_code: list[int], startup: list[str], timeout: float) -> None:
+async def _started(
+    server: uvicorn.Server, serving: asyncio.Task[None], exit_code: list[int], startup: list[str], timeout: float
+) -> None:
     """Wait until uvicorn serves; raise :class:`StartupFailed` if it stopped first, or say whose fault a time-out is."""
     with anyio.move_on_after(timeout):
         while not server.started:

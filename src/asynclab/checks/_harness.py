@@ -198,6 +198,7 @@ def collect_garbage_before_leaving(check: Callable[P, Awaitable[str]]) -> Callab
 
 # --- what the learner handed in -----------------------------------------------------------------------
 
+
 def describe_value(value: Any) -> str:
     """What the learner handed in, in a few words: ``the function app()``, ``the class Foo``, ``int 3``."""
     if value is None:

@@ -237,7 +237,10 @@ def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, bod
         fail(
             f"on real uvicorn, {how}, {what} answered {answer.status} {shown}: it was served as the caller before it. "
             "uvicorn starts a request on a kept-alive connection from the context the previous request left.",
-            "Set your per-request values on every request, anonymous ones too, or pass them through the dependency's return value.",
+            (
+                "Set your per-request values on every request, anonymous ones too, or pass them through the dependency's return "
+                "value."
+            ),
         )
     if answer.status != status:
         fail(
@@ -248,9 +251,14 @@ def _judge_kept_alive(what: str, how: str, answer: RawResponse, status: int, bod
         fail(
             f"on real uvicorn, {how}, {what} answered {shown}: the identity of the request before it. "
             "uvicorn starts a request on a kept-alive connection from the context the previous request left.",
-            "Set the ContextVars on every request, anonymous ones too (to None), or pass the values through the dependency's return value.",
+            (
+                "Set the ContextVars on every request, anonymous ones too (to None), or pass the values through the "
+                "dependency's return value."
+            ),
         )
-    if isinstance(body, tuple) and (not isinstance(answer.body, dict) or (answer.body.get("owner"), answer.body.get("tenant")) != body):
+    if isinstance(body, tuple) and (
+        not isinstance(answer.body, dict) or (answer.body.get("owner"), answer.body.get("tenant")) != body
+    ):
         fail(f"on real uvicorn, {what} saved {shown}, expected a note of {body[0]} of {body[1]}", 1)
     if isinstance(body, dict) and answer.body != body:
         fail(f"on real uvicorn, {what} answered {shown}, expected {body}", 0)

@@ -246,7 +246,10 @@ def judge_burst(calls: list[Call], report: LoadReport, stored: list[StoredNote],
     changed = [i for i, (o, t) in accepted.items() if (by_id[i].owner, by_id[i].text) != (o, t)]
     if changed:
         fail(
-            f"note {changed[0]} was answered as {accepted[changed[0]]} but is stored as {(by_id[changed[0]].owner, by_id[changed[0]].text)}",
+            (
+                f"note {changed[0]} was answered as {accepted[changed[0]]} but is stored as "
+                f"{(by_id[changed[0]].owner, by_id[changed[0]].text)}"
+            ),
             0,
         )
     spam = [n for n in stored if not Moderation.acceptable(n.text)]

@@ -78,7 +78,9 @@ async def serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.Async
             gc.collect()
 
 
-async def place_order(client: httpx.AsyncClient, email: str = "ada@example.com", card: str = GOOD_CARD, **kw: Any) -> httpx.Response:
+async def place_order(
+    client: httpx.AsyncClient, email: str = "ada@example.com", card: str = GOOD_CARD, **kw: Any
+) -> httpx.Response:
     headers = kw.pop("headers", STAFF)
     return await client.post("/orders", json={"email": email, "amount_cents": 1250, "card": card}, headers=headers, **kw)
 

@@ -20,7 +20,10 @@ WORKER_TIMEOUT = 40.0  # about 3 s when all is well; the bound only guards a bad
 
 
 def did_not_run(path: Path, exc: WorkersFailed) -> NoReturn:
-    fail(f"uvicorn could not start {path.name}: {exc.error}", "Every worker imports your module and runs its startup: fix that error first.")
+    fail(
+        f"uvicorn could not start {path.name}: {exc.error}",
+        "Every worker imports your module and runs its startup: fix that error first.",
+    )
 
 
 ORDER = {"email": "ada@example.com", "amount_cents": 1250, "card": GOOD_CARD}
@@ -83,13 +86,17 @@ async def judge_restart(path: Path, copy: Path, url: str, before: list[Any]) -> 
     for worker, answer_ in zip((c, d), after, strict=True):
         if answer_.status != 201:
             fail(
-                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}" + _because(log, answer_),
+                f"after a restart of both workers, an order sent to worker {worker} answered {answer_.status}"
+                + _because(log, answer_),
                 "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
             )
     again = sorted({order_number(a_) for a_ in after} & set(before))
     if again:
         fail(
-            f"after a restart of both workers, new orders got the numbers {again}, which orders placed before the restart already have",
+            (
+                f"after a restart of both workers, new orders got the numbers {again}, which orders placed before the restart "
+                "already have"
+            ),
             "Numbers must stay unique across restarts too: keep no count that starts again when a worker starts.",
         )
 

@@ -14,9 +14,9 @@ from asynclab.course.checking import exercise, fail
     "0.1",
     "Say hello",
     hints=[
-        "GET /hello must answer with the JSON object {\"message\": \"hello\"}.",
+        'GET /hello must answer with the JSON object {"message": "hello"}.',
         "Return a dict from the handler: FastAPI turns it into JSON.",
-        "`return {\"message\": \"hello\"}`, with the return annotation to match: `async def hello() -> dict[str, str]:`",
+        '`return {"message": "hello"}`, with the return annotation to match: `async def hello() -> dict[str, str]:`',
     ],
 )
 async def say_hello(factory: Callable[[], Any]) -> str:

@@ -39,7 +39,10 @@ async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
     _expect_forecasts(report, weather)
     blocking, awaitable = weather.record.of("fetch"), weather.record.of("afetch")
     if blocking.calls + awaitable.calls < n:
-        fail(f"{n} requests made only {blocking.calls + awaitable.calls} calls to the weather service", "Every request must ask the weather service.")
+        fail(
+            f"{n} requests made only {blocking.calls + awaitable.calls} calls to the weather service",
+            "Every request must ask the weather service.",
+        )
     if blocking.on_loop:
         fail(
             f"{blocking.on_loop} of {n} calls to weather.fetch() ran on the event-loop thread, "
@@ -74,7 +77,10 @@ def _expect_forecasts(report: Any, weather: WeatherService) -> None:
             fail(
                 f"GET /weather/{city} answered the forecast {str(r.body['forecast'])[:60]!r}, not the one the weather "
                 f"service gave for {city!r} ({said!r}): the route must answer what the service says, each time.",
-                "Return what the service answered for this request: `report = await anyio.to_thread.run_sync(weather.fetch, city)`, then the report.",
+                (
+                    "Return what the service answered for this request: `report = await anyio.to_thread.run_sync(weather.fetch, "
+                    "city)`, then the report."
+                ),
             )
 
 
@@ -100,9 +106,11 @@ FIND_IT = "exchange_rates"
     "Find and fix the blocking route",
     hints=[
         (
-            "Measure before you read the code: in a new cell, `async with inprocess_client(build_shop(ShopBackend())) as client:` "
+            "Measure before you read the code: in a new cell, `async with inprocess_client(build_shop(ShopBackend())) as "
+            "client:` "
             "and, inside it, `print(await load(client, path, n=6))` for each of the shop's paths (e.g. /products/1). "
-            "Each back-end call takes 0.15 s: the route you want needs about 6 × 0.15 s for its 6 requests, the others about 0.15 s."
+            "Each back-end call takes 0.15 s: the route you want needs about 6 × 0.15 s for its 6 requests, the others "
+            "about 0.15 s."
         ),
         (
             "Found the slow route? Follow each call it makes, into any `async def` helper it awaits, down to the call that waits "
@@ -110,7 +118,8 @@ FIND_IT = "exchange_rates"
             "A quick call that only reads memory is harmless, awaited or not."
         ),
         (
-            "It is GET /rates: it awaits `latest_rates()`, whose `shop.exchange_rates()` is a blocking SDK call (a sync HTTP client) "
+            "It is GET /rates: it awaits `latest_rates()`, whose `shop.exchange_rates()` is a blocking SDK call (a sync "
+            "HTTP client) "
             "made on the event loop. Offload it in the helper, `return await anyio.to_thread.run_sync(shop.exchange_rates)`, "
             "or make /rates a plain `def` route that returns `shop.exchange_rates()` itself."
         ),
@@ -132,7 +141,10 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
             expect_responses(report, _described(path), body)
             stats = shop.record.of(operation)
             if stats.calls < n:
-                fail(f"GET {path(0)}: {n} requests made {stats.calls} calls to shop.{operation}()", "Keep every route calling the same back end.")
+                fail(
+                    f"GET {path(0)}: {n} requests made {stats.calls} calls to shop.{operation}()",
+                    "Keep every route calling the same back end.",
+                )
             if stats.on_loop and operation == FIND_IT:
                 fail(
                     f"one of the shop's {len(SHOP_ROUTES) + 1} routes serves concurrent requests one at a time: {n} sent to it "
@@ -147,8 +159,12 @@ async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
                 )
             if watch.loop_waited > waited_before:
                 fail(
-                    f"GET {path(0)}: {watch.loop_waited - waited_before} of {n} calls to shop.{operation}() " + WAITED.format(it="them"),
-                    "Await the offloaded call (`await anyio.to_thread.run_sync(...)`) instead of waiting for its result, or make the handler a plain `def`.",
+                    f"GET {path(0)}: {watch.loop_waited - waited_before} of {n} calls to shop.{operation}() "
+                    + WAITED.format(it="them"),
+                    (
+                        "Await the offloaded call (`await anyio.to_thread.run_sync(...)`) instead of waiting for its result, or "
+                        "make the handler a plain `def`."
+                    ),
                 )
             if stats.peak < n // 2:
                 fail(

@@ -29,7 +29,10 @@ def basic_auth(username: str, password: str) -> dict[str, str]:
     "2.1",
     "Take password hashing off the loop",
     hints=[
-        "accounts.check_password() hashes the password: seconds of CPU per hundred logins, and inside `async def` it runs on the loop.",
+        (
+            "accounts.check_password() hashes the password: seconds of CPU per hundred logins, and inside `async def` it runs "
+            "on the loop."
+        ),
         "Hand the blocking call to a worker thread and await it, or let FastAPI do that by making the dependency a plain `def`.",
         "`ok = await anyio.to_thread.run_sync(accounts.check_password, credentials.username, credentials.password)`",
     ],
@@ -62,7 +65,10 @@ async def login_dependency(factory: Callable[[Accounts], Any]) -> str:
         )
     if checks.on_loop:
         fail(
-            f"{checks.on_loop} of {checks.calls} password hashes ran on the event-loop thread: logins took turns, and so did everybody else.",
+            (
+                f"{checks.on_loop} of {checks.calls} password hashes ran on the event-loop thread: logins took turns, and so did "
+                "everybody else."
+            ),
             0,
         )
     if watch.loop_waited:

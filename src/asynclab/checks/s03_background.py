@@ -19,11 +19,12 @@ from asynclab.bench.cancelling import ShutdownWatch
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.bench.mailbox import MailboxFull
+from asynclab.bench.polling import wait_until
 from asynclab.bench.probes import capture_every_log
 from asynclab.checks._harness import build_app, concurrently, describe, watched
+from asynclab.checks._s03_sends import FULL, STUCK, judge_callbacks, judge_endings, judge_failure_logs, plural
 from asynclab.course.checking import exercise, fail
-from asynclab.standins.s03_background import Mailer, Partners, ReportRenderer, serve_then_stop, wait_until
+from asynclab.standins.s03_background import Mailer, Partners, ReportRenderer, serve_then_stop
 
 # --- 3.1 -------------------------------------------------------------------------------------------
 
@@ -31,19 +32,7 @@ BATCHES = [
     ["ada@example.com", "bob@example.com", "eve@example.com"],
     ["joan@example.com", "kim@example.com", "lee@example.com"],
 ]
-FULL = {"bob@example.com", "kim@example.com"}  # the send raises MailboxFull
-STUCK = {"eve@example.com", "lee@example.com"}  # the send hangs until cancelled
 GRACE_LIMIT = 2.0  # how long the app's shutdown may take
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _names_error(record: logging.LogRecord) -> bool:
-    if record.exc_info and isinstance(record.exc_info[1], MailboxFull):
-        return True
-    return "mailbox full" in record.getMessage().lower()
 
 
 @exercise(
@@ -60,8 +49,10 @@ def _names_error(record: logging.LogRecord) -> bool:
             "replace the sleep with a drain of the set."
         ),
         (
-            "Drain what is still running (skip it when nothing is: asyncio.wait refuses an empty set): `_, pending = await asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
-            "`await asyncio.gather(*pending, return_exceptions=True)`. Or own an anyio task group in the lifespan (see the lesson)."
+            "Drain what is still running (skip it when nothing is: asyncio.wait refuses an empty set): `_, pending = await "
+            "asyncio.wait(tasks, timeout=0.2)`, then `task.cancel()` for each pending task and "
+            "`await asyncio.gather(*pending, return_exceptions=True)`. Or own an anyio task group in the lifespan (see the "
+            "lesson)."
         ),
     ],
 )
@@ -84,9 +75,9 @@ async def tracked_sends(factory: Callable[[Mailer], Any]) -> str:
 
     never_retrieved = [c for c in loop_reports if "never retrieved" in str(c.get("message", ""))]
     destroyed = [c for c in loop_reports if "destroyed but it is pending" in str(c.get("message", ""))]
-    _judge_callbacks([c for c in loop_reports if c not in never_retrieved and c not in destroyed])
-    _judge_failure_logs([r for r in logs.records if not r.name.startswith("asyncio")], never_retrieved)
-    _judge_endings(mailer, everyone, at_stop, destroyed, never_retrieved)
+    judge_callbacks([c for c in loop_reports if c not in never_retrieved and c not in destroyed])
+    judge_failure_logs([r for r in logs.records if not r.name.startswith("asyncio")], never_retrieved)
+    judge_endings(mailer, everyone, at_stop, destroyed, never_retrieved)
     return (
         f"{len(everyone)} sends: {mailer.summary()}; each failure logged with its address, "
         "nothing left to asyncio's 'never retrieved', nothing running after shutdown."
@@ -114,7 +105,10 @@ async def _newsletter_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         fail(
             f"the app's shutdown did not finish within {GRACE_LIMIT:.0f} s: it waits for sends that never end "
             f"({', '.join(sorted(STUCK))} hang).",
-            "Give the tasks still running a short grace period (asyncio.wait(..., timeout=...)), then cancel them and wait for them.",
+            (
+                "Give the tasks still running a short grace period (asyncio.wait(..., timeout=...)), then cancel them and wait "
+                "for them."
+            ),
         )
 
 
@@ -153,88 +147,6 @@ def _free_unkept_tasks() -> None:
     gc.collect()  # a task nobody kept is freed now, and asyncio reports what it never saw
     for task in leftover_tasks:
         task.cancel()
-
-
-def _judge_callbacks(callback_errors: list[dict[str, Any]]) -> None:
-    """Did a done-callback raise while the app ran?"""
-    if callback_errors:
-        context = callback_errors[0]
-        error = context.get("exception")
-        callback = getattr(context.get("handle"), "_callback", None)
-        where = f"the callback {getattr(callback, '__name__', 'of a task')}()" if callback is not None else "a callback"
-        fail(
-            f"{where} raised {type(error).__name__ if error is not None else 'an error'} while the app ran "
-            f"(asyncio: {str(context.get('message', '')).split(' at ')[0][:60]!r}).",
-            "In the done-callback, check task.cancelled() before task.exception(): on a cancelled task it raises CancelledError.",
-        )
-
-
-def _judge_failure_logs(app_records: list[logging.LogRecord], never_retrieved: list[dict[str, Any]]) -> None:
-    """Was each failed send logged by the app, at ERROR, with its address?"""
-    unlogged = [to for to in sorted(FULL) if not any(to in r.getMessage() and _names_error(r) for r in app_records)]
-    if unlogged and never_retrieved:
-        fail(
-            f"{_plural(len(never_retrieved), 'failed send')} reached only asyncio's 'Task exception was never retrieved' "
-            f"(no address; it comes when the task is freed); your app logged nothing for {', '.join(unlogged)}.",
-            1,
-        )
-    if unlogged:
-        anonymous = [r.getMessage() for r in app_records if _names_error(r)]
-        if anonymous:
-            fail(
-                f"the failures were logged, but the log lines do not say which address failed: {anonymous[0]!r}.",
-                "Put the address in the log message, e.g. name each task f'newsletter to {to}' and log task.get_name().",
-            )
-        fail(
-            f"the sends to {', '.join(unlogged)} failed with MailboxFull, and no log line says so (with the address and the error).",
-            "Log each failure at ERROR, with exc_info=the exception and the address in the message.",
-        )
-    below_error = [
-        r for to in sorted(FULL) for r in app_records if to in r.getMessage() and _names_error(r) and r.levelno < logging.ERROR
-    ]
-    at_error = [to for to in sorted(FULL) if any(to in r.getMessage() and _names_error(r) and r.levelno >= logging.ERROR for r in app_records)]
-    if len(at_error) < len(FULL):
-        fail(
-            f"the failed sends were logged with their address, but at {below_error[0].levelname}, not ERROR: "
-            f"{below_error[0].getMessage()[:80]!r}",
-            "A send that failed is an error: log it with log.error(..., exc_info=exc) (or log.exception).",
-        )
-
-
-def _judge_endings(
-    mailer: Mailer,
-    everyone: list[str],
-    at_stop: dict[str, str],
-    destroyed: list[dict[str, Any]],
-    never_retrieved: list[dict[str, Any]],
-) -> None:
-    """Had every send ended when the app's shutdown completed, each as it should, with no task lost on the way?"""
-    still_running = [to for to in everyone if at_stop.get(to) == "sending"]
-    if still_running:
-        fail(
-            f"after the app shut down, {_plural(len(still_running), 'send')} ({', '.join(still_running)}) were still running: "
-            "nothing ended them at shutdown.",
-            2,
-        )
-    cancelling = [to for to in everyone if at_stop.get(to) == "cancelling"]
-    if cancelling:
-        fail(
-            f"the shutdown cancelled {_plural(len(cancelling), 'send')} ({', '.join(cancelling)}) and finished before they had "
-            "ended: a cancelled send still closes its connection (a few awaits, as real I/O does), and the shutdown did not wait until it had.",
-            "After cancelling, wait for the tasks themselves: `await asyncio.gather(*pending, return_exceptions=True)`. "
-            "A fixed sleep only guesses how long they take.",
-        )
-    if destroyed:
-        fail(f"{_plural(len(destroyed), 'task')} were destroyed while still pending: nothing kept a reference to them.", 1)
-    if never_retrieved:
-        fail(f"asyncio still reported {_plural(len(never_retrieved), 'exception')} as 'never retrieved'.", 1)
-    for to in everyone:
-        expected = "failed" if to in FULL else "cancelled" if to in STUCK else "delivered"
-        if mailer.outcome.get(to) != expected:
-            fail(
-                f"the send to {to} ended as {mailer.outcome.get(to)!r}, expected {expected!r}",
-                "Do not change what each send does.",
-            )
 
 
 # --- 3.2 -------------------------------------------------------------------------------------------
@@ -311,9 +223,13 @@ async def _order_and_probe(app: _Watched, renderer: ReportRenderer) -> Any:
     "3.2",
     "Unblock the report task",
     hints=[
-        "The background task is `async def`, so Starlette runs it on the event loop; renderer.render() blocks for 0.2 s and never awaits.",
         (
-            "Let the blocking call run in a worker thread: make the task a plain `def` (Starlette then runs it in the thread pool), "
+            "The background task is `async def`, so Starlette runs it on the event loop; renderer.render() blocks for 0.2 s and "
+            "never awaits."
+        ),
+        (
+            "Let the blocking call run in a worker thread: make the task a plain `def` (Starlette then runs it in the "
+            "thread pool), "
             "or offload the call from the async task."
         ),
         (
@@ -335,7 +251,7 @@ async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
     rendered_early = sorted(renderer.before_response)
     if rendered_early:
         fail(
-            f"{_plural(len(rendered_early), 'report')} (e.g. report {rendered_early[0]}) were rendered before the response was "
+            f"{plural(len(rendered_early), 'report')} (e.g. report {rendered_early[0]}) were rendered before the response was "
             "sent: the client waited for the render.",
             "Keep the rendering in the background task; change how the task runs, not where.",
         )
@@ -348,7 +264,8 @@ async def unblocked_reports(factory: Callable[[ReportRenderer], Any]) -> str:
     blocking, awaitable = renderer.record.of("render"), renderer.record.of("arender")
     if blocking.on_loop:
         fail(
-            f"{blocking.on_loop} of {REPORTS} renders ran on the event-loop thread: at most {blocking.peak} report rendered at once, "
+            f"{blocking.on_loop} of {REPORTS} renders ran on the event-loop thread: at most {blocking.peak} report rendered "
+            "at once, "
             f"and {app.probes_during_render} of {app.probes} health probes were answered while a report was rendering.",
             0,
         )
@@ -425,7 +342,7 @@ def _judge_webhooks(partners: Partners, answered: list[httpx.Response], at_stop:
     if not partners.events[Partners.FLAKY]:
         fail(
             f"flaky.example failed once (503 Service Unavailable) and never got the event: it was called "
-            f"{_plural(partners.calls[Partners.FLAKY], 'time')}.",
+            f"{plural(partners.calls[Partners.FLAKY], 'time')}.",
             "Keep the retries: a partner that fails once must be tried again.",
         )
     if at_stop.get(Partners.HUNG) == "sending":

@@ -115,6 +115,7 @@ async def _startup_failing_half_way(factory: Callable[[Resources], Any]) -> None
 
 # --- 4.2 -------------------------------------------------------------------------------------------
 
+
 @exercise(
     "4.2",
     "Find why the tests fail and production works",
@@ -183,14 +184,18 @@ def _judge_suite(run: SuiteRun, in_production: str) -> None:
     if failed:
         fail(
             f"db and payments were opened for each test ({len(opened) // 2} times), yet {len(failed)} of the suite's "
-            f"{len(run.outcomes)} tests still failed: {next(iter(failed.values()))[:90]}. The requests did not get what was opened.",
+            f"{len(run.outcomes)} tests still failed: {next(iter(failed.values()))[:90]}. The requests did not get what was "
+            "opened.",
             2,
         )
     left_open = {name: still for name, still in run.open_after.items() if still}
     if left_open:
         name, still = next(iter(left_open.items()))
         fail(
-            f"all tests passed, but after {name} {' and '.join(still)} were still open: each test must stop the service it started.",
+            (
+                f"all tests passed, but after {name} {' and '.join(still)} were still open: each test must stop the service it "
+                "started."
+            ),
             "Leave the LifespanManager's block when the test ends: leaving it runs the app's shutdown.",
         )
     per_test = len(run.outcomes)

@@ -91,7 +91,10 @@ async def not_found_stays_404(factory: Callable[[UserDB], Any]) -> str:
     leaked = _leaks(down.text, DB_INTERNALS)
     if leaked:
         fail(
-            f"with the database down, the {down.status_code} body tells the client {', '.join(map(repr, leaked))}: {down.text[:120]}",
+            (
+                f"with the database down, the {down.status_code} body tells the client {', '.join(map(repr, leaked))}: "
+                f"{down.text[:120]}"
+            ),
             "Put the details in the log, not in the response: answer with a fixed message such as 'Internal server error'.",
         )
     return f"{seen}, and the {down.status_code} tells the client nothing about the database."
@@ -121,7 +124,10 @@ def _carries(record: logging.LogRecord, raised: list[BaseException]) -> bool:
     "5.2",
     "A catch-all handler that logs and tells nothing",
     hints=[
-        "The client must learn nothing about the failure; the log must learn everything. Start from the response: a fixed message.",
+        (
+            "The client must learn nothing about the failure; the log must learn everything. Start from the response: a fixed "
+            "message."
+        ),
         (
             "Log with `logger.error(..., exc_info=exc)` so the record carries the exception and its traceback; "
             "put the method, the path and the request id in the message (or in `extra=`)."
@@ -191,7 +197,10 @@ def _judge_client_side(health_response: httpx.Response, missing: httpx.Response,
     leaked = _leaks(failed.text, SECRET_PARTS)
     if leaked:
         fail(
-            f"the 500 body discloses {', '.join(map(repr, leaked))}: {failed.text[:100]!r}. That is an information-disclosure bug.",
+            (
+                f"the 500 body discloses {', '.join(map(repr, leaked))}: {failed.text[:100]!r}. That is an "
+                "information-disclosure bug."
+            ),
             0,
         )
 
@@ -224,7 +233,10 @@ def _judge_without_request_id(bare: httpx.Response, records: list[logging.LogRec
     if bare.status_code != 500 or _leaks(bare.text, SECRET_PARTS):
         fail(
             f"GET /orders/8 without an X-Request-ID header answered {bare.status_code} {bare.text[:80]!r}",
-            "When the header is missing, make a request id up (e.g. uuid.uuid4().hex): do not fail, and still answer the fixed 500.",
+            (
+                "When the header is missing, make a request id up (e.g. uuid.uuid4().hex): do not fail, and still answer the "
+                "fixed 500."
+            ),
         )
     logged_bare = [r for r in records if r.levelno >= logging.ERROR and _carries(r, raised[1:])]
     if not logged_bare or not any("/orders/8" in _record_text(r) for r in logged_bare):
@@ -280,8 +292,14 @@ async def stock_deadline(factory: Callable[[StockService, float], Any]) -> str:
     _judge_deadlines(reports)
     if still_running:
         fail(
-            f"the 503s went out, but {still_running} calls to stock.level() were still running: the hung calls were left behind, not cancelled",
-            "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only stops waiting.",
+            (
+                f"the 503s went out, but {still_running} calls to stock.level() were still running: the hung calls were left "
+                "behind, not cancelled"
+            ),
+            (
+                "Use a deadline that cancels the call (anyio.fail_after, asyncio.timeout, asyncio.wait_for), not one that only "
+                "stops waiting."
+            ),
         )
     warnings = [r for r in logs.records if r.levelno >= logging.WARNING]
     if len(warnings) < 2 * STALLED:
@@ -344,7 +362,8 @@ def _judge_deadlines(reports: dict[float, Any]) -> None:
     late = [r for r in reports[DEADLINE].results if r.end - r.start >= LONG_DEADLINE]
     if late:
         fail(
-            f"with deadline={DEADLINE} s, GET /stock/sku-{late[0].index} answered 503 only after {late[0].end - late[0].start:.2f} s, "
+            f"with deadline={DEADLINE} s, GET /stock/sku-{late[0].index} answered 503 only after "
+            f"{late[0].end - late[0].start:.2f} s, "
             f"as late as the other app's {LONG_DEADLINE} s deadline. Does your code use the `deadline` parameter?",
             "Wait for the back end for `deadline` seconds (the parameter build_stock_app receives), not a number of your own.",
         )
@@ -402,7 +421,10 @@ async def broken_data_is_the_shops(factory: Callable[[Catalog], Any]) -> str:
         if leaked:
             fail(
                 f"{what} answered {_shown(response)}: it tells the customer {', '.join(map(repr, leaked))}",
-                "A server error tells the client nothing about itself: let it reach the server's own 500, or answer a fixed message.",
+                (
+                    "A server error tells the client nothing about itself: let it reach the server's own 500, or answer a fixed "
+                    "message."
+                ),
             )
     if tea.status_code != 200 or tea.json() != {"sku": "tea", "price": 4.5}:
         fail(f"GET /products/tea answered {_shown(tea)}", "Keep the working answers as they were: {'sku': 'tea', 'price': 4.5}.")

@@ -46,7 +46,10 @@ from asynclab.standins.s06_isolation import (
     "One session per request",
     hints=[
         "Every request gets the same AsyncSession object, so one request's rollback or commit acts on the others' notes.",
-        "Create the engine in a lifespan (dispose of it after the yield) and hand each request a new session from a `yield` dependency.",
+        (
+            "Create the engine in a lifespan (dispose of it after the yield) and hand each request a new session from a `yield` "
+            "dependency."
+        ),
         (
             "In the lifespan: `yield {'sessions': async_sessionmaker(engine, expire_on_commit=False)}`; the dependency: "
             "`async with request.state.sessions() as session: yield session`."
@@ -93,7 +96,8 @@ async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
     hints=[
         (
             "Every request writes the same current_user and current_tenant, and reads them back after an await, when another "
-            "request may have overwritten them. One value per process (or per thread: all async def handlers share one) is not one per request."
+            "request may have overwritten them. One value per process (or per thread: all async def handlers share one) is "
+            "not one per request."
         ),
         (
             "Let the dependency return the user and tenant and take them as a handler parameter, or keep them in ContextVars "
@@ -103,7 +107,8 @@ async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
         (
             "`async def caller(x_user: Annotated[str | None, Header()] = None, x_tenant: Annotated[str | None, Header()] = None) "
             "-> tuple[str | None, str | None]: return x_user, x_tenant`, then `who: Annotated[tuple[str | None, str | None], "
-            "Depends(caller)]` in each handler, and `user, tenant = who` instead of the globals (None for an anonymous caller, as before)."
+            "Depends(caller)]` in each handler, and `user, tenant = who` instead of the globals (None for an anonymous "
+            "caller, as before)."
         ),
     ],
     timeout=45,  # the bench's own limits on real uvicorn (SERVER_START, ANSWER_WITHIN) must run out first
@@ -196,7 +201,8 @@ async def _cancel_one_at_a_time(factory: Callable[[OrderBook, AuditLog], Any]) -
         ),
         (
             "Keep the caller on the request itself: in identify, `request.state.user = x_user`, and read `request.state.user` "
-            "wherever the handler reads `request.state.context.user`. (Or let identify return the name, and take it as a parameter.)"
+            "wherever the handler reads `request.state.context.user`. (Or let identify return the name, and take it as a "
+            "parameter.)"
         ),
     ],
 )
@@ -213,7 +219,11 @@ async def audit_names_the_caller(factory: Callable[[OrderBook, AuditLog], Any]) 
     if wrong or len(audit.entries) != n:
         order_id = int(wrong[0].rsplit(" ", 1)[1]) if wrong and wrong[0].rsplit(" ", 1)[1].isdigit() else None
         who = PEOPLE_63[order_id - 100] if order_id is not None and 0 <= order_id - 100 < n else None
-        example = f" (it says {wrong[0]!r}, but {who} cancelled order {order_id})" if who else (f" (e.g. {wrong[0]!r})" if wrong else "")
+        example = (
+            f" (it says {wrong[0]!r}, but {who} cancelled order {order_id})"
+            if who
+            else (f" (e.g. {wrong[0]!r})" if wrong else "")
+        )
         fail(
             f"{n} cancellations sent at once by {n} different people: the audit trail named the wrong person for "
             f"{len(wrong)} of them{example}; sent one at a time, every entry was right.",
@@ -222,7 +232,10 @@ async def audit_names_the_caller(factory: Callable[[OrderBook, AuditLog], Any]) 
     for i, result in enumerate(report.results):
         if result.status != 200 or result.body != {"order": 100 + i, "cancelled_by": PEOPLE_63[i]}:
             fail(
-                f"POST /orders/{100 + i}/cancel as {PEOPLE_63[i]}, one of {n} at once, answered {result.status} {str(result.body)[:80]}",
+                (
+                    f"POST /orders/{100 + i}/cancel as {PEOPLE_63[i]}, one of {n} at once, answered {result.status} "
+                    f"{str(result.body)[:80]}"
+                ),
                 "The answer names the caller too: read the name from the same per-request place as the audit entry.",
             )
     if not rendezvous.complete:
@@ -231,4 +244,7 @@ async def audit_names_the_caller(factory: Callable[[OrderBook, AuditLog], Any]) 
             "were waiting in orders.cancel() at once",
             "Requests must not take turns: remove any lock, and keep the caller's name per request instead.",
         )
-    return f"{n} cancellations sent at once by {n} people, all inside the app together: every audit entry and every answer named its own caller."
+    return (
+        f"{n} cancellations sent at once by {n} people, all inside the app together: "
+        "every audit entry and every answer named its own caller."
+    )

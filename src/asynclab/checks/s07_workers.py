@@ -1,11 +1,4 @@
-"""Checks for section 7, multiple workers: each check serves the learner's module with ``uvicorn --workers 2``.
-
-The learner passes the path of the module file their cell wrote. The check copies it into a new
-empty folder (so a SQLite file next to it starts empty), runs it under two real workers on
-127.0.0.1, and sends each request on a fresh connection to a chosen worker (the other one is
-paused meanwhile), so it knows without luck which worker served what. It stops the server and
-judges by the answers and by the server's log.
-"""
+"""Checks for section 7, multiple workers: each check serves the learner's module with ``uvicorn --workers 2``."""
 
 from __future__ import annotations
 
@@ -44,6 +37,12 @@ def _two_workers(module: Path, *, copy: Path | None = None) -> AbstractAsyncCont
     """Serve a fresh copy of ``module`` (an empty folder: a new database) with two workers.
 
     With ``copy``, serve that copy again instead (its folder and database as the last run left them).
+
+    The learner passes the path of the module file their cell wrote. The check copies it into a new
+    empty folder (so a SQLite file next to it starts empty), runs it under two real workers on
+    127.0.0.1, and sends each request on a fresh connection to a chosen worker (the other one is
+    paused meanwhile), so it knows without luck which worker served what. It stops the server and
+    judges by the answers and by the server's log.
     """
     copy = copy or fresh_copy(module)
     return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True)
@@ -106,7 +105,8 @@ async def quota(module: Any) -> str:
     return (
         f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
         f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; {CROWD} calls for carol at the same "
-        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota holds across workers and restarts."
+        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota "
+        "holds across workers and restarts."
     )
 
 
@@ -228,7 +228,8 @@ async def _judge_restart(path: Path, copy: Path) -> None:
     if [x.status for x in after] != [429, 429, 200]:
         fail(
             f"after a restart of both workers, alice's next call answered {after[0].status}, carol's {after[1].status} "
-            f"and a new key's {after[2].status}; expected 429, 429 and 200: the quota is 5 calls in total, a deploy does not reset it",
+            f"and a new key's {after[2].status}; expected 429, 429 and 200: the quota is 5 calls in total, a deploy does not "
+            "reset it",
             "Keep the counts in the database only, and never reset them when a worker starts.",
         )
 
@@ -337,7 +338,8 @@ async def _started_twice_in_one_process(path: Path) -> None:
                 fail(f"{path.name} uses on_event, and FastAPI warned: {warning_text(deprecated[0].message)}", 1)
             if at_import:
                 fail(
-                    f"RatesClient was opened while the module was being imported ({len(at_import)} of them, found in this process "
+                    f"RatesClient was opened while the module was being imported ({len(at_import)} of them, found in this "
+                    "process "
                     "right after `import prices`): import-time code runs in every process that imports the module, and nothing "
                     "closes what it opens.",
                     0,
@@ -352,7 +354,8 @@ async def _started_twice_in_one_process(path: Path) -> None:
                 still_open = [c for c in opened if await _works(c)]
                 if response.status_code == 200 and still_open:
                     fail(
-                        f"after the app's {'first' if start == 1 else 'second'} start had stopped, the RatesClient it opened still answered: "
+                        f"after the app's {'first' if start == 1 else 'second'} start had stopped, the RatesClient it opened "
+                        "still answered: "
                         "nothing closed it when the app stopped",
                         2,
                     )

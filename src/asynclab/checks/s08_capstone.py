@@ -1,9 +1,6 @@
-"""Checks for section 8, the capstone: one check per rule, each judging the orders service by behaviour.
+"""Checks for section 8, the capstone: one check per rule, each judging the learner's ``orders_service.py`` by behaviour.
 
-The learner passes the path of their ``orders_service.py``. Each check imports a fresh copy of it
-against a new SQLite file, drives it through its lifespan with an in-process client (check 8.7
-runs it under two real uvicorn workers) and reads what the vendors' stand-ins recorded. Checks
-8.1 to 8.6 send their requests one after another wherever they can, so that a rule not yet fixed
+Checks 8.1 to 8.6 send their requests one after another wherever they can, so that a rule not yet fixed
 does not make another rule's check fail.
 """
 
@@ -58,11 +55,16 @@ from asynclab.standins.s08_capstone import DECLINED_CARD, journal
 
 @exercise(
     "8.1",
-    '"Placing orders gets slow when we are busy"',  # the symptom, as the notebook heads it: the rule behind it is the learner's to find
+    (
+        '"Placing orders gets slow when we are busy"'
+    ),  # the symptom, as the notebook heads it: the rule behind it is the learner's to find
     hints=[
         "Find a call in an `async def` route that does not `await`: while it runs, the whole worker waits with it.",
         "The payment SDK blocks its thread. In an `async def` route, run it in a worker thread.",
-        "`order.receipt = await anyio.to_thread.run_sync(request.app.state.payments.charge, order.number, new.amount_cents, new.card)`",
+        (
+            "`order.receipt = await anyio.to_thread.run_sync(request.app.state.payments.charge, order.number, new.amount_cents, "
+            "new.card)`"
+        ),
     ],
 )
 async def loop_stays_free(answer: Any) -> str:
@@ -123,7 +125,10 @@ async def staff_only(answer: Any) -> str:
             + f"tokens.verify() ran on {new_loop}, not on the app's: {how} starts a new loop for every request, and the "
             "identity provider's client, like any async client, works only on the loop it first connected on"
             + (f" (it raised {type(error).__name__}: {error})." if error else "."),
-            "Keep the staff dependency `async def` and write `name = await tokens.verify(...)`: it then runs on the app's own loop.",
+            (
+                "Keep the staff dependency `async def` and write `name = await tokens.verify(...)`: it then runs on the app's "
+                "own loop."
+            ),
         )
     for label, response in (("with no token", anonymous), ("with a forged token", forged)):
         if response.status_code != 401:
@@ -152,9 +157,19 @@ def _mentions(record: logging.LogRecord, *words: str) -> bool:
     "8.3",
     '"The customer never got a confirmation"',
     hints=[
-        "Send an order to an address whose mailbox is full, then read your service's log. Then stop the service while a slow e-mail is on its way.",
-        "A task nobody awaits loses its exception, and a shutdown that does not wait for it loses the e-mail. FastAPI's BackgroundTasks runs it as part of the request.",
-        "`background.add_task(send_confirmation, request.app.state.mail, order.number, order.email)` (with a `background: BackgroundTasks` parameter) and a `send_confirmation` that catches, and `log.exception(...)`s with the order number, every failure.",
+        (
+            "Send an order to an address whose mailbox is full, then read your service's log. Then stop the service while a "
+            "slow e-mail is on its way."
+        ),
+        (
+            "A task nobody awaits loses its exception, and a shutdown that does not wait for it loses the e-mail. FastAPI's "
+            "BackgroundTasks runs it as part of the request."
+        ),
+        (
+            "`background.add_task(send_confirmation, request.app.state.mail, order.number, order.email)` (with a `background: "
+            "BackgroundTasks` parameter) and a `send_confirmation` that catches, and `log.exception(...)`s with the order "
+            "number, every failure."
+        ),
     ],
 )
 async def mail_is_tracked(answer: Any) -> str:
@@ -201,7 +216,10 @@ async def mail_is_tracked(answer: Any) -> str:
     hints=[
         "Start and stop the service with warnings shown, then start it while the mail server is down: what is left open?",
         "`on_event` is deprecated, and its shutdown handlers never run when startup fails half-way. Use one lifespan.",
-        "`@asynccontextmanager async def lifespan(app)` with an `AsyncExitStack`: register each close right after opening; `FastAPI(lifespan=lifespan)`.",
+        (
+            "`@asynccontextmanager async def lifespan(app)` with an `AsyncExitStack`: register each close right after opening; "
+            "`FastAPI(lifespan=lifespan)`."
+        ),
     ],
 )
 async def lifespan_owns_resources(answer: Any) -> str:
@@ -224,7 +242,10 @@ async def lifespan_owns_resources(answer: Any) -> str:
         fail(
             f"after a normal shutdown, {still_open} of the {used} database connection(s) the service opened were still "
             "open: the engine was never disposed (is `engine.dispose()` awaited?)",
-            "Register `stack.push_async_callback(engine.dispose)` (an async callback, awaited at exit) right after creating the engine.",
+            (
+                "Register `stack.push_async_callback(engine.dispose)` (an async callback, awaited at exit) right after creating "
+                "the engine."
+            ),
         )
     async with orders_database() as url:
         with scenario(database_url=url, mail_server_down=True):
@@ -237,7 +258,9 @@ async def lifespan_owns_resources(answer: Any) -> str:
                 started = False
             left = journal.left_open()
     if started:
-        fail("with the mail server down, the service started anyway", "Let a failed connection fail the startup: do not catch it.")
+        fail(
+            "with the mail server down, the service started anyway", "Let a failed connection fail the startup: do not catch it."
+        )
     if left:
         fail(
             f"with the mail server down, startup failed (as it should) but {', '.join(left)} was left open: "
@@ -288,8 +311,14 @@ async def missing_is_404(answer: Any) -> str:
         )
     leaked = [word for word in ("SELECT", "orders_moved", "no such table", "Traceback") if word in broken.text]
     if leaked:
-        fail(f"the {broken.status_code} body tells the client about the server's inside ({leaked[0]!r}): {broken.text[:120]}", "Log the details; answer a fixed message.")
-    return f"existing: 200 · missing: 404 · database gone: {broken.status_code}, with {len(logs.records)} error line(s) logged and nothing leaked."
+        fail(
+            f"the {broken.status_code} body tells the client about the server's inside ({leaked[0]!r}): {broken.text[:120]}",
+            "Log the details; answer a fixed message.",
+        )
+    return (
+        f"existing: 200 · missing: 404 · database gone: {broken.status_code}, "
+        f"with {len(logs.records)} error line(s) logged and nothing leaked."
+    )
 
 
 # --- 8.6 request isolation ------------------------------------------------------------------------
@@ -301,7 +330,10 @@ async def missing_is_404(answer: Any) -> str:
     hints=[
         f"Place an order with the declined test card ({DECLINED_CARD}), then a good order, then look at the orders table.",
         "One session shared by every request keeps the declined order's unfinished work, and the next request's commit saves it.",
-        "A `yield` dependency: `async with request.app.state.sessions() as session: yield session`, with a session factory (async_sessionmaker) made in the startup code.",
+        (
+            "A `yield` dependency: `async with request.app.state.sessions() as session: yield session`, with a session factory "
+            "(async_sessionmaker) made in the startup code."
+        ),
     ],
 )
 async def session_per_request(answer: Any) -> str:
@@ -311,7 +343,10 @@ async def session_per_request(answer: Any) -> str:
         good = expect_created(await place_order(client, "good@example.com"), "POST /orders after a declined one")
         stored = await stored_orders(url)
         if declined.status_code != 402:
-            fail(f"an order with the declined card answered {declined.status_code}, not 402: {declined.text[:120]}", "Keep answering 402 for a declined card.")
+            fail(
+                f"an order with the declined card answered {declined.status_code}, not 402: {declined.text[:120]}",
+                "Keep answering 402 for a declined card.",
+            )
         if [row["email"] for row in stored] != ["good@example.com"]:
             fail(
                 f"after a declined order and a good one, the orders table holds {[row['email'] for row in stored]}: "
@@ -334,7 +369,10 @@ async def session_per_request(answer: Any) -> str:
     hints=[
         "Run the service with two workers and place one order on each. Compare the order numbers.",
         "A counter in a module's memory exists once per worker: both workers count from 1.",
-        "Let the database hand out the number: `await session.flush()` gives `order.id`, then `order.number = f\"ORD-{order.id:05d}\"`. Orders placed at the same moment also need 8.6's fix: one session per request.",
+        (
+            "Let the database hand out the number: `await session.flush()` gives `order.id`, then `order.number = "
+            'f"ORD-{order.id:05d}"`. Orders placed at the same moment also need 8.6\'s fix: one session per request.'
+        ),
     ],
     timeout=WORKER_TIMEOUT,
 )
@@ -346,8 +384,12 @@ async def unique_across_workers(answer: Any) -> str:
     try:
         async with orders_workers(copy, url) as server:
             a, b = server.worker_pids
-            answers = await send_to_workers(server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF)
-            crowd = await at_once(server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=ORDER, headers=STAFF)
+            answers = await send_to_workers(
+                server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF
+            )
+            crowd = await at_once(
+                server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=ORDER, headers=STAFF
+            )
         log = server.log()  # read once the server has stopped: every line is written
     except WorkersFailed as exc:
         did_not_run(path, exc)
@@ -359,5 +401,3 @@ async def unique_across_workers(answer: Any) -> str:
         f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "
         f"of both workers: {3 + BURST + 2} orders, {3 + BURST + 2} different numbers."
     )
-
-

@@ -1,12 +1,4 @@
-"""Checks for section 9: a blocking-call detector in a team's tests, and a watchdog that names the route.
-
-9.1 runs the learner's test suite twice, in fresh processes (against the catalog service as
-handed out, where it must fail with a ``BlockingError``, and against the learner's service, where
-it must pass), then loads the learner's service in-process with blockbuster on, asking the loop
-itself whether it stayed free during every price quote. 9.2 builds the learner's reports app,
-sends it slow-but-awaiting requests and two PDF renders that stall the loop, and reads what the
-watchdog logged.
-"""
+"""Checks for section 9: a blocking-call detector in a team's tests, and a watchdog that names the route."""
 
 from __future__ import annotations
 
@@ -66,37 +58,29 @@ async def _suite_on(tests: str, service: str) -> SuiteResult:
     "9.1",
     "Let the tests catch the blocking calls",
     hints=[
-        ("Give the suite a detector first: in the `blockbuster` fixture, `with blockbuster_ctx([\"catalog_service\"]) as "
-        "detector: yield detector`. Scoped to your service, it leaves pytest's and httpx's own file reads alone. "
-        "Then run the suite (the cell above the check) and read each BlockingError."),
-        ("Each BlockingError names the function that blocked: `time.sleep` comes from inside `display_price` (the pricing "
-        "team's SDK makes a sync HTTP call), `os.stat` from `path.is_file()`, `io.TextIOWrapper.read` from `read_text()`."),
-        ("In the service: `price = await anyio.to_thread.run_sync(display_price, sku)`; for the file, `path = "
-        "anyio.Path(DESCRIPTIONS / f\"{sku}.txt\")`, then `await path.is_file()` and `await path.read_text(encoding=\"utf-8\")`."),
+        (
+            'Give the suite a detector first: in the `blockbuster` fixture, `with blockbuster_ctx(["catalog_service"]) as '
+            "detector: yield detector`. Scoped to your service, it leaves pytest's and httpx's own file reads alone. "
+            "Then run the suite (the cell above the check) and read each BlockingError."
+        ),
+        (
+            "Each BlockingError names the function that blocked: `time.sleep` comes from inside `display_price` (the pricing "
+            "team's SDK makes a sync HTTP call), `os.stat` from `path.is_file()`, `io.TextIOWrapper.read` from `read_text()`."
+        ),
+        (
+            "In the service: `price = await anyio.to_thread.run_sync(display_price, sku)`; for the file, `path = "
+            'anyio.Path(DESCRIPTIONS / f"{sku}.txt")`, then `await path.is_file()` and `await path.read_text(encoding="utf-8")`.'
+        ),
     ],
     timeout=50,  # two fresh pytest processes; progress gives a check cell 60 s
 )
 async def tests_catch_blocking(answer: Any) -> str:
+    """Run the learner's suite on both services, then load theirs in-process with blockbuster on.
+
+    The loop itself is asked whether it stayed free during every price quote.
+    """
     folder = _folder(answer)
-    tests = (folder / SUITE).read_text(encoding="utf-8")
-    service = (folder / SERVICE).read_text(encoding="utf-8")
-    async with anyio.create_task_group() as tg:
-        results: dict[str, SuiteResult] = {}
-
-        async def run(key: str, service_text: str) -> None:
-            results[key] = await _suite_on(tests, service_text)
-
-        tg.start_soon(run, "handed out", catching.handed_out(SERVICE))
-        tg.start_soon(run, "yours", service)
-    handed, yours = results["handed out"], results["yours"]
-    if handed.passed:
-        fail(f"your test suite passed ({handed.summary}) against the catalog service as handed out, which blocks the event loop in both routes")
-    if "BlockingError" not in handed.output:
-        fail(f"against the service as handed out, your suite failed without a BlockingError: {_said(handed)}",
-             "Keep the tests as they were; add the detector in the `blockbuster` fixture.")
-    if not yours.passed:
-        fail(f"your test suite fails on your service: {_said(yours)}", 1)
-
+    handed, yours = await _judge_suites(folder)
     module = import_file(folder / SERVICE, "catalog_service_check")
     skus = list(catching.PRODUCTS) * 3
     try:
@@ -132,6 +116,35 @@ async def tests_catch_blocking(answer: Any) -> str:
         f"({yours.summary}); under load, {len(skus) + 1} product pages, each with the price quoted for it (a price "
         f"changed between two requests was shown at once), and {feed.calls} of {feed.calls} price quotes left the loop free."
     )
+
+
+async def _judge_suites(folder: Path) -> tuple[SuiteResult, SuiteResult]:
+    """The learner's suite, in fresh processes, on the catalog service as handed out (it must fail with a
+    ``BlockingError``) and on the learner's service (it must pass): both results."""
+    tests = (folder / SUITE).read_text(encoding="utf-8")
+    service = (folder / SERVICE).read_text(encoding="utf-8")
+    async with anyio.create_task_group() as tg:
+        results: dict[str, SuiteResult] = {}
+
+        async def run(key: str, service_text: str) -> None:
+            results[key] = await _suite_on(tests, service_text)
+
+        tg.start_soon(run, "handed out", catching.handed_out(SERVICE))
+        tg.start_soon(run, "yours", service)
+    handed, yours = results["handed out"], results["yours"]
+    if handed.passed:
+        fail(
+            f"your test suite passed ({handed.summary}) against the catalog service as handed out, which blocks the event "
+            "loop in both routes"
+        )
+    if "BlockingError" not in handed.output:
+        fail(
+            f"against the service as handed out, your suite failed without a BlockingError: {_said(handed)}",
+            "Keep the tests as they were; add the detector in the `blockbuster` fixture.",
+        )
+    if not yours.passed:
+        fail(f"your test suite fails on your service: {_said(yours)}", 1)
+    return handed, yours
 
 
 REPRICED, NEW_CENTS = "kettle", 3540  # a price the check changes between two requests
@@ -171,15 +184,22 @@ NOISE = 2  # stall reports a loaded machine may cause by itself during the check
     "9.2",
     "Make the watchdog name the route that stalls",
     hints=[
-        ("The watchdog reports a stall only when the loop has not turned for longer than `threshold`: it must be below the "
-        f"{RENDER_SECONDS} s a PDF render holds the loop, and well above the heartbeat's `interval` (0.01 s)."),
-        ("To name a route, the watchdog must know which task serves which request: `app.add_middleware(watchdog.middleware)`. "
-        "Without it, every report says 'no request'. It starts and stops with the app: `FastAPI(lifespan=watchdog.lifespan)`."),
-        ("`watchdog = Watchdog(threshold=0.2)`, `app = FastAPI(lifespan=watchdog.lifespan)`, "
-        "`app.add_middleware(watchdog.middleware)`, then include the router."),
+        (
+            "The watchdog reports a stall only when the loop has not turned for longer than `threshold`: it must be below the "
+            f"{RENDER_SECONDS} s a PDF render holds the loop, and well above the heartbeat's `interval` (0.01 s)."
+        ),
+        (
+            "To name a route, the watchdog must know which task serves which request: `app.add_middleware(watchdog.middleware)`. "
+            "Without it, every report says 'no request'. It starts and stops with the app: `FastAPI(lifespan=watchdog.lifespan)`."
+        ),
+        (
+            "`watchdog = Watchdog(threshold=0.2)`, `app = FastAPI(lifespan=watchdog.lifespan)`, "
+            "`app.add_middleware(watchdog.middleware)`, then include the router."
+        ),
     ],
 )
 async def watchdog_names_the_route(factory: Any) -> str:
+    """Send the learner's reports app slow-but-awaiting requests and two PDF renders that stall the loop; read the watchdog's log."""
     app = build_app(factory)
     renders = 2
     with capture_logs("", logging.WARNING) as logs:
@@ -203,15 +223,29 @@ async def watchdog_names_the_route(factory: Any) -> str:
     others = [route for route in named if route != PDF]
     awaiting = [route for route in others if route != "no request"]
     if len(others) > NOISE and awaiting:
-        fail(f"the watchdog named {awaiting[0]}, which waits {UPSTREAM_SECONDS} s but awaits (the loop was free): "
-             f"{len(said)} reports in all", "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it.")
+        fail(
+            f"the watchdog named {awaiting[0]}, which waits {UPSTREAM_SECONDS} s but awaits (the loop was free): "
+            f"{len(said)} reports in all",
+            "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it.",
+        )
     if PDF not in named:
         many = len(said) > renders + NOISE
-        fail(f"the watchdog logged {len(said)} stall{'s' * (len(said) != 1)} for {renders} PDF renders, naming no route ('no request')"
-             + (": far more reports than stalls" if many else ""),
-             "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it." if many else 1)
+        fail(
+            (
+                f"the watchdog logged {len(said)} stall{'s' * (len(said) != 1)} for {renders} PDF renders, naming no route ('no "
+                "request')"
+            )
+            + (": far more reports than stalls" if many else ""),
+            "A threshold at or below the heartbeat interval reports ordinary loop turns; raise it." if many else 1,
+        )
     if named.count(PDF) != renders or len(others) > NOISE:
-        fail(f"the watchdog logged {len(said)} reports ({', '.join(sorted(set(named)))}) for {renders} stalls by {PDF}: "
-             "expected one report per stall", 0)
-    return (f"{renders} stalls by {PDF} reported once each, with the loop thread's stack; "
-            f"{len(others)} other report(s), at most {NOISE} allowed for a busy machine, while {RATES} waited {UPSTREAM_SECONDS} s, awaited.")
+        fail(
+            f"the watchdog logged {len(said)} reports ({', '.join(sorted(set(named)))}) for {renders} stalls by {PDF}: "
+            "expected one report per stall",
+            0,
+        )
+    return (
+        f"{renders} stalls by {PDF} reported once each, with the loop thread's stack; "
+        f"{len(others)} other report(s), at most {NOISE} allowed for a busy machine, while {RATES} waited {UPSTREAM_SECONDS} "
+        "s, awaited."
+    )

@@ -1,10 +1,4 @@
-"""``python -m asynclab bench-checks``: how long each check takes on its solution and on the handed-out code.
-
-Each solution notebook, and the exercise made from it, runs in a fresh kernel (one at a time, so
-the figures are not inflated by the other runs). Every check cell is timed in the kernel itself,
-around ``check(...)`` only. The figures are reported, never asserted: a loaded machine is slower.
-Aims: a correct answer checks in at most 1 s in-process, 3 s where the check starts real workers.
-"""
+"""``python -m asynclab bench-checks``: how long each check takes on its solution and on the handed-out code."""
 
 from __future__ import annotations
 
@@ -38,9 +32,7 @@ def _timed(source: str) -> str:
         "_times = []\n"
         "for _ in range(2):\n"
         "    _s = _t.perf_counter()\n"
-        "    try:\n"
-        + body
-        + "        _v = 'passed'\n"
+        "    try:\n" + body + "        _v = 'passed'\n"
         "    except _CF as _e:\n"
         "        _v = 'failed: ' + _e.observed[:70].replace(chr(10), ' ')\n"
         "    _times.append(_t.perf_counter() - _s)\n"
@@ -78,6 +70,11 @@ async def _run(path: Path) -> dict[str, tuple[float, float, str]]:
 
 
 def measure(sections: list[str] | None = None) -> list[Timing]:
+    """Each solution notebook, and the exercise made from it, runs in a fresh kernel (one at a time, so
+    the figures are not inflated by the other runs). Every check cell is timed in the kernel itself,
+    around ``check(...)`` only. The figures are reported, never asserted: a loaded machine is slower.
+    Aims: a correct answer checks in at most 1 s in-process, 3 s where the check starts real workers.
+    """
     timings: dict[str, Timing] = {ex.id: Timing(ex.id) for ex in checking.all_exercises()}
     with tempfile.TemporaryDirectory(prefix="asynclab-bench-") as scratch:
         exercises = Path(scratch)
@@ -103,12 +100,15 @@ def table(timings: list[Timing]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for t in timings:
-        kind = "2 workers" if t.exercise in REAL_WORKERS else "in-process + uvicorn" if t.exercise in REAL_SERVER else "in-process"
+        kind = (
+            "2 workers" if t.exercise in REAL_WORKERS else "in-process + uvicorn" if t.exercise in REAL_SERVER else "in-process"
+        )
         aim = 3.0 if t.exercise in REAL_WORKERS else 1.0
         flag = " ⚠" if t.solution is not None and t.solution > aim else ""
         lines.append(
             f"| {t.exercise} | {kind} | ≤ {aim:.0f} s | {seconds(t.solution)}{flag} ({seconds(t.solution_first)}) "
-            f"| {t.solution_verdict[:12]} | {seconds(t.handed_out)} ({seconds(t.handed_out_first)}) | {t.handed_out_verdict[:60]} |"
+            f"| {t.solution_verdict[:12]} | {seconds(t.handed_out)} ({seconds(t.handed_out_first)}) | "
+            f"{t.handed_out_verdict[:60]} |"
         )
     return "\n".join(lines)
 

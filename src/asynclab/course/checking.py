@@ -1,10 +1,4 @@
-"""The exercise checker: run a learner's answer by behaviour, with a time limit, and say what was seen.
-
-Each section's checks live in ``asynclab.checks.sNN_*`` and register themselves with
-:func:`exercise`. A check is an ``async`` function that receives what the learner passes to
-:func:`check`, drives it (usually through an in-process client), and either returns one line
-saying what it observed, or calls :func:`fail`.
-"""
+"""The exercise checker: run a learner's answer by behaviour, with a time limit, and say what was seen."""
 
 from __future__ import annotations
 
@@ -87,6 +81,11 @@ def exercise(
 
     ``reveals`` names coroutine functions (``"TokenService.verify"``) whose forgotten ``await`` is
     the exercise's fault to find: its check names it only after a first hint, other checks never.
+
+    Each section's checks live in ``asynclab.checks.sNN_*`` and register themselves with
+    :func:`exercise`. A check is an ``async`` function that receives what the learner passes to
+    :func:`check`, drives it (usually through an in-process client), and either returns one line
+    saying what it observed, or calls :func:`fail`.
     """
 
     def register(func: CheckFunction) -> CheckFunction:

@@ -1,23 +1,4 @@
-"""``python -m asynclab class``: a room's progress at a glance.
-
-Two ways to get the room:
-
-- ``class PATH...`` reads the JSON reports learners wrote (``progress --report DIR/``), from files
-  or folders of them. These are self-reported: a learner can edit theirs, and the view says so.
-- ``class --hub URL`` collects the room from JupyterHub: progress runs in each learner's server,
-  as that learner, and the view shows what it found (:mod:`asynclab.course.room.hub`).
-
-It shows a learner × exercise table ("✅ passed", "❌ not yet", "⚠️ broken" when the notebook did
-not run to the check), each learner's count and last report time, who on the roster has not
-reported, per-section totals, and where the room is stuck up to its frontier, with each check's
-most common observation. It writes a heatmap PNG and a self-contained HTML page to project
-(``--hide-names``: "#1", "#2", ...; ``--watch``: rewritten every ``--every`` seconds, and the page
-reloads itself), and with ``--csv`` a gradebook.
-
-A file that cannot be used (a link, too large, not UTF-8, not JSON, hand-edited out of shape, ...)
-gets one line naming it and what is wrong, and the rest of the room is shown. The parts live in
-:mod:`asynclab.course.room`.
-"""
+"""``python -m asynclab class``: a room's progress at a glance (its parts are in :mod:`asynclab.course.room`)."""
 
 from __future__ import annotations
 
@@ -88,7 +69,26 @@ def text(room: Room, top: int = 3, width: int = 0, view: View | None = None) -> 
 
 @dataclass(frozen=True)
 class Options:
-    """What ``python -m asynclab class`` was asked for (see ``__main__``)."""
+    """What ``python -m asynclab class`` was asked for (see ``__main__``).
+
+    Two ways to get the room:
+
+    - ``class PATH...`` reads the JSON reports learners wrote (``progress --report DIR/``), from files
+      or folders of them. These are self-reported: a learner can edit theirs, and the view says so.
+    - ``class --hub URL`` collects the room from JupyterHub: progress runs in each learner's server,
+      as that learner, and the view shows what it found (:mod:`asynclab.course.room.hub`).
+
+    It shows a learner × exercise table ("✅ passed", "❌ not yet", "⚠️ broken" when the notebook did
+    not run to the check), each learner's count and last report time, who on the roster has not
+    reported, per-section totals, and where the room is stuck up to its frontier, with each check's
+    most common observation. It writes a heatmap PNG and a self-contained HTML page to project
+    (``--hide-names``: "#1", "#2", ...; ``--watch``: rewritten every ``--every`` seconds, and the page
+    reloads itself), and with ``--csv`` a gradebook.
+
+    A file that cannot be used (a link, too large, not UTF-8, not JSON, hand-edited out of shape, ...)
+    gets one line naming it and what is wrong, and the rest of the room is shown. The parts live in
+    :mod:`asynclab.course.room`.
+    """
 
     paths: tuple[str, ...] = ()
     hub: str = ""
@@ -199,7 +199,7 @@ def main(
     sleep: Callable[[float], None] = time.sleep,
     rounds: int | None = None,
 ) -> int:
-    """The command. ``rounds`` (tests) ends ``--watch`` after that many rounds."""
+    """The command. ``rounds`` (tests) ends ``--watch`` after that many rounds (see :class:`Options` for what it shows)."""
     out, err = out or sys.stdout, err or sys.stderr
     options = options or Options(paths=tuple(paths), out_dir=out_dir, stuck=stuck)
     try:

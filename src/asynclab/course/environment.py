@@ -46,7 +46,10 @@ def packages(path: Path = REQUIREMENTS) -> list[Package]:
 
 def report(path: Path = REQUIREMENTS) -> list[Package]:
     """Print one line per pinned package and return the ones that differ from their pin."""
-    print(f"Python {platform.python_version()} on {platform.system()} · kernel: {Path(sys.executable).name} in {'a virtual environment' if sys.prefix != sys.base_prefix else 'the system Python'}")
+    print(
+        f"Python {platform.python_version()} on {platform.system()} · kernel: {Path(sys.executable).name} in "
+        f"{'a virtual environment' if sys.prefix != sys.base_prefix else 'the system Python'}"
+    )
     wrong = []
     for p in packages(path):
         mark = "✅ ok     " if p.ok else "❌ differs"

@@ -1,23 +1,4 @@
-"""The course's JupyterLab server, and what `reset` asks it.
-
-``tools/jupyter_server_config.py`` loads this module into the JupyterLab that ``tools/open_course.py``
-starts. It adds two things:
-
-- **A link that works when you copy it.** JupyterLab prints its address with ``?token=…`` added to
-  its start page. The course's start page is ``/asynclab/open/<notebook>``, with no query of its own,
-  so the printed link keeps a token that works; the page sends the browser on to
-  ``/lab/tree/<notebook>?file-browser-path=/``: the notebook open, the file browser at the course
-  root (JupyterLab's own ``file-browser-path`` parameter). With that parameter in the start page
-  itself, the printed link had two ``?`` and its token was never read.
-- **Lessons that open unchanged.** When a kernel starts, JupyterLab records the kernel's
-  ``language_info`` in the notebook, and a notebook whose stored value differs is marked as changed:
-  closing an untouched lesson asked "Save your work?". That value names the exact Python version,
-  so no file can hold it for every learner. The notebooks store ``{"name": "python"}`` (see
-  ``authoring.clean``) and this server fills in the rest, as the kernel will report it, when it
-  sends a notebook to the browser. The file on disk is not touched.
-
-``open_in`` is for ``python -m asynclab reset``: which running Jupyter servers have a notebook open.
-"""
+"""The course's JupyterLab server (loaded by ``tools/jupyter_server_config.py``), and what ``reset`` asks it."""
 
 from __future__ import annotations
 
@@ -42,7 +23,15 @@ FILE_BROWSER_AT_ROOT = ("file-browser-path", "/")
 
 
 class OpenNotebook(JupyterHandler):
-    """``/asynclab/open/<path>``: on to ``/lab/tree/<path>`` with the file browser at the root, the query kept."""
+    """``/asynclab/open/<path>``: on to ``/lab/tree/<path>`` with the file browser at the root, the query kept.
+
+    A link that works when you copy it: JupyterLab prints its address with ``?token=…`` added to
+    its start page. The course's start page is ``/asynclab/open/<notebook>``, with no query of its own,
+    so the printed link keeps a token that works; the page sends the browser on to
+    ``/lab/tree/<notebook>?file-browser-path=/``: the notebook open, the file browser at the course
+    root (JupyterLab's own ``file-browser-path`` parameter). With that parameter in the start page
+    itself, the printed link had two ``?`` and its token was never read.
+    """
 
     @web.authenticated
     def get(self, path: str) -> None:
@@ -57,6 +46,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Add the start page (:class:`OpenNotebook`); the config also makes :class:`CourseContents` the file manager."""
     web_app = serverapp.web_app
     web_app.add_handlers(".*$", [(url_path_join(web_app.settings["base_url"], OPEN, "(.*)"), OpenNotebook)])
 
@@ -80,7 +70,15 @@ def as_the_kernel_reports(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 class CourseContents(AsyncLargeFileManager):
-    """Jupyter server's own file manager, with each clean notebook's language_info filled in as it is sent."""
+    """Jupyter server's own file manager, with each clean notebook's language_info filled in as it is sent.
+
+    So lessons open unchanged: when a kernel starts, JupyterLab records the kernel's ``language_info``
+    in the notebook, and a notebook whose stored value differs is marked as changed: closing an
+    untouched lesson asked "Save your work?". That value names the exact Python version, so no file
+    can hold it for every learner. The notebooks store ``{"name": "python"}`` (see ``authoring.clean``)
+    and this server fills in the rest, as the kernel will report it, when it sends a notebook to the
+    browser. The file on disk is not touched.
+    """
 
     async def get(
         self, path: str, content: bool = True, type: str | None = None, format: str | None = None, require_hash: bool = False

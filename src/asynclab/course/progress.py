@@ -1,13 +1,4 @@
-"""``python -m asynclab progress``: run every exercise notebook headless and say which checks pass.
-
-Each notebook in the learner's ``exercises/`` folder runs top to bottom in its own kernel, as
-"Restart and run all" would, and is never written back. A check cell that printed its "✅ passed"
-line counts as solved. A notebook that cannot run (a syntax error, a kernel that dies, a cell that
-never ends) is reported with the cell and what happened, and the other notebooks still run.
-
-The command remembers each notebook's results (:mod:`asynclab.course.progress_cache`): a second run
-re-runs only the notebooks whose inputs changed since, and reuses the others' results.
-"""
+"""``python -m asynclab progress``: run every exercise notebook headless and say which checks pass."""
 
 from __future__ import annotations
 
@@ -213,7 +204,9 @@ async def _run_notebook(path: Path, plan: list[Result], troubles: list[Trouble],
                     reader.read(cell)
         finished = True
     except DeadKernelError:
-        reader.first_error = Trouble(path.name, reader.number, "the kernel died while running it (did the code exit Python or crash it?)")
+        reader.first_error = Trouble(
+            path.name, reader.number, "the kernel died while running it (did the code exit Python or crash it?)"
+        )
         for result in plan:
             if not result.solved and not result.seen:
                 result.seen = f"could not be checked: the kernel died in cell {reader.number}"
@@ -321,7 +314,8 @@ def _cached_plan(store: progress_cache.Store, course: str) -> dict[str, list[Res
     if store.course != course or not store.plan:
         return None
     return {
-        name: [Result(e["id"], e["title"], e["section"], name, hint=e["hint"]) for e in entries] for name, entries in store.plan.items()
+        name: [Result(e["id"], e["title"], e["section"], name, hint=e["hint"]) for e in entries]
+        for name, entries in store.plan.items()
     }
 
 
@@ -359,7 +353,9 @@ def _entry(key: str, run: Run, results: list[Result], trouble: Trouble | None) -
     if not run.finished or any(TIMING_DEPENDENT.search(text) for text in seen):
         return None
     saved = [{"id": r.id, "solved": r.solved, "seen": r.seen, "check_failed": r.check_failed, "short": r.short} for r in results]
-    return progress_cache.Entry(key, round(run.seconds, 2), saved, {"cell": trouble.cell, "what": trouble.what} if trouble else None)
+    return progress_cache.Entry(
+        key, round(run.seconds, 2), saved, {"cell": trouble.cell, "what": trouble.what} if trouble else None
+    )
 
 
 def _remember(
@@ -381,7 +377,9 @@ def _remember(
             entries[name] = entry
     store.notebooks = {name: entries[name] for name in plan if name in entries}
     store.course = course
-    store.plan = {name: [{"id": r.id, "title": r.title, "section": r.section, "hint": r.hint} for r in rs] for name, rs in plan.items()}
+    store.plan = {
+        name: [{"id": r.id, "title": r.title, "section": r.section, "hint": r.hint} for r in rs] for name, rs in plan.items()
+    }
     progress_cache.save(store)
 
 
@@ -398,6 +396,14 @@ def survey(
 
     With ``cache``, a notebook unchanged since a run that went to the end is not run again: its results
     come from the folder's cache file (``rerun_all`` runs it all the same); the cache is then rewritten.
+
+    Each notebook in the learner's ``exercises/`` folder runs top to bottom in its own kernel, as
+    "Restart and run all" would, and is never written back. A check cell that printed its "✅ passed"
+    line counts as solved. A notebook that cannot run (a syntax error, a kernel that dies, a cell that
+    never ends) is reported with the cell and what happened, and the other notebooks still run.
+
+    The command remembers each notebook's results (:mod:`asynclab.course.progress_cache`): a second run
+    re-runs only the notebooks whose inputs changed since, and reuses the others' results.
     """
     started = time.perf_counter()
     store = progress_cache.load(folder) if cache else None
@@ -409,7 +415,9 @@ def survey(
     if store is not None:
         for name, results in plan.items():
             ids = [r.id for r in results]
-            keys[name] = progress_cache.notebook_key(folder, name, authoring.section(name), course=course, cell_limit=cell_limit, ids=ids)
+            keys[name] = progress_cache.notebook_key(
+                folder, name, authoring.section(name), course=course, cell_limit=cell_limit, ids=ids
+            )
         if not rerun_all:
             reused, old_troubles = _reuse(store, keys, plan, tick)
     to_run = {name: results for name, results in plan.items() if name not in reused}

@@ -1,18 +1,4 @@
-"""What ``python -m asynclab progress`` remembers between runs, so that it re-runs only what changed.
-
-The memory is one small JSON file in the learner's folder, ``.progress-cache.json`` (a dot-file:
-JupyterLab's file browser does not show it). For each exercise notebook it keeps the results of
-the last run that went to the end, under a key made of everything those results depend on:
-
-- the course: the ``asynclab`` package's own files, the solution notebooks and their module files
-  (they define which exercises a notebook holds), the Python version and the installed packages;
-- the notebook's bytes, and the bytes of its section's module files in the learner's folder
-  (``exercises/08-capstone/*`` for notebook 08);
-- the cell limit.
-
-A file that is missing, unreadable or not in this shape is ignored and written anew: the cache
-only ever saves time, it never decides a result.
-"""
+"""What ``python -m asynclab progress`` remembers between runs, so that it re-runs only what changed."""
 
 from __future__ import annotations
 
@@ -92,7 +78,21 @@ def course_fingerprint(root: Path) -> str:
 
 
 def notebook_key(folder: Path, name: str, modules: str, *, course: str, cell_limit: float, ids: list[str]) -> str | None:
-    """The key of one notebook's results (``modules``: the name of its section's folder), or None if it cannot be read."""
+    """The key of one notebook's results (``modules``: the name of its section's folder), or None if it cannot be read.
+
+    The memory is one small JSON file in the learner's folder, ``.progress-cache.json`` (a dot-file:
+    JupyterLab's file browser does not show it). For each exercise notebook it keeps the results of
+    the last run that went to the end, under a key made of everything those results depend on:
+
+    - the course: the ``asynclab`` package's own files, the solution notebooks and their module files
+      (they define which exercises a notebook holds), the Python version and the installed packages;
+    - the notebook's bytes, and the bytes of its section's module files in the learner's folder
+      (``exercises/08-capstone/*`` for notebook 08);
+    - the cell limit.
+
+    A file that is missing, unreadable or not in this shape is ignored and written anew: the cache
+    only ever saves time, it never decides a result.
+    """
     digest = hashlib.sha256()
     _add(digest, "course", course.encode())
     _add(digest, "limits", f"{name}\0{cell_limit!r}\0{','.join(ids)}".encode())
@@ -121,7 +121,9 @@ def _entry(data: Any) -> Entry:
 
 
 def _plan(data: Any) -> dict[str, list[dict[str, str]]]:
-    return {str(name): [{k: str(e[k]) for k in ("id", "title", "section", "hint")} for e in entries] for name, entries in data.items()}
+    return {
+        str(name): [{k: str(e[k]) for k in ("id", "title", "section", "hint")} for e in entries] for name, entries in data.items()
+    }
 
 
 def load(folder: Path) -> Store:

@@ -1,13 +1,4 @@
-"""``python -m asynclab progress --json`` / ``--report FILE``: one learner's progress as a JSON report.
-
-The report is what the class view (``python -m asynclab class``) reads: which course it was made
-with, who ran it and when, and for each exercise whether it passed, what its check saw, and how
-long its notebook took. :data:`SCHEMA` is the format (``docs/report-schema.json`` is a copy of it,
-kept equal by the tests).
-
-Progress runs notebooks, not single exercises, so the time given for an exercise is the run time
-of the notebook that holds it (kernel start included; up to ``jobs`` notebooks run at once).
-"""
+"""``python -m asynclab progress --json`` / ``--report FILE``: one learner's progress as a JSON report."""
 
 from __future__ import annotations
 
@@ -164,7 +155,16 @@ def build(
     ran_at: str,
     course: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """The report for one survey, as a dict that :data:`SCHEMA` accepts."""
+    """The report for one survey, as a dict that :data:`SCHEMA` accepts.
+
+    The report is what the class view (``python -m asynclab class``) reads: which course it was made
+    with, who ran it and when, and for each exercise whether it passed, what its check saw, and how
+    long its notebook took. :data:`SCHEMA` is the format (``docs/report-schema.json`` is a copy of it,
+    kept equal by the tests).
+
+    Progress runs notebooks, not single exercises, so the time given for an exercise is the run time
+    of the notebook that holds it (kernel start included; up to ``jobs`` notebooks run at once).
+    """
     timing = {**survey.reused, **survey.ran}  # a reused notebook carries the seconds of the run that made its results
     return {
         "format": FORMAT,

@@ -1,33 +1,21 @@
 """Lesson 3's timeline: when each request waited for its answer and when its background task ran, on one clock."""
 
 from __future__ import annotations
-import asyncio
-import gc
-import re
+
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
 import anyio
 import httpx
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from asynclab.bench.calls import CallRecorder, on_event_loop_thread
-from asynclab.bench.cancelling import Cleanups
-from asynclab.bench.gauges import InFlight
-from asynclab.bench.inprocess import inprocess_client
-from asynclab.bench.mailbox import (
-    Mailbox,
-    MailboxFull,  # noqa: F401 - the lessons import it from here
-)
-from asynclab.bench.probes import LoopLag, capture_logs, loop_lag
-from asynclab.bench.processes import uvicorn_process
-from asynclab.bench.server import uvicorn_server
 
+from asynclab.bench.calls import on_event_loop_thread
+from asynclab.bench.gauges import InFlight
 
 WAITING = "#d9d9d9"
 TASK = "#ff7f0e"

@@ -1,28 +1,19 @@
 """Lesson 6's uploads on one keep-alive connection of a real uvicorn: is the next, anonymous request still alice's?"""
 
 from __future__ import annotations
+
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
+
 import anyio
 import anyio.lowlevel
-import httpx
-from sqlalchemy import String, select
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from asynclab.bench.database import Row, rows_of
-from asynclab.bench.database import temporary_database as sqlite_database
-from asynclab.bench.gauges import InFlight
-from asynclab.bench.inprocess import inprocess_client
+
 from asynclab.bench.keepalive import local_client, pipelined, uvicorn_process_url
-from asynclab.bench.load import LoadReport, load
+from asynclab.bench.polling import until
 from asynclab.bench.rawhttp import RawRequest
 from asynclab.bench.server import uvicorn_server
-
 
 #: uvicorn pauses reading a connection once it holds more than this many body bytes the app has not taken.
 HIGH_WATER = 65_536
@@ -163,7 +154,7 @@ async def who_is_anonymous(
 #: Appended to a module's source by :func:`who_is_anonymous_in_a_process`: the same pacing, inside the server's process.
 _PACED_MODULE = """
 
-from asynclab.standins.s06_isolation import HIGH_WATER, UploadPacer
+from asynclab.standins._s06_uploads import HIGH_WATER, UploadPacer
 
 _pacer = UploadPacer()
 _pacer.hold_until = HIGH_WATER + 4096  # a POST's app waits until the server holds more than 64 KiB of its body

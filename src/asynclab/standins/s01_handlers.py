@@ -1,10 +1,4 @@
-"""Stand-ins for the third-party SDKs the exercises call, with a blocking and an awaitable client each.
-
-Their latency is simulated (``time.sleep`` for the blocking client, ``anyio.sleep`` for the awaitable
-one) so that every laptop sees the same thing. Each service keeps a record of its calls: how many
-ran at the same time, and how many ran *on the event-loop thread*, which is exactly what
-"blocking the event loop" means. The checks read that record instead of the clock.
-"""
+"""Stand-ins for the third-party SDKs the exercises call, with a blocking and an awaitable client each."""
 
 from __future__ import annotations
 
@@ -22,6 +16,11 @@ class WeatherService:
 
     Like a real forecast, what it answers is known only by asking it: each service issues its
     forecasts under a number of its own (``"sunny in Oslo (issue 4821)"``), new for every instance.
+
+    Their latency is simulated (``time.sleep`` for the blocking client, ``anyio.sleep`` for the awaitable
+    one) so that every laptop sees the same thing. Each service keeps a record of its calls: how many
+    ran at the same time, and how many ran *on the event-loop thread*, which is exactly what
+    "blocking the event loop" means. The checks read that record instead of the clock.
     """
 
     def __init__(self, latency: float = 0.15) -> None:

@@ -1,18 +1,4 @@
-"""What dependencies hand to handlers, for the async-dependencies lessons (section 2).
-
-- :class:`Accounts`: a user directory that checks passwords with real PBKDF2 hashing, a blocking
-  CPU-bound call (it releases the GIL, so threads run it in parallel). It records how many checks
-  ran on the event-loop thread.
-- :class:`TokenService`: an auth server whose ``await verify(token)`` answers with the token's
-  :class:`User`, or ``None``; like a real async client, only on the event loop it was made on.
-- :class:`MemoDatabase`: a real SQLite file reached through SQLAlchemy's async session on
-  aiosqlite, with a small connection pool that counts checkouts and checkins, so a dependency
-  that forgets to close its session shows up as connections that never come back.
-
-And the lesson's measuring harness, called in one line each: :func:`pings_while_busy` (slow ``def``
-dependencies against the 40 thread tokens, with :class:`ReportTemplates`), and :func:`rates_app`,
-:func:`lookups_at_once`, :func:`lookups_on_two_loops` (how ``Depends(f, max_concurrency=N)`` counts).
-"""
+"""What dependencies hand to handlers, for the async-dependencies lessons (section 2), and the lesson's measuring harness."""
 
 from __future__ import annotations
 
@@ -207,7 +193,8 @@ class MemoDatabase:
         await self.engine.dispose()
 
     def __repr__(self) -> str:
-        return f"MemoDatabase(pool of {self.pool_size}, {self.checked_out} checked out, {self.checkouts} checkouts, {self.checkins} checkins)"
+        counts = f"{self.checked_out} checked out, {self.checkouts} checkouts, {self.checkins} checkins"
+        return f"MemoDatabase(pool of {self.pool_size}, {counts})"
 
 
 @asynccontextmanager

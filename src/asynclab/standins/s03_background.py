@@ -1,15 +1,4 @@
-"""Bench for section 3 (background tasks): record work that runs after the response, and stand-in services.
-
-- :class:`AfterResponse` times, per request, when the client waited and when the request's
-  background task ran, with one clock for both; :func:`after_response` draws it.
-- :class:`Mailer` is an e-mail API for fire-and-forget sends: some mailboxes are full (the send
-  raises), some servers hang (the send never ends by itself). It records every outcome.
-- :class:`ReportRenderer` renders reports with a blocking call (``render``) or its awaitable
-  twin (``arender``) and records how many ran at once and how many ran on the event-loop thread.
-- Lesson 3's harness: :func:`ten_reports` (a report task on a real server), :func:`sign_up_three`
-  (three sign-ups, then a shutdown given a set patience), :func:`deploy_all` and
-  :func:`deploy_table` (a real ``python -m uvicorn`` stopped by SIGTERM, as a deploy does).
-"""
+"""Section 3's stand-ins (background tasks): an e-mail API, a report renderer, partners, and the lesson's harness."""
 
 from __future__ import annotations
 
@@ -19,29 +8,25 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from asynclab.bench.calls import CallRecorder, on_event_loop_thread
+from asynclab.bench.calls import CallRecorder
 from asynclab.bench.cancelling import Cleanups
-from asynclab.bench.gauges import InFlight
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.mailbox import (
     Mailbox,
     MailboxFull,  # noqa: F401 - the lessons import it from here
 )
+from asynclab.bench.polling import wait_until
 from asynclab.bench.probes import LoopLag, capture_logs, loop_lag
 from asynclab.bench.processes import uvicorn_process
 from asynclab.bench.server import uvicorn_server
-
+from asynclab.standins._s03_timeline import AfterResponse, after_response  # noqa: F401 - the lesson imports both from here
 
 # --- Stand-in services ---------------------------------------------------------------------------
 
@@ -50,7 +35,8 @@ class Mailer(Mailbox):
     """A stand-in e-mail API for background sends.
 
     With ``held=True``, ``send(to)`` first waits until :meth:`open` is called (so a test decides
-    when sending may proceed). A send takes ``latency`` seconds, or ``slow[to]`` for the addresses in ``slow``. Addresses in ``full`` fail with :class:`MailboxFull`;
+    when sending may proceed). A send takes ``latency`` seconds, or ``slow[to]`` for the addresses
+    in ``slow``. Addresses in ``full`` fail with :class:`MailboxFull`;
     addresses in ``stuck`` hang until cancelled, like a server that never answers.
     A cancelled send cleans up before it ends, as real I/O does (``cleanups``: a few turns of the
     loop, or, held by a check, as long as the check says).

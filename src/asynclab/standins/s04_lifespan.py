@@ -1,14 +1,4 @@
-"""Section 4's stand-ins (lifespan): what an app opens and closes, how its tests start it, how its workers end.
-
-- :class:`Resources` opens stand-in clients (a database pool, an HTTP client) by name and keeps the
-  books: what was opened, what was closed, what is still open. ``Resources(fail_on="cache")`` makes
-  one of them fail to connect, to break a startup half-way.
-- :func:`orders_app` is the orders service of exercise 4.2, and :func:`run_suite` its test suite, run
-  through a test client made by the learner's ``client_for(app)``.
-- :func:`signal_one_worker` stops or kills one worker of a ``--workers 2`` server and reports what its
-  parent did. A real ``python -m uvicorn`` in a process of its own is
-  :func:`asynclab.bench.processes.uvicorn_process`.
-"""
+"""Section 4's stand-ins (lifespan): what an app opens and closes, how its tests start it, how its workers end."""
 
 from __future__ import annotations
 

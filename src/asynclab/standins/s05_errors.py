@@ -1,16 +1,4 @@
-"""Things that fail on purpose, for the error-handling lessons (section 5).
-
-- :class:`UserDB`: a real users table in a **temporary SQLite file**, reached through a real
-  SQLAlchemy async session on aiosqlite. :meth:`UserDB.outage` takes the table away for a moment,
-  so queries fail the way a broken database makes them fail (``OperationalError``).
-- :class:`StockService`: a back end whose call answers quickly, never (``stalled=True``), or once
-  an event is set (``held=event``). It counts the calls that are still running, the ones that
-  finished and the ones that were cancelled.
-- :class:`Catalog`: the shop's product data as stored, prices as text, one of them broken (exercise 5.4).
-- The lesson's measuring drivers, called in one line: :func:`client_gives_up` (what becomes of
-  handlers whose client left), :func:`thread_under_deadline` (a deadline around a worker thread)
-  and :func:`same_connection_after` (is a keep-alive connection kept after an answer).
-"""
+"""Things that fail on purpose, for the error-handling lessons (section 5), and the lesson's measuring drivers."""
 
 from __future__ import annotations
 

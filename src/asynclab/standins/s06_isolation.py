@@ -1,30 +1,11 @@
-"""A real database for the request-isolation lessons: SQLAlchemy's async ORM on aiosqlite, in a temporary SQLite file.
+"""Section 6's stand-ins (request isolation): notes in a temporary SQLite file, services that hold requests.
 
-::
-
-    async with temporary_database(seed=[("acme", "alice", "hello")]) as db:
-        engine = create_async_engine(db.url)   # the app opens its own engine on the file
-        ...
-        print(await db.notes())                # read back what was really committed
-
-The file lives in a fresh temporary folder that is removed when the block ends, also when it fails.
-Also here: :class:`Rendezvous`, which makes an interleaving of requests certain instead of likely,
-:class:`Moderation`, :class:`AuditLog` and :class:`OrderBook`, awaitable stand-in services (the caller can hold back
-the first one's answers), :func:`burst`, which sends a mix of reads and writes at once, and
-:func:`until`, which waits for a condition (so many requests inside, so many failed) without a sleep race.
-
-The lesson's measuring drivers, each called in one line: :func:`lost_write` and :func:`half_done`
-(two requests on one session, in an order made certain), :func:`answered_as` (ten users at once:
-who each was answered as), :func:`foreign_rows` (a tenant's requests: how many rows of another
-tenant each got), and :func:`who_is_anonymous` with :class:`UploadPacer` (an anonymous request
-after alice's on one keep-alive connection of a real uvicorn, her upload paced against the server).
+And the lesson's drivers, each called in one line.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +22,9 @@ from asynclab.bench.database import Row, rows_of
 from asynclab.bench.database import temporary_database as sqlite_database
 from asynclab.bench.gauges import InFlight
 from asynclab.bench.inprocess import inprocess_client
-from asynclab.bench.keepalive import local_client, pipelined, uvicorn_process_url
 from asynclab.bench.load import LoadReport, load
-from asynclab.bench.rawhttp import RawRequest
-from asynclab.bench.server import uvicorn_server
+from asynclab.bench.polling import until  # noqa: F401 - the lesson imports it from here
+from asynclab.standins._s06_uploads import UPLOADS, who_is_anonymous, who_is_anonymous_in_a_process  # noqa: F401 - the lesson's
 
 #: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
 READER = "asynclab-reader"
@@ -98,7 +78,12 @@ async def temporary_database(seed: Iterable[tuple[str, str, str]] = ()) -> Async
     """Create a SQLite file holding the ``notes`` table (and the ``(tenant, owner, text)`` rows of ``seed``).
 
     The folder holding the file is removed when the block ends. Close your engines inside the
-    block (``await engine.dispose()``): the lifespan of an app does that when the app stops.
+    block (``await engine.dispose()``): the lifespan of an app does that when the app stops::
+
+        async with temporary_database(seed=[("acme", "alice", "hello")]) as db:
+            engine = create_async_engine(db.url)   # the app opens its own engine on the file
+            ...
+            print(await db.notes())                # read back what was really committed
     """
     rows = rows_of(Note, ({"tenant": t, "owner": o, "text": x} for t, o, x in seed))
     async with sqlite_database(Base.metadata, rows, name="notes") as file:
@@ -319,14 +304,12 @@ async def answered_as(app: Any, users: Sequence[str] = USERS) -> list[tuple[str,
 
 
 async def foreign_rows(app: Any, tenants: Sequence[str]) -> list[int]:
-    """One ``GET /notes`` per entry of ``tenants`` (header ``X-Tenant``), all at once: how many rows of another tenant each got."""
+    """One ``GET /notes`` per entry of ``tenants`` (header ``X-Tenant``), all at once.
+
+    Returns how many rows of another tenant each got.
+    """
     async with inprocess_client(app) as client:
         report = await load(client, "/notes", n=len(tenants), headers=lambda i: {"X-Tenant": tenants[i]})
     if not report.ok:
         raise RuntimeError(f"the notes service answered {dict(report.statuses)}")
     return [sum(row["tenant"] != tenants[r.index] for row in r.body) for r in report.results]
-
-
-# --- a ContextVar on a real server: an anonymous request after alice's, on one connection --------------
-
-

@@ -1,13 +1,4 @@
-"""Section 8, the capstone: the orders service's schema, settings and the vendors' SDKs it calls.
-
-The learner's service (``08-capstone/orders_service.py``) imports everything from here, as a real
-service imports its models and its vendors' client libraries. Each stand-in keeps a record of what
-happened to it (which thread a charge ran on, whether a client was closed, how each e-mail ended),
-so the checks judge the service by behaviour, never by reading its source.
-
-Settings come from the environment, so the same module runs in-process and under real uvicorn
-workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
-"""
+"""Section 8, the capstone: the orders service's schema, settings and the vendors' SDKs it calls."""
 
 from __future__ import annotations
 
@@ -58,7 +49,11 @@ class Order(Base):
 
 @dataclass
 class Settings:
-    """What the service reads at start-up. Tests and checks change it in-process; workers read the environment."""
+    """What the service reads at start-up. Tests and checks change it in-process; workers read the environment.
+
+    Settings come from the environment, so the same module runs in-process and under real uvicorn
+    workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
+    """
 
     database_url: str = field(default_factory=lambda: os.environ.get("ORDERS_DATABASE_URL", "sqlite+aiosqlite:///orders.db"))
     payments_key: str = "sk_test_course"
@@ -84,7 +79,13 @@ async def prepare_database(url: str) -> None:
 
 
 class Journal:
-    """Everything the stand-ins saw, for the checks: charges (and on which thread), clients opened and closed."""
+    """Everything the stand-ins saw, for the checks: charges (and on which thread), clients opened and closed.
+
+    The learner's service (``08-capstone/orders_service.py``) imports everything from here, as a real
+    service imports its models and its vendors' client libraries. Each stand-in keeps a record of what
+    happened to it (which thread a charge ran on, whether a client was closed, how each e-mail ended),
+    so the checks judge the service by behaviour, never by reading its source.
+    """
 
     def __init__(self) -> None:
         self.calls = CallRecorder()
@@ -127,7 +128,10 @@ class PaymentGateway:
         if self.closed:
             raise RuntimeError("PaymentGateway is closed")
         watch = journal.watch
-        with watch.call() if watch is not None else contextlib.nullcontext(), journal.calls.call("payments.charge", blocking=True):
+        with (
+            watch.call() if watch is not None else contextlib.nullcontext(),
+            journal.calls.call("payments.charge", blocking=True),
+        ):
             time.sleep(settings.payments_latency)
         if card.replace(" ", "") == DECLINED_CARD.replace(" ", ""):
             raise CardDeclined(f"card declined for {order_number}")

@@ -1,20 +1,4 @@
-"""``class --hub URL``: the instructor collects the room from JupyterHub, no drop folder, no file a learner wrote.
-
-Through the hub's REST API (a token in ``JUPYTERHUB_API_TOKEN``) it lists the room's users; in the
-running server of each one who is not an admin it starts a kernel, runs
-``python -I -m asynclab progress --json`` there (as that learner, on their own notebooks, with the
-course's own Python: ``-I`` ignores the learner's folder, PYTHONPATH and user site-packages), reads
-the report it prints, and shuts the kernel down. So a report file a learner edited by hand plays no
-part. The learners whose server is not running are the room's absent.
-
-What it still trusts: the code runs under the learner's own account, so a learner who rewrites
-their kernel's start-up can still fool it, and progress reuses each notebook's cached result while
-the notebook is unchanged (``--fresh`` runs every notebook again, which costs about a minute of CPU
-per learner).
-
-The token needs the scopes ``list:users``, ``read:users``, ``read:servers`` and ``access:servers``:
-the room's ``class-view`` service in deploy/jupyterhub/jupyterhub_config.py has exactly those.
-"""
+"""``class --hub URL``: the instructor collects the room from JupyterHub, no drop folder, no file a learner wrote."""
 
 from __future__ import annotations
 
@@ -70,12 +54,15 @@ def _asynclab_collect(user, folder, fresh, limit, most):
         found = sorted(p for p in home.glob("*/exercises") if any(p.glob("[0-9][0-9]-exercises-*.ipynb")))
     answer = {"rc": None, "out": "", "err": "", "folder": str(found[0]) if len(found) == 1 else ""}
     if len(found) != 1:
-        answer["err"] = f"found {len(found)} exercises folders in {home} ({', '.join(p.name for p in found[:3])}): use --exercises"
+        names = ", ".join(p.name for p in found[:3])
+        answer["err"] = f"found {len(found)} exercises folders in {home} ({names}): use --exercises"
     else:
-        command = [sys.executable, "-I", "-m", "asynclab", "progress", "--json", "--jobs", "1", "--name", user, "--folder", str(found[0])]
+        command = [sys.executable, "-I", "-m", "asynclab", "progress", "--json", "--jobs", "1"]
+        command += ["--name", user, "--folder", str(found[0])]
         try:
             done = subprocess.run(command + (["--all"] if fresh else []), capture_output=True, cwd=home, timeout=limit)
-            answer.update(rc=done.returncode, out=base64.b64encode(done.stdout[:most]).decode(), err=done.stderr[-1500:].decode(errors="replace"))
+            out, err = base64.b64encode(done.stdout[:most]).decode(), done.stderr[-1500:].decode(errors="replace")
+            answer.update(rc=done.returncode, out=out, err=err)
         except subprocess.TimeoutExpired:
             answer["err"] = f"progress did not finish within {limit:.0f} s"
     print(%(marker)r + json.dumps(answer), flush=True)
@@ -235,7 +222,23 @@ def collect(
     warnings: list[str],
     tick: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[Raw], list[str]]:
-    """Every running learner's report, and the room's roster (the hub's users who are not admins)."""
+    """Every running learner's report, and the room's roster (the hub's users who are not admins).
+
+    Through the hub's REST API (a token in ``JUPYTERHUB_API_TOKEN``) it lists the room's users; in the
+    running server of each one who is not an admin it starts a kernel, runs
+    ``python -I -m asynclab progress --json`` there (as that learner, on their own notebooks, with the
+    course's own Python: ``-I`` ignores the learner's folder, PYTHONPATH and user site-packages), reads
+    the report it prints, and shuts the kernel down. So a report file a learner edited by hand plays no
+    part. The learners whose server is not running are the room's absent.
+
+    What it still trusts: the code runs under the learner's own account, so a learner who rewrites
+    their kernel's start-up can still fool it, and progress reuses each notebook's cached result while
+    the notebook is unchanged (``--fresh`` runs every notebook again, which costs about a minute of CPU
+    per learner).
+
+    The token needs the scopes ``list:users``, ``read:users``, ``read:servers`` and ``access:servers``:
+    the room's ``class-view`` service in deploy/jupyterhub/jupyterhub_config.py has exactly those.
+    """
     return asyncio.run(_collect(url.rstrip("/"), token, options, warnings, tick))
 
 

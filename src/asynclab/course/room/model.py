@@ -1,10 +1,4 @@
-"""The room: one row per report, the learners who have not reported, and where the room is stuck.
-
-Built from the usable reports (:mod:`.reading`) and the instructor's own copy of the course, which
-says which exercises there are, their titles and sections, and which course version is current.
-Nothing a report says can change those: a report made with another version is flagged, not made
-"the room's version" by numbers; two reports that claim one learner are both shown as a conflict.
-"""
+"""The room: one row per report, the learners who have not reported, and where the room is stuck."""
 
 from __future__ import annotations
 
@@ -111,6 +105,14 @@ class Section:
 
 @dataclass
 class Room:
+    """The room as the instructor's copy of the course sees it.
+
+    Built from the usable reports (:mod:`.reading`) and the instructor's own copy of the course, which
+    says which exercises there are, their titles and sections, and which course version is current.
+    Nothing a report says can change those: a report made with another version is flagged, not made
+    "the room's version" by numbers; two reports that claim one learner are both shown as a conflict.
+    """
+
     learners: list[Learner]
     course: Sequence[Exercise]
     version: str  # the instructor's course version

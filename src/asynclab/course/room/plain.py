@@ -1,11 +1,4 @@
-"""Learner-written text, made safe to show: in a terminal, in a picture, on a web page, in a spreadsheet.
-
-A report is a file a learner can edit, so its name, titles and observations may hold anything:
-terminal escapes (clear the screen, set the window title, hidden links), a newline that draws a
-fake row, a right-to-left override that shows ``bob<U+202E>52/52`` as "bob25/25", or 20,000 characters.
-:func:`plain` keeps the visible characters only, on one line, capped; the HTML page still escapes
-it and the picture turns matplotlib's ``$...$`` maths off.
-"""
+"""Learner-written text, made safe to show: in a terminal, in a picture, on a web page, in a spreadsheet."""
 
 from __future__ import annotations
 
@@ -18,7 +11,14 @@ ELLIPSIS = "…"
 
 
 def plain(text: object, limit: int = 200) -> str:
-    """``text`` as one line of visible characters, whitespace runs made one space, cut to ``limit`` with "…"."""
+    """``text`` as one line of visible characters, whitespace runs made one space, cut to ``limit`` with "…".
+
+    A report is a file a learner can edit, so its name, titles and observations may hold anything:
+    terminal escapes (clear the screen, set the window title, hidden links), a newline that draws a
+    fake row, a right-to-left override that shows ``bob<U+202E>52/52`` as "bob25/25", or 20,000 characters.
+    :func:`plain` keeps the visible characters only, on one line, capped; the HTML page still escapes
+    it and the picture turns matplotlib's ``$...$`` maths off.
+    """
     kept = "".join(" " if c.isspace() else c for c in str(text) if c.isspace() or unicodedata.category(c) not in _DROPPED)
     line = " ".join(kept.split())
     return line if len(line) <= limit else line[: max(0, limit - 1)].rstrip() + ELLIPSIS

@@ -1,20 +1,4 @@
-"""Report files: found without following links, read with a size cap, parsed and checked, or named in one line.
-
-Every file under the folders given is a candidate if its name ends in ``.json`` (dot-files, such
-as a report still being written, are skipped). What can go wrong with one file becomes one line,
-``<file>: <what is wrong>; left out``, and never stops the others:
-
-- a link (to /etc/passwd, to a file outside the folder, to another folder) is never followed, and
-  nothing of what it points to is read or named; a FIFO or a device is not a file;
-- a file larger than :data:`MAX_BYTES` is not read at all; a folder is walked at most
-  :data:`MAX_DEPTH` levels down, and at most :data:`MAX_FILES` files are read;
-- UTF-8 with a byte-order mark is read; UTF-16 (Windows PowerShell 5's ``>``) is named as such;
-- JSON that is cut short, nested deeper than a report, with a 5,000-digit number, ``NaN``, or a key
-  given twice; a report that the schema refuses, or whose name, time or exercises are not usable.
-
-Only the course's own exercise ids count (the instructor's copy of the course says which): an id
-the course does not have is ignored and counted in the file's line, so a report cannot add columns.
-"""
+"""Report files: found without following links, read with a size cap, parsed and checked, or named in one line."""
 
 from __future__ import annotations
 
@@ -409,7 +393,23 @@ def check(raw: Raw, course: set[str], notes: list[str]) -> Report:
 
 
 def read(raws: Iterable[Raw], course: set[str], warnings: list[str]) -> Iterator[Report]:
-    """Each usable report in ``raws``; every other one, and every note on a usable one, becomes one warning line."""
+    """Each usable report in ``raws``; every other one, and every note on a usable one, becomes one warning line.
+
+    Every file under the folders given is a candidate if its name ends in ``.json`` (dot-files, such
+    as a report still being written, are skipped). What can go wrong with one file becomes one line,
+    ``<file>: <what is wrong>; left out``, and never stops the others:
+
+    - a link (to /etc/passwd, to a file outside the folder, to another folder) is never followed, and
+      nothing of what it points to is read or named; a FIFO or a device is not a file;
+    - a file larger than :data:`MAX_BYTES` is not read at all; a folder is walked at most
+      :data:`MAX_DEPTH` levels down, and at most :data:`MAX_FILES` files are read;
+    - UTF-8 with a byte-order mark is read; UTF-16 (Windows PowerShell 5's ``>``) is named as such;
+    - JSON that is cut short, nested deeper than a report, with a 5,000-digit number, ``NaN``, or a key
+      given twice; a report that the schema refuses, or whose name, time or exercises are not usable.
+
+    Only the course's own exercise ids count (the instructor's copy of the course says which): an id
+    the course does not have is ignored and counted in the file's line, so a report cannot add columns.
+    """
     for raw in raws:
         notes: list[str] = []
         try:

@@ -1,13 +1,4 @@
-"""Write a file the safe way in a folder others can write to: never through a link, never over someone else's file.
-
-A shared drop folder (``chmod 1733``) lets every learner create files in it, links included. A
-plain ``open(path, "w")`` follows a link planted at ``path`` and overwrites whatever it points to,
-with the writer's rights. Here the bytes go to a new temporary file in the same folder (created
-with ``O_EXCL | O_NOFOLLOW``: it cannot already exist, nor be a link), which is then renamed over
-the name: a rename replaces a link itself, never its target. A name that is already taken by a
-link, by something that is not a file, or by a file another user owns is refused with a
-:class:`Refused` that says so in one line.
-"""
+"""Write a file the safe way in a folder others can write to: never through a link, never over someone else's file."""
 
 from __future__ import annotations
 
@@ -65,7 +56,16 @@ def check_folder(folder: Path) -> None:
 
 
 def write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Put ``data`` at ``path`` through a new temporary file and a rename; raise :class:`Refused` if it cannot be done."""
+    """Put ``data`` at ``path`` through a new temporary file and a rename; raise :class:`Refused` if it cannot be done.
+
+    A shared drop folder (``chmod 1733``) lets every learner create files in it, links included. A
+    plain ``open(path, "w")`` follows a link planted at ``path`` and overwrites whatever it points to,
+    with the writer's rights. Here the bytes go to a new temporary file in the same folder (created
+    with ``O_EXCL | O_NOFOLLOW``: it cannot already exist, nor be a link), which is then renamed over
+    the name: a rename replaces a link itself, never its target. A name that is already taken by a
+    link, by something that is not a file, or by a file another user owns is refused with a
+    :class:`Refused` that says so in one line.
+    """
     why = taken(path)
     if why is not None:
         raise Refused(f"{path} already exists and {why}: nothing written there")

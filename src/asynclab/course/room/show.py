@@ -1,10 +1,4 @@
-"""What the instructor sees: the terminal table, the heatmap PNG, the HTML page to project, the CSV gradebook.
-
-Every learner-written string here has been made plain text when it was read (:mod:`.plain`); the
-page escapes it again, and the picture draws it with matplotlib's maths (``$...$``) turned off.
-With ``hide_names`` a row is "#1", "#2", ... in the order shown, so the room can be projected
-without showing anyone as "0/25"; the CSV always has the names (it is for a gradebook, not a wall).
-"""
+"""What the instructor sees: the terminal table, the heatmap PNG, the HTML page to project, the CSV gradebook."""
 
 from __future__ import annotations
 
@@ -30,6 +24,12 @@ SELF_REPORTED = (
 
 @dataclass(frozen=True)
 class View:
+    """Every learner-written string here has been made plain text when it was read (:mod:`.plain`); the
+    page escapes it again, and the picture draws it with matplotlib's maths (``$...$``) turned off.
+    With ``hide_names`` a row is "#1", "#2", ... in the order shown, so the room can be projected
+    without showing anyone as "0/25"; the CSV always has the names (it is for a gradebook, not a wall).
+    """
+
     hide_names: bool = False
     top: int = 3  # exercises in "where the room is stuck"
     refresh: int = 0  # seconds between the page's own reloads (--watch); 0: it does not reload
@@ -71,7 +71,8 @@ def frontier_words(room: Room) -> str:
 def _headline(room: Room) -> str:
     reports, learners = len(room.learners), len({x.key for x in room.learners})
     if room.conflicts:
-        people = f"{learners} learners in {reports} reports ({room.conflicts} name{'s' if room.conflicts > 1 else ''} claimed more than once)"
+        names = f"{room.conflicts} name{'s' if room.conflicts > 1 else ''}"
+        people = f"{learners} learners in {reports} reports ({names} claimed more than once)"
     else:
         people = f"{reports} learners"
     absent = f", {len(room.absent)} absent" if room.absent else ""
@@ -287,7 +288,8 @@ def html_page(room: Room, png: bytes, top: int = 3, view: View | None = None) ->
         who = f"{len(room.absent)} learner(s) on the roster" if view.hide_names else ", ".join(e(a) for a in room.absent)
         parts.append(f"<h2>Not reported yet</h2><p>{who}</p>")
     parts.append(
-        f'<h2>The same as a picture</h2><img alt="heatmap of the table above" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        '<h2>The same as a picture</h2><img alt="heatmap of the table above" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
     )
     if room.warnings:
         parts.append("<h2>Reports left out or shown with care</h2>")
@@ -330,7 +332,8 @@ def _table_html(room: Room, view: View) -> str:
     if not view.hide_names:
         for name in room.absent:
             out.append(
-                f'<tr><th class="who"><bdi>{e(name)}</bdi></th><td class="absent" colspan="{total + 2}">absent: no report yet</td></tr>'
+                f'<tr><th class="who"><bdi>{e(name)}</bdi></th><td class="absent" colspan="{total + 2}">absent: no report '
+                "yet</td></tr>"
             )
     out.append(f'</tbody><tfoot><tr><th class="who">solved by (of {n})</th>')
     out += [f"<td>{room.solved_by(x)}</td>" for x in room.exercises]
