@@ -39,7 +39,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ import pytest
 
 from asynclab.bench.ports import free_port
 from asynclab.course import authoring, classview
+from asynclab.course.room import hub as room_hub
 from tests.browser import required, unavailable
 
 ROOT = authoring.ROOT
@@ -225,59 +225,12 @@ async def until(what: str, probe: Any, hub: Hub, seconds: float = 120) -> Any:
 
 
 async def execute(hub: Hub, user: str, kernel: str, code: str, timeout: float = 240) -> str:
-    """Run ``code`` in a kernel of ``user``'s server, through the proxy and the kernel's websocket; return what it printed."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
+    """Run ``code`` in a kernel of ``user``'s server, through the proxy and the kernel's websocket, as the class view
+    does (``room.hub.execute``); return what it printed, failing on an error in the kernel."""
     url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel}/channels"
-    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {hub.token}"}))
-    try:
-        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
-        ws.write_message(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": "room-test",
-                        "session": session,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "buffers": [],
-                    "channel": "shell",
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
-        printed, errors = [], []
-        deadline = time.monotonic() + timeout
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), timeout=max(1.0, deadline - time.monotonic()))
-            assert raw is not None, "the kernel's websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream":
-                printed.append(content["text"])
-            elif kind == "error":
-                errors.append(f"{content['ename']}: {content['evalue']}")
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
-        assert not errors, f"{user}'s kernel raised {errors}; it printed {''.join(printed)}"
-        return "".join(printed)
-    finally:
-        ws.close()
+    printed = await room_hub.execute(url, hub.token, code, timeout)
+    assert "(the kernel raised" not in printed, f"{user}'s kernel raised: {printed}"
+    return printed
 
 
 PROGRESS = """

@@ -115,7 +115,7 @@ async def _members(http: Any, api: str) -> list[Member]:
         offset = int(following["offset"])
 
 
-async def _execute(ws_url: str, token: str, code: str, timeout: float) -> str:
+async def execute(ws_url: str, token: str, code: str, timeout: float) -> str:
     """Run ``code`` through a kernel's websocket; return what it printed (capped)."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
@@ -193,9 +193,7 @@ async def _collect_one(http: Any, hub: str, token: str, member: Member, options:
         "most": MAX_BYTES + 1,
     }
     try:
-        printed = await _execute(
-            f"{_ws_base(hub)}{member.server}api/kernels/{kernel}/channels", token, code, options.timeout + 60
-        )
+        printed = await execute(f"{_ws_base(hub)}{member.server}api/kernels/{kernel}/channels", token, code, options.timeout + 60)
     except TimeoutError:
         return f"its kernel did not answer within {options.timeout + 60:.0f} s"
     except Exception as exc:  # noqa: BLE001 - one learner's broken server must not stop the room
