@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import httpx
 import psutil
 
@@ -16,15 +17,25 @@ from asynclab.bench.load import response_body
 from asynclab.bench.worker_requests import fresh_client, paused, pid_of
 from asynclab.bench.workers import PID_HEADER, Answer, Workers, WorkersFailed
 
+Held = Path | str
+"""What :func:`writes_held` holds: a SQLite file's path, or a PostgreSQL database's psycopg URL (``postgresql://...``)."""
+
 
 @contextlib.contextmanager
-def writes_held(database: Path) -> Iterator[None]:
-    """Hold the write lock of a SQLite file: others may read it, and each write waits until the block ends.
+def writes_held(database: Held) -> Iterator[None]:
+    """Hold a database's writes: others may read it, and each write waits until the block ends.
 
     Requests that arrive meanwhile all read the same rows before any of them can write: a
     read-then-write that is not one statement (or one locked transaction) then loses updates every
     time, not only when the timing happens to be bad. A correct answer only waits a little longer.
+    On SQLite that is the file's write lock (``BEGIN IMMEDIATE``); on PostgreSQL, every table of
+    the database locked ``IN EXCLUSIVE MODE``, which lets plain reads through and makes every
+    ``INSERT``, ``UPDATE``, ``DELETE`` and ``SELECT ... FOR UPDATE`` wait.
     """
+    if isinstance(database, str):
+        with _postgres_writes_held(database):
+            yield
+        return
     connection = sqlite3.connect(database, timeout=5, isolation_level=None)
     try:
         connection.execute("BEGIN IMMEDIATE")
@@ -35,27 +46,58 @@ def writes_held(database: Path) -> Iterator[None]:
         connection.close()
 
 
+@contextlib.contextmanager
+def _postgres_writes_held(dsn: str) -> Iterator[None]:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn) as connection:  # one transaction, rolled back when the block ends
+        tables = [row[0] for row in connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        if tables:
+            names = sql.SQL(", ").join(sql.Identifier(name) for name in tables)
+            connection.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(names))
+        try:
+            yield
+        finally:
+            connection.rollback()
+
+
+def lock_waiters(dsn: str) -> int:
+    """How many sessions of the PostgreSQL database at ``dsn`` are waiting for a lock right now."""
+    import psycopg
+
+    query = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute(query).fetchone()
+    return int(row[0]) if row else 0
+
+
 async def at_once(
-    server: Workers, path: str, n: int, *, method: str = "GET", hold: Path | None = None, **request: Any
+    server: Workers, path: str, n: int, *, method: str = "GET", hold: Held | None = None, **request: Any
 ) -> list[Answer]:
     """Send ``n`` requests at the same moment, each on its own new connection (so both workers take some).
 
-    With ``hold`` (a SQLite file), its writes are held for the first 0.2 s of the burst (see :func:`writes_held`).
+    With ``hold`` (a SQLite file, or a PostgreSQL URL), its writes are held at the start of the burst
+    (see :func:`writes_held`): on SQLite for its first 0.2 s; on PostgreSQL until every request is
+    either answered or waiting for the lock (an order of events, not a clock; at most 10 s).
     """
-    if hold is not None:
-        results: list[list[Answer]] = []
-
-        async def burst() -> None:
-            results.append(await at_once(server, path, n, method=method, **request))
-
-        with contextlib.ExitStack() as lock:
-            lock.enter_context(writes_held(hold))
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(burst)
-                await anyio.sleep(0.2)
-                lock.close()  # let the writes go: the burst goes on
-        return results[0]
     answers: list[Answer] = []
+    if hold is None:
+        await _burst(server, path, n, method, answers, request)
+        return sorted(answers, key=lambda a: a.index)
+    with contextlib.ExitStack() as lock:
+        lock.enter_context(writes_held(hold))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_burst, server, path, n, method, answers, request)
+            if isinstance(hold, str):
+                await _until_all_waiting(hold, n, answers)
+            else:
+                await anyio.sleep(0.2)
+            lock.close()  # let the writes go: the burst goes on
+    return sorted(answers, key=lambda a: a.index)
+
+
+async def _burst(server: Workers, path: str, n: int, method: str, answers: list[Answer], request: dict[str, Any]) -> None:
     limits = httpx.Limits(max_keepalive_connections=0)
     async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Connection": "close"}) as client:
 
@@ -71,7 +113,15 @@ async def at_once(
         async with anyio.create_task_group() as tg:
             for i in range(n):
                 tg.start_soon(one, i)
-    return sorted(answers, key=lambda a: a.index)
+
+
+async def _until_all_waiting(dsn: str, n: int, answers: list[Answer], within: float = 10.0) -> None:
+    """Wait until each of ``n`` requests has been answered or waits for a lock of the database at ``dsn``."""
+    deadline = anyio.current_time() + within
+    while anyio.current_time() < deadline:
+        if len(answers) + await anyio.to_thread.run_sync(lock_waiters, dsn) >= n:
+            return
+        await anyio.sleep(0.01)
 
 
 def accepted(pid: int, port: int) -> int:

@@ -1,0 +1,78 @@
+"""Which stack the database lessons run on: SQLite (the default) or PostgreSQL with Redis, by one setting."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Literal
+
+#: The one switch: ``postgres`` runs sections 5 to 9 on PostgreSQL (and section 7's shared store on Redis).
+STACK_VARIABLE = "ASYNCLAB_STACK"
+#: Set to 1 (CI does) to make a missing PostgreSQL or Redis a failure instead of a skip.
+REQUIRED_VARIABLE = "ASYNCLAB_STACK_REQUIRED"
+
+Stack = Literal["sqlite", "postgres"]
+
+
+class StackUnavailable(RuntimeError):
+    """PostgreSQL or Redis was asked for but is not installed here; the message says how to install it."""
+
+
+INSTALL_HINT = (
+    "install the servers (Debian/Ubuntu: `sudo apt install postgresql redis-server`; "
+    "macOS: `brew install postgresql redis`), then set ASYNCLAB_STACK=postgres"
+)
+
+
+def stack() -> Stack:
+    """The stack this process runs on, from ``ASYNCLAB_STACK`` (``sqlite`` when unset)."""
+    value = os.environ.get(STACK_VARIABLE, "sqlite").strip().lower() or "sqlite"
+    if value in {"postgres", "postgresql", "pg"}:
+        return "postgres"
+    if value != "sqlite":
+        raise ValueError(f"{STACK_VARIABLE}={value!r}: use 'sqlite' (the default) or 'postgres'")
+    return "sqlite"
+
+
+def on_postgres() -> bool:
+    """True when the switch asks for PostgreSQL and Redis."""
+    return stack() == "postgres"
+
+
+def required() -> bool:
+    """True where a missing server must fail rather than skip (CI sets ``ASYNCLAB_STACK_REQUIRED=1``)."""
+    return os.environ.get(REQUIRED_VARIABLE) == "1"
+
+
+def pg_bindir() -> Path | None:
+    """The folder of PostgreSQL's server programs (``pg_ctl``, ``initdb``, ``postgres``), or None.
+
+    Debian keeps them out of PATH (``/usr/lib/postgresql/<major>/bin``); ``pg_config`` knows where they are.
+    """
+    for candidate in (shutil.which("pg_ctl"), shutil.which("postgres")):
+        if candidate:
+            return Path(candidate).resolve().parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+        if out and (Path(out) / "pg_ctl").exists():
+            return Path(out)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
+    )
+    return versions[-1].parent if versions else None
+
+
+def redis_server() -> str | None:
+    """The path of ``redis-server``, or None."""
+    return shutil.which("redis-server") or next((str(p) for p in (Path("/usr/sbin/redis-server"),) if p.exists()), None)
+
+
+def missing() -> str | None:
+    """What is missing for the PostgreSQL stack (None when both servers are installed)."""
+    lacking = [name for name, found in (("PostgreSQL", pg_bindir()), ("Redis", redis_server())) if not found]
+    if not lacking:
+        return None
+    return f"{' and '.join(lacking)} not installed here: {INSTALL_HINT}"
