@@ -16,3 +16,24 @@ def fails(exercise: str, *answer: object, saying: str) -> CheckFailed:
         run(exercise, *answer)
     assert saying in str(info.value), str(info.value)
     return info.value
+
+
+@pytest.fixture
+def on_postgres() -> None:
+    """For a test of what PostgreSQL (and Redis) do: skipped, with the reason, unless the run is on them.
+
+    The run is on them with ``ASYNCLAB_STACK=postgres``; with ``ASYNCLAB_STACK_REQUIRED=1`` too (CI),
+    a missing server fails the test instead of skipping it.
+    """
+    from asynclab.bench import stack
+
+    try:
+        here = stack.postgres_here()
+    except stack.StackUnavailable as missing:
+        if stack.required():
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))
+    if not here:
+        if stack.required():
+            pytest.fail("ASYNCLAB_STACK_REQUIRED=1 but ASYNCLAB_STACK is not 'postgres'")
+        pytest.skip("runs on PostgreSQL and Redis only: set ASYNCLAB_STACK=postgres (README, 'The production stack')")

@@ -76,3 +76,16 @@ def missing() -> str | None:
     if not lacking:
         return None
     return f"{' and '.join(lacking)} not installed here: {INSTALL_HINT}"
+
+
+def postgres_here() -> bool:
+    """True when this run is on PostgreSQL and Redis: switched on, and both installed.
+
+    Switched on but not installed raises :class:`StackUnavailable`, whose message says how to install them.
+    """
+    if not on_postgres():
+        return False
+    lacking = missing()
+    if lacking:
+        raise StackUnavailable(lacking)
+    return True
