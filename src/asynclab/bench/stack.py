@@ -59,10 +59,11 @@ def pg_bindir() -> Path | None:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
         if out and (Path(out) / "pg_ctl").exists():
             return Path(out)
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0
-    )
-    return versions[-1].parent if versions else None
+    found = [*Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")]  # Debian and Ubuntu
+    for brew in ("/opt/homebrew/opt", "/usr/local/opt"):  # Homebrew's postgresql@NN is not linked into PATH
+        found += Path(brew).glob("postgresql@*/bin/pg_ctl")
+    found.sort(key=lambda p: int("".join(c for c in p.parent.parent.name if c.isdigit()) or 0))
+    return found[-1].parent if found else None
 
 
 def redis_server() -> str | None:

@@ -1,0 +1,112 @@
+"""The second stack's instruments: the switch, temporary PostgreSQL and Redis servers, and held writes on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+from asynclab.bench import stack
+from asynclab.bench.crowd import lock_waiters, writes_held
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", "sqlite"), ("sqlite", "sqlite"), ("postgres", "postgres"), (" PostgreSQL ", "postgres")]
+)
+def test_the_switch_reads_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    monkeypatch.setenv(stack.STACK_VARIABLE, value)
+    assert stack.stack() == expected
+
+
+def test_an_unknown_stack_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stack.STACK_VARIABLE, "mysql")
+    with pytest.raises(ValueError, match="'mysql': use 'sqlite'"):
+        stack.stack()
+
+
+def test_switched_on_without_the_servers_says_how_to_install_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stack.STACK_VARIABLE, "postgres")
+    monkeypatch.setattr(stack, "pg_bindir", lambda: None)
+    monkeypatch.setattr(stack, "redis_server", lambda: None)
+    with pytest.raises(stack.StackUnavailable, match="PostgreSQL and Redis not installed here: install the servers"):
+        stack.postgres_here()
+    monkeypatch.setenv(stack.STACK_VARIABLE, "sqlite")
+    assert stack.postgres_here() is False  # the default never needs them
+
+
+def _listening(pid: int) -> set[str]:
+    """The addresses the server process ``pid`` listens on (its short-lived children hold no listening socket)."""
+    return {conn.laddr.ip for conn in psutil.Process(pid).net_connections(kind="inet") if conn.status == psutil.CONN_LISTEN}
+
+
+def _postmaster(folder: Path) -> int:
+    return int((folder / "data" / "postmaster.pid").read_text().split()[0])
+
+
+def test_a_temporary_postgres_listens_on_loopback_only_keeps_its_limit_and_leaves_nothing(on_postgres: None) -> None:
+    import psycopg
+
+    from asynclab.bench.postgres_server import temporary_postgres
+
+    with temporary_postgres(max_connections=12, databases=("app", "other")) as pg:
+        pid = _postmaster(pg.folder)
+        assert _listening(pid) == {"127.0.0.1"}
+        with psycopg.connect(pg.dsn("other")) as conn:
+            assert conn.execute("SHOW max_connections").fetchone() == ("12",)
+            assert pg.connections("other") == 1  # this connection; the count's own is left out
+        folder = pg.folder
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not folder.exists()
+
+
+def test_a_temporary_redis_listens_on_loopback_only_and_leaves_nothing(on_postgres: None) -> None:
+    import redis
+
+    from asynclab.bench.redis_server import temporary_redis
+
+    with temporary_redis() as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.incr("visits") == 1 and client.incr("visits") == 2
+        pid = int(client.info("server")["process_id"])
+        client.close()
+        assert _listening(pid) == {"127.0.0.1"}
+        folder = server.folder
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not folder.exists()
+
+
+@pytest.mark.anyio
+async def test_held_writes_on_postgres_let_reads_through_and_make_writes_wait(on_postgres: None) -> None:
+    import psycopg
+
+    from asynclab.bench.database import temporary_database
+
+    async with temporary_database(name="held") as db:
+        dsn = db.server.dsn(db.name)
+        with psycopg.connect(dsn, autocommit=True) as setup:
+            setup.execute("CREATE TABLE counts (key text PRIMARY KEY, n int NOT NULL)")
+            setup.execute("INSERT INTO counts VALUES ('a', 0)")
+        events: list[str] = []
+
+        def write() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                events.append(f"read {conn.execute('SELECT n FROM counts').fetchone()}")
+                conn.execute("UPDATE counts SET n = n + 1")
+                events.append("wrote")
+
+        with anyio.fail_after(60):  # a guard against a hang, not a measurement
+            async with anyio.create_task_group() as tg:
+                with writes_held(dsn):
+                    tg.start_soon(anyio.to_thread.run_sync, write)
+                    while lock_waiters(dsn) < 1:  # the write is waiting: an order of events, not a clock
+                        await anyio.sleep(0.01)
+                    assert events == ["read (0,)"]
+                # the lock is released here; the task group waits for the write to finish
+        assert events == ["read (0,)", "wrote"]
