@@ -1,28 +1,9 @@
 """Measure the course: each lesson's run time (its core and the whole notebook), and what a room needs.
 
-    python tools/measure_course.py                  # every lesson, every solution, then progress
-    python tools/measure_course.py --lessons-only   # the lessons alone: the run-time table
-    python tools/measure_course.py --keep-kernels   # leave every kernel running: the worst case for memory
-    python tools/measure_course.py --json FILE      # also write every figure to FILE
-
-A driver process runs every lesson notebook, then every solution notebook, each in a fresh kernel
-(as a learner opening them one by one, with Run All), then ``python -m asynclab progress`` on a copy
-of the solutions (every exercise solved: the heaviest progress run). For each notebook it times
-the kernel's start, the core (every cell before the "Going deeper" heading: what a teaching block
-runs) and the whole notebook. This script samples the whole process tree of that driver (kernels,
-uvicorn worker groups, progress's kernels) every 0.2 s and prints:
-
-- a markdown table of the lessons' run times, with the machine, the command, the date and the
-  load average, ready for docs/instructors.md;
-- peak memory: the largest sum of resident memory (RSS) over every process of the tree at one
-  moment. Summing RSS counts shared library pages once per process, so it overstates a little:
-  a safe figure for sizing (docs/room.md).
-- CPU-seconds: user + system time of every process of the tree (``getrusage(RUSAGE_CHILDREN)``
-  once the driver has exited: every descendant was waited for, so its time is included).
-- wall time, which depends on what else the machine is doing.
-
-``--keep-kernels`` leaves each notebook's kernel running until the end, as JupyterLab does for a
-learner who opens every notebook and never shuts a kernel down: the worst case for memory.
+python tools/measure_course.py                  # every lesson, every solution, then progress
+python tools/measure_course.py --lessons-only   # the lessons alone: the run-time table
+python tools/measure_course.py --keep-kernels   # leave every kernel running: the worst case for memory
+python tools/measure_course.py --json FILE      # also write every figure to FILE
 """
 
 from __future__ import annotations
@@ -229,6 +210,17 @@ def _watch(child: psutil.Popen, now: Path) -> tuple[int, dict[str, int], dict[st
 
 
 def main() -> int:
+    """Run the driver in a child process and print what it measured.
+
+    The driver runs every lesson, then every solution notebook, each in a fresh kernel (a learner
+    opening them one by one, with Run All), then ``python -m asynclab progress`` on a solved copy
+    (the heaviest progress run); per notebook it times the kernel's start, the core (every cell
+    before "Going deeper") and the whole. Printed: the lessons' run-time table (machine, command,
+    date and load average, for docs/instructors.md); peak memory, the largest sum of RSS over the
+    tree at one moment (shared pages counted once per process: a safe overstatement for sizing);
+    CPU-seconds of the whole tree (``RUSAGE_CHILDREN`` once the driver was waited for); wall time.
+    ``--keep-kernels`` keeps every kernel until the end, as a learner who never shuts one down.
+    """
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--lessons-only", action="store_true", help="run the lessons alone (no solutions, no progress)")
     parser.add_argument("--keep-kernels", action="store_true", help="keep every notebook's kernel until the end")

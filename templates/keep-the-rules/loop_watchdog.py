@@ -1,18 +1,10 @@
 """A loop-stall watchdog for production: which route held the event loop, and where.
 
-A heartbeat task on the loop notes the time every ``interval`` seconds. A watchdog thread looks at
-that note; when the loop has not turned for more than ``threshold`` seconds, it logs, once per
-stall, the request the stuck task serves (noted by the middleware) and the loop thread's stack.
-Every heartbeat's lateness goes to a ``prometheus_client`` histogram, to graph beside latency.
-
     watchdog = Watchdog(threshold=0.2)
     app = FastAPI(lifespan=watchdog.lifespan)
     app.add_middleware(watchdog.middleware)
 
-In tests, :class:`StallGuard` keeps what a watchdog saw instead of logging it, so that a test can
-fail when the loop stalled while it ran, whatever blocked it: a wait in C, a CPU burst.
-
-This file needs only the standard library and prometheus_client: copy it into your service.
+It needs only the standard library and prometheus_client: copy it into your service.
 """
 
 from __future__ import annotations
@@ -34,6 +26,13 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Watchdog:
+    """Logs, once per stall, the request the stuck task serves and the loop thread's stack.
+
+    A heartbeat task on the loop notes the time every ``interval`` seconds; a thread looks at that
+    note and reports when the loop has not turned for more than ``threshold`` seconds. Every
+    heartbeat's lateness goes to a prometheus_client histogram, to graph beside latency.
+    """
+
     def __init__(
         self,
         threshold: float = 0.2,

@@ -1,33 +1,13 @@
-"""Keep one source of truth: exercise notebooks are made from the solution notebooks.
+"""One source of truth: the exercise notebooks are made from the solution notebooks, and every copied fact from its source.
 
-In a solution notebook, a code cell marks what the learner must write like this::
+In a solution notebook (or a section's module file, ``solutions/08-capstone/*.py``), a code cell marks
+what the learner must write like this::
 
     # BEGIN SOLUTION
     report = await anyio.to_thread.run_sync(weather.fetch, city)
     # HANDED OUT
     # report = weather.fetch(city)
     # END SOLUTION
-
-The exercise gets the lines under ``# HANDED OUT`` with their leading ``# `` removed, and loses
-the solution lines. A cell tagged ``solution-only`` is left out of the exercise entirely.
-Every notebook is kept clean: no outputs, no execution counts, no per-machine metadata.
-
-Every notebook is stored as nbformat 4.5, the format JupyterLab writes, and every cell keeps its id:
-a cell without one gets one once, and from then on the id is committed with it. An exercise's cells
-carry their solution cells' ids.
-
-A section may own a folder of module files named after it (``solutions/08-capstone/*.py``);
-those files carry the same markers and are handed out the same way.
-
-Each section has three notebooks, told apart in a JupyterLab tab by the word after the number:
-``notebooks/01-async-handlers.ipynb`` (the lesson), ``exercises/01-exercises-async-handlers.ipynb``
-and ``solutions/01-solutions-async-handlers.ipynb``. Every name is made here, nowhere else.
-
-Every fact the course states in more than one place is written once and copied from there by
-``build`` (see "Facts written once" below): an exercise's title from its ``@exercise(...)``
-registration, a lesson's title and minutes from the lesson's first cell, the syllabus's other
-columns from ``docs/syllabus.toml``. What ``build`` cannot write (a heading or a guide entry that is
-missing) it lists in :func:`unsourced`.
 """
 
 from __future__ import annotations
@@ -129,7 +109,10 @@ def clean(nb: Any) -> Any:
 
 
 def give_ids(nb: Any) -> Any:
-    """Keep every cell's id; give a cell that has none (or an invalid or repeated one) a new, random one."""
+    """Keep every cell's id; give a cell that has none (or an invalid or repeated one) a new, random one.
+
+    Notebooks are stored as nbformat 4.5, the format JupyterLab writes: an id given once is committed with its cell.
+    """
     seen: set[str] = set()
     for cell in nb.cells:
         given = cell.get("id")
@@ -141,7 +124,11 @@ def give_ids(nb: Any) -> Any:
 
 
 def make_exercise(solution: Any) -> Any:
-    """The exercise notebook for a solution notebook."""
+    """The exercise notebook for a solution notebook.
+
+    It gets the lines under ``# HANDED OUT`` with their leading ``# `` removed and loses the solution
+    lines; a cell tagged ``solution-only`` is left out. Its cells carry their solution cells' ids.
+    """
     nb = clean(copy.deepcopy(solution))
     cells = []
     for cell in nb.cells:
@@ -191,7 +178,11 @@ def section(path: Path | str) -> str:
 
 
 def named(section_stem: str, role: str) -> str:
-    """The file name of a section's notebook in ``notebooks/``, ``exercises/`` or ``solutions/``."""
+    """The file name of a section's notebook in ``notebooks/``, ``exercises/`` or ``solutions/``.
+
+    The word after the number tells them apart in a JupyterLab tab: ``01-async-handlers.ipynb`` (the
+    lesson), ``01-exercises-async-handlers.ipynb``, ``01-solutions-async-handlers.ipynb``. Every name is made here.
+    """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     number, topic = section_stem.split("-", 1)
@@ -245,7 +236,12 @@ COPIED = {Path("templates/keep-the-rules/loop_watchdog.py"): Path("src/asynclab/
 
 def build(root: Path = ROOT) -> list[Path]:
     """Clean every notebook, write every copied fact from its source, regenerate ``exercises/`` from
-    ``solutions/`` and the template's copies; return the files changed."""
+    ``solutions/`` and the template's copies; return the files changed.
+
+    The copied facts: an exercise's title from its ``@exercise(...)`` registration, a lesson's title
+    and minutes from its first cell, the syllabus's other columns from ``docs/syllabus.toml``. What
+    cannot be written (a missing heading or guide entry) is listed by ``facts.unsourced``.
+    """
     from asynclab.course.facts import GUIDE, README, exercise_titles, retitle, retitle_guide, syllabus_lessons, write_syllabus
 
     changed: list[Path] = []
