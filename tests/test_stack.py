@@ -110,3 +110,14 @@ async def test_held_writes_on_postgres_let_reads_through_and_make_writes_wait(on
                     assert events == ["read (0,)"]
                 # the lock is released here; the task group waits for the write to finish
         assert events == ["read (0,)", "wrote"]
+
+
+def test_the_start_page_says_which_stack_this_run_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(stack.STACK_VARIABLE, "sqlite")
+    assert stack.describe().startswith("Database stack: SQLite (the default).")
+    monkeypatch.setenv(stack.STACK_VARIABLE, "postgres")
+    monkeypatch.setattr(stack, "redis_server", lambda: None)
+    assert stack.describe().endswith("but Redis not installed here: " + stack.INSTALL_HINT + ".")
+    monkeypatch.setattr(stack, "pg_bindir", lambda: Path("/opt/pg/bin"))
+    monkeypatch.setattr(stack, "redis_server", lambda: "/usr/bin/redis-server")
+    assert stack.describe().startswith("Database stack: PostgreSQL (/opt/pg/bin) and Redis (/usr/bin/redis-server)")

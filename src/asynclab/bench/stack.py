@@ -90,3 +90,14 @@ def postgres_here() -> bool:
     if lacking:
         raise StackUnavailable(lacking)
     return True
+
+
+def describe() -> str:
+    """One line for a learner: the stack this run is on, and what is installed for the other."""
+    if not on_postgres():
+        return "Database stack: SQLite (the default). README, 'The production stack', runs sections 5-9 on PostgreSQL and Redis."
+    lacking = missing()
+    if lacking:
+        return f"Database stack: PostgreSQL and Redis asked for (ASYNCLAB_STACK=postgres), but {lacking}."
+    bindir = pg_bindir()
+    return f"Database stack: PostgreSQL ({bindir}) and Redis ({redis_server()}), started per lesson and per check on 127.0.0.1."

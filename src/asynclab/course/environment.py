@@ -58,4 +58,7 @@ def report(path: Path = REQUIREMENTS) -> list[Package]:
             wrong.append(p)
     if wrong:
         print("Run `python -m pip install -r requirements.txt` in this environment, then restart the kernel.")
+    from asynclab.bench.stack import describe
+
+    print(describe())
     return wrong
