@@ -49,12 +49,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def sleeper_app(gauge: InFlight, together: int = 5) -> FastAPI:
-    """Three ways to wait 50 ms. The awaiting and threaded handlers also wait until ``together`` requests
-    are inside (a generous limit): "all at once" then holds by construction, however loaded the machine."""
+def sleeper_app(gauge: InFlight) -> FastAPI:
+    """Three ways to wait 50 ms. The awaiting and threaded handlers then wait until the whole burst is inside
+    (at most 30 s): "all at once" holds by construction, however loaded the machine."""
     app = FastAPI()
-    arrived = threading.Barrier(together, timeout=30)
-    all_in = anyio.Event()
 
     @app.get("/block")
     @gauge.track
@@ -65,18 +63,15 @@ def sleeper_app(gauge: InFlight, together: int = 5) -> FastAPI:
     @app.get("/await")
     @gauge.track
     async def awaiting() -> int:
-        if gauge.now >= together:
-            all_in.set()
-        with anyio.fail_after(30):
-            await all_in.wait()
         await anyio.sleep(0.05)
+        await gauge.until_all_in()
         return 1
 
     @app.get("/thread")
     @gauge.track
     def threaded() -> int:
-        arrived.wait()
         time.sleep(0.05)
+        gauge.wait_until_all_in()
         return 1
 
     return app
@@ -181,6 +176,41 @@ def test_in_flight_is_thread_safe() -> None:
     for t in threads:
         t.join()
     assert (gauge.peak, gauge.now, gauge.entered, len(gauge.spans)) == (8, 0, 8, 8)
+
+
+async def test_until_all_in_waits_for_the_burst_and_in_threads_for_as_many_as_hold_a_token() -> None:
+    gauge, app = InFlight(), FastAPI()
+
+    @app.get("/thread")
+    @gauge.track
+    def threaded() -> bool:
+        return gauge.wait_until_all_in()
+
+    @app.get("/await")
+    async def awaiting() -> bool:
+        with gauge.inside():  # load is not given this gauge, so never resets it: each new burst counts afresh
+            return await gauge.until_all_in()
+
+    async with inprocess_client(app) as client:
+        with thread_tokens(3):
+            capped = await load(client, "/thread", n=7, in_flight=gauge)
+        first, second = [await load(client, "/await", n=4) for _ in range(2)]
+    assert capped.max_in_flight == 3 and [r.body for r in capped.results] == [True] * 7
+    for burst in (first, second):
+        assert [r.body for r in burst.results] == [True] * 4
+    spans = gauge.spans[-4:]  # the second burst's: every handler was still inside when the last came in
+    assert max(s.start for s in spans) <= min(s.end for s in spans)
+
+
+async def test_until_all_in_goes_on_after_its_limit_and_never_waits_on_the_loop() -> None:
+    gauge = InFlight()
+    with gauge.inside():
+        assert await gauge.until_all_in(2, within=0.05) is False  # nobody else came: it went on
+        assert await anyio.to_thread.run_sync(lambda: gauge.wait_until_all_in(2, within=0.05)) is False
+        assert await gauge.until_all_in() is False and gauge.wait_until_all_in() is False  # no burst, no number: no wait
+        assert await gauge.until_all_in(1) is True
+        assert await anyio.to_thread.run_sync(gauge.wait_until_all_in, 1) is True
+        assert gauge.wait_until_all_in(1) is False  # on the loop's thread it never waits: it would block everybody
 
 
 async def test_thread_tokens_restores_the_limiter_even_on_error() -> None:

@@ -6,21 +6,13 @@ every section count such calls here, and the checks read that count instead of t
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from asynclab.bench.gauges import InFlight
+from asynclab.bench.gauges import InFlight, on_event_loop_thread
 
-
-def on_event_loop_thread() -> bool:
-    """True when the calling code runs on a thread whose event loop is running: a blocking call here stalls it."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+__all__ = ["CallRecorder", "CallStats", "on_event_loop_thread"]
 
 
 class CallStats(InFlight):

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import httpx
 
-from asynclab.bench.gauges import InFlight, Span, request_index
+from asynclab.bench.gauges import Burst, InFlight, Span, current_burst, request_index, thread_pool
 
 #: The status :func:`load` records for a request that had no answer when the client gave up.
 NO_ANSWER = 0
@@ -90,17 +90,17 @@ async def load(
 ) -> LoadReport:
     """Send ``n`` requests at the same time and wait for all of them.
 
-    ``path``, ``method``, ``headers`` and ``json`` may be functions of the request's index (0 to n-1).
-    Pass the app's :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``;
-    it is reset before the burst. With ``give_up_after``, the client stops waiting that many
-    seconds after the burst began: an unanswered request is recorded with status ``NO_ANSWER``
-    (0) and body ``None``. With ``give_up_when``, the client stops waiting as soon as that
-    function returns True (it is asked every few milliseconds), e.g. ``lambda: gauge.now == 10``:
-    a clock-free way to leave once every handler is inside. In-process, the app runs in the
+    ``path``, ``method``, ``headers`` and ``json`` may be functions of the request's index (0 to n-1). Pass the app's
+    :class:`InFlight` gauge as ``in_flight`` to get ``max_in_flight``; it is reset before the burst. Each request carries the
+    burst's size, for :meth:`InFlight.until_all_in`. With ``give_up_after``, the client stops waiting that many seconds after
+    the burst began: an unanswered request is recorded with status ``NO_ANSWER`` (0) and body ``None``. With ``give_up_when``,
+    the client stops waiting as soon as that function returns True (it is asked every few milliseconds), e.g.
+    ``lambda: gauge.now == 10``: a clock-free way to leave once every handler is inside. In-process, the app runs in the
     request's own task, so its handler is cancelled too; a real server keeps running it.
     """
     if in_flight is not None:
         in_flight.reset()
+    burst = Burst(n, thread_pool().total)  # what InFlight.until_all_in waits for
     results: list[RequestResult] = []
     waits: list[anyio.CancelScope] = []
     gave_up = anyio.Event()
@@ -108,6 +108,7 @@ async def load(
 
     async def one(i: int, sent: float) -> None:
         request_index.set(i)
+        current_burst.set(burst)
         url = path(i) if callable(path) else path
         hdrs = headers(i) if callable(headers) else headers
         verb = method(i) if callable(method) else method

@@ -21,10 +21,16 @@ class WeatherService:
     one) so that every laptop sees the same thing. Each service keeps a record of its calls: how many
     ran at the same time, and how many ran *on the event-loop thread*, which is exactly what
     "blocking the event loop" means. The checks read that record instead of the clock.
+
+    With ``wait_for_burst=True`` (the lesson's), a ``fetch`` in a worker thread then also waits until every
+    request of the burst is inside ``fetch`` (:meth:`~asynclab.bench.gauges.InFlight.wait_until_all_in`, at most
+    30 s), so how many ran at once does not depend on the machine's load. Off by default: a wrong answer that
+    serializes the calls would wait out that limit on every call.
     """
 
-    def __init__(self, latency: float = 0.15) -> None:
+    def __init__(self, latency: float = 0.15, *, wait_for_burst: bool = False) -> None:
         self.latency = latency
+        self.wait_for_burst = wait_for_burst
         self.record = CallRecorder()
         self._issue = secrets.randbelow(9000) + 1000
 
@@ -34,6 +40,8 @@ class WeatherService:
     def fetch(self, city: str) -> str:
         with self.record.call("fetch", blocking=True):
             time.sleep(self.latency)
+            if self.wait_for_burst:  # on the loop's own thread it returns at once
+                self.record.of("fetch").wait_until_all_in()
             return self._forecast(city)
 
     async def afetch(self, city: str) -> str:
