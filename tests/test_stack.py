@@ -121,3 +121,19 @@ def test_the_start_page_says_which_stack_this_run_is_on(monkeypatch: pytest.Monk
     monkeypatch.setattr(stack, "pg_bindir", lambda: Path("/opt/pg/bin"))
     monkeypatch.setattr(stack, "redis_server", lambda: "/usr/bin/redis-server")
     assert stack.describe().startswith("Database stack: PostgreSQL (/opt/pg/bin) and Redis (/usr/bin/redis-server)")
+
+
+def test_the_stack_suite_ci_runs_names_files_that_exist_and_every_engine_dependent_section() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- stack-suite -->\n```\n(.*?)\n```", text, re.DOTALL)
+    assert block, "CONTRIBUTING.md has no stack-suite block"
+    paths = [word for word in block.group(1).split() if "/" in word]
+    assert [p for p in paths if not (root / p).exists()] == []
+    for number in ("04", "05", "06", "07", "08", "09"):
+        for prefix in (f"notebooks/{number}-", f"solutions/{number}-", f"tests/answers/test_s{number}_"):
+            assert any(p.startswith(prefix) for p in paths), f"the stack suite leaves out {prefix}*"
+    ci = (root / ".ci" / "run").read_text(encoding="utf-8")
+    assert "stack-suite" in ci and "ASYNCLAB_STACK=postgres ASYNCLAB_STACK_REQUIRED=1" in ci
