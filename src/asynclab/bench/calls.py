@@ -29,11 +29,29 @@ class CallStats(InFlight):
 
 
 class CallRecorder:
-    """Thread-safe record of calls per operation name."""
+    """Thread-safe record of calls per operation name.
 
-    def __init__(self) -> None:
+    With ``burst_wait`` > 0, a stand-in's operation, once its simulated latency is over, waits (at most
+    that many seconds) until every request of the burst is inside it: :meth:`settle` in a thread,
+    :meth:`asettle` on the loop. "How many at once" then holds by construction, whatever the load.
+    A call on the loop's own thread never waits; with ``idle``, a call goes on once nobody new has
+    come in for that long, so an answer that serialises the calls (a lock) costs ``idle`` per call.
+    """
+
+    def __init__(self, burst_wait: float = 0.0, idle: float | None = None) -> None:
         self._lock = threading.Lock()
         self.stats: dict[str, CallStats] = {}
+        self.burst_wait, self.idle = burst_wait, idle
+
+    def settle(self, name: str) -> None:
+        """In a worker thread: wait until the burst is inside ``name`` (returns at once on the loop's thread)."""
+        if self.burst_wait > 0:
+            self.of(name).wait_until_all_in(within=self.burst_wait, idle=self.idle)
+
+    async def asettle(self, name: str) -> None:
+        """On the loop: wait until the burst is inside ``name``, the loop serving the others meanwhile."""
+        if self.burst_wait > 0:
+            await self.of(name).until_all_in(within=self.burst_wait, idle=self.idle)
 
     def of(self, name: str) -> CallStats:
         with self._lock:

@@ -77,6 +77,7 @@ class InFlight:
         self.spans: list[Span] = []
         self._burst: Burst | None = None  # the burst of the latest caller that came with one
         self._burst_peak = 0  # the most callers inside at once since that burst began (or since reset)
+        self.last_entry = time.monotonic()  # when the latest caller came in
 
     def reset(self) -> None:
         with self._lock:
@@ -88,6 +89,7 @@ class InFlight:
     def inside(self) -> Iterator[None]:
         index, burst = request_index.get(), current_burst.get()
         with self._changed:
+            self.last_entry = time.monotonic()
             self.now += 1
             self.entered += 1
             self.peak = max(self.peak, self.now)
@@ -127,19 +129,24 @@ class InFlight:
         with self._lock:
             return self._burst_peak >= n
 
-    async def until_all_in(self, n: int | None = None, *, within: float = 30.0) -> bool:
+    def _gave_up(self, deadline: float, idle: float | None) -> bool:
+        now = time.monotonic()
+        return now >= deadline or (idle is not None and now - self.last_entry >= idle)
+
+    async def until_all_in(self, n: int | None = None, *, within: float = 30.0, idle: float | None = None) -> bool:
         """In ``async def`` code: wait until ``n`` callers have been inside at once, by default every request of the
         burst that :func:`~asynclab.bench.load.load` is sending, then return True; after ``within`` seconds return False
-        and let the caller go on. The loop serves the others meanwhile (it asks every few milliseconds)."""
+        and let the caller go on. The loop serves the others meanwhile (it asks every few milliseconds).
+        With ``idle``, also go on once nobody new has come in for that long: the others are held elsewhere (a lock)."""
         target = n if n is not None else _burst_size(threads=False)
         deadline = time.monotonic() + within
         while target is not None and not self._all_in(target):
-            if time.monotonic() >= deadline:
+            if self._gave_up(deadline, idle):
                 return False
             await anyio.sleep(0.005)
         return target is not None
 
-    def wait_until_all_in(self, n: int | None = None, *, within: float = 30.0) -> bool:
+    def wait_until_all_in(self, n: int | None = None, *, within: float = 30.0, idle: float | None = None) -> bool:
         """The same from a worker thread (a ``def`` handler or dependency, ``to_thread.run_sync``): by default every request
         of the burst that can hold a thread token at once. On an event loop's own thread it returns False at once, since
         waiting there would keep everybody else out; so does a thread the burst does not reach, unless given ``n``."""
@@ -147,8 +154,13 @@ class InFlight:
         if target is None or on_event_loop_thread():
             return False
         goal = target
+        deadline = time.monotonic() + within
         with self._changed:
-            return self._changed.wait_for(lambda: self._burst_peak >= goal, timeout=within)
+            while self._burst_peak < goal:
+                if self._gave_up(deadline, idle):
+                    return False
+                self._changed.wait(timeout=0.05 if idle is not None else max(0.0, deadline - time.monotonic()))
+            return True
 
     def __repr__(self) -> str:
         return f"InFlight({self.name!r}, now={self.now}, peak={self.peak}, entered={self.entered})"

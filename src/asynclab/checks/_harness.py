@@ -33,6 +33,11 @@ T = TypeVar("T")
 # --- what the app answered, and what it raised -----------------------------------------------------
 
 
+#: A stand-in's call in a check waits for the rest of its burst (at most 5 s, or until nobody new came in for 0.5 s):
+#: "how many at once" then holds on a loaded machine; an answer that serialises the calls costs 0.5 s a call.
+BURST_WAIT, IDLE = 5.0, 0.5
+
+
 def describe(response: httpx.Response) -> str:
     """``status body`` of a response, the body cut to 100 characters: what a failure message quotes."""
     return f"{response.status_code} {response.text[:100]}"

@@ -8,7 +8,7 @@ from typing import Any
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import load
 from asynclab.bench.loopwatch import LoopWatch
-from asynclab.checks._harness import build_app, expect_responses, watched
+from asynclab.checks._harness import BURST_WAIT, IDLE, build_app, expect_responses, watched
 from asynclab.course.checking import exercise, fail
 from asynclab.standins.s01_handlers import ShopBackend, WeatherService
 
@@ -32,6 +32,7 @@ WAITED = (
 async def weather_route(factory: Callable[[WeatherService], Any]) -> str:
     watch = LoopWatch()
     weather = watched(WeatherService, watch, "fetch")
+    weather.record.burst_wait, weather.record.idle = BURST_WAIT, IDLE
     app = build_app(factory, weather)
     n = len(CITIES)
     async with inprocess_client(app) as client:
@@ -128,6 +129,7 @@ FIND_IT = "exchange_rates"
 async def shop_routes(factory: Callable[[ShopBackend], Any]) -> str:
     watch = LoopWatch()
     shop = watched(ShopBackend, watch, "exchange_rates", "render_invoice")
+    shop.record.burst_wait, shop.record.idle = BURST_WAIT, IDLE
     app = build_app(factory, shop)
     n = 6
     async with inprocess_client(app) as client:

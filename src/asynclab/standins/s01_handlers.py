@@ -22,16 +22,14 @@ class WeatherService:
     ran at the same time, and how many ran *on the event-loop thread*, which is exactly what
     "blocking the event loop" means. The checks read that record instead of the clock.
 
-    With ``wait_for_burst=True`` (the lesson's), a ``fetch`` in a worker thread then also waits until every
-    request of the burst is inside ``fetch`` (:meth:`~asynclab.bench.gauges.InFlight.wait_until_all_in`, at most
-    30 s), so how many ran at once does not depend on the machine's load. Off by default: a wrong answer that
-    serializes the calls would wait out that limit on every call.
+    With ``wait_for_burst=True`` (the lesson's), each call then also waits until every request of the burst
+    is inside it (at most 30 s; :class:`~asynclab.bench.calls.CallRecorder`), so how many ran at once does not
+    depend on the machine's load. The checks set a shorter wait on ``record.burst_wait``.
     """
 
     def __init__(self, latency: float = 0.15, *, wait_for_burst: bool = False) -> None:
         self.latency = latency
-        self.wait_for_burst = wait_for_burst
-        self.record = CallRecorder()
+        self.record = CallRecorder(burst_wait=30.0 if wait_for_burst else 0.0)
         self._issue = secrets.randbelow(9000) + 1000
 
     def _forecast(self, city: str) -> str:
@@ -40,13 +38,13 @@ class WeatherService:
     def fetch(self, city: str) -> str:
         with self.record.call("fetch", blocking=True):
             time.sleep(self.latency)
-            if self.wait_for_burst:  # on the loop's own thread it returns at once
-                self.record.of("fetch").wait_until_all_in()
+            self.record.settle("fetch")  # on the loop's own thread it returns at once
             return self._forecast(city)
 
     async def afetch(self, city: str) -> str:
         with self.record.call("afetch", blocking=False):
             await anyio.sleep(self.latency)
+            await self.record.asettle("afetch")
             return self._forecast(city)
 
 
@@ -66,24 +64,28 @@ class ShopBackend:
         """An awaitable database read."""
         with self.record.call("product", blocking=False):
             await anyio.sleep(self.latency)
+            await self.record.asettle("product")
             return {"id": pid, "name": f"product {pid}"}
 
     async def stock(self, pid: int) -> int:
         """An awaitable call to the warehouse service."""
         with self.record.call("stock", blocking=False):
             await anyio.sleep(self.latency)
+            await self.record.asettle("stock")
             return pid * 3
 
     def exchange_rates(self) -> dict[str, float]:
         """A blocking call through a sync HTTP client."""
         with self.record.call("exchange_rates", blocking=True):
             time.sleep(self.latency)
+            self.record.settle("exchange_rates")
             return {"EUR": 1.0, "USD": 1.08}
 
     def render_invoice(self, order_id: int) -> str:
         """A blocking call into a sync PDF library."""
         with self.record.call("render_invoice", blocking=True):
             time.sleep(self.latency)
+            self.record.settle("render_invoice")
             return f"invoice-{order_id}.pdf"
 
 
