@@ -46,6 +46,9 @@ ALLOWED: list[tuple[str, str | Iterable[str]]] = [
     # ("jinja2/loaders.py", ("get_source", "uptodate")),
     # SQLAlchemy on SQLite resolves the database file's path when it makes the engine:
     # ("sqlalchemy/dialects/sqlite/pysqlite.py", "create_connect_args"),
+    # asyncpg (SQLAlchemy's postgresql+asyncpg://) looks for ~/.pgpass and client certificates
+    # at each new connection:
+    # ("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args"),
 ]
 
 # Seconds without a turn of the loop that fail a test; 0 turns the stall guard off. Keep it far

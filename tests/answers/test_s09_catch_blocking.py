@@ -196,3 +196,52 @@ def test_9_hints_are_at_least_two(exercise: str) -> None:
     from asynclab.course.checking import get
 
     assert len(get(exercise).hints) >= 2
+
+
+# --- Lesson 9 on the PostgreSQL stack: its harness for a real driver under both guards ---------------
+
+STOCK = """
+import psycopg
+from fastapi import FastAPI
+
+DSN = ""
+TAKE_ONE = "UPDATE stock SET left_over = left_over - 1 WHERE sku = 'tea' RETURNING left_over"
+app = FastAPI()
+
+
+@app.post("/sync")
+async def take_sync() -> dict[str, int]:
+    with psycopg.connect(DSN) as conn:
+        return {"left": conn.execute(TAKE_ONE).fetchone()[0]}
+
+
+@app.post("/async")
+async def take_async() -> dict[str, int]:
+    async with await psycopg.AsyncConnection.connect(DSN) as conn:
+        return {"left": (await (await conn.execute(TAKE_ONE)).fetchone())[0]}
+
+
+@app.post("/elsewhere")
+async def elsewhere() -> dict[str, int]:
+    return {"left": -1}
+
+
+@app.get("/health")
+async def health() -> dict[str, bool]:
+    return {"ok": True}
+"""
+
+
+def test_9_lesson_a_sync_psycopg_query_is_seen_by_the_stall_guard_alone(tmp_path: Path, on_postgres: None) -> None:
+    """The sync query holds the loop until the stall guard will count it; the async one lets 20 requests through."""
+    from asynclab.standins.s09_catch_blocking import driver_runs
+
+    (tmp_path / "stock.py").write_text(STOCK, encoding="utf-8")
+    runs = asyncio.run(driver_runs(tmp_path / "stock.py", ["/sync", "/async", "/elsewhere"]))
+    sync, fixed, elsewhere = runs.values()
+    assert sync.status == fixed.status == elsewhere.status == 200
+    assert sync.blockbuster == fixed.blockbuster == "passed"
+    assert sync.released_because == "the stall guard saw the stall" and sync.answered_while_waiting == 0 and sync.stalls
+    assert [route for route, _ in sync.reports].count("POST /sync") == 1
+    assert fixed.released_because == "20 other requests were answered" and fixed.answered_while_waiting >= 20
+    assert elsewhere.released_because == "nobody waited"  # the row is let go on events: none came

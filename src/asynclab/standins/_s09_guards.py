@@ -176,7 +176,23 @@ class GuardTable:
         return "\n".join(lines)
 
 
-async def which_guard_catches_what(stall: float = 0.2, threshold: float = 0.05) -> GuardTable:
+REAL_DRIVER_ROW = "psycopg 3's own sync query (PostgreSQL)"
+REAL_DRIVER = """
+    import psycopg
+    from fastapi import FastAPI
+
+    DSN = ""  # a PostgreSQL database: the harness gives it one
+    app = FastAPI()
+
+
+    @app.get("/")
+    async def route() -> None:
+        with psycopg.connect(DSN) as conn:
+            conn.execute("UPDATE stock SET left_over = left_over - 1 WHERE sku = 'tea'")
+"""
+
+
+async def which_guard_catches_what(stall: float = 0.2, threshold: float = 0.05, *, real_driver: bool | None = None) -> GuardTable:
     """Plant each block of :data:`GUARD_ROWS` in a small service and run it under each guard of :data:`GUARDS`.
 
     ruff lints the file with the template's configuration (templates/keep-the-rules). The
@@ -185,53 +201,92 @@ async def which_guard_catches_what(stall: float = 0.2, threshold: float = 0.05) 
     blockbuster on from before startup to after shutdown (the template's session fixture), and
     under the template's stall guard at ``threshold`` seconds. blockbuster's runs block for 0.01 s;
     the stall guard's for ``stall`` s, which a heartbeat late from ``3 * threshold`` cannot miss.
+
+    With ``real_driver`` (by default: on the PostgreSQL stack), one more row, :data:`REAL_DRIVER_ROW`:
+    psycopg 3's sync query on a new PostgreSQL server, waiting for a row that a connection of ours
+    holds until the query waits (blockbuster's runs) or until the stall guard will count the stall (its run).
     """
     import json
     import textwrap
 
-    from asgi_lifespan import LifespanManager
-    from blockbuster import BlockingError, blockbuster_ctx
-
-    from asynclab.bench.watchdog import StallGuard
+    from asynclab.bench.stack import postgres_here
 
     if 3 * threshold >= stall - 0.01:
         raise ValueError(f"a {stall} s stall would not be far enough above a {threshold} s threshold")
+    rows = dict(GUARD_ROWS)
+    if postgres_here() if real_driver is None else real_driver:
+        rows[REAL_DRIVER_ROW] = REAL_DRIVER
     folder = Path(tempfile.mkdtemp(prefix="guards-", dir=workspace()))
-    files = {row: folder / f"row_{n}.py" for n, row in enumerate(GUARD_ROWS)}
+    files = {row: folder / f"row_{n}.py" for n, row in enumerate(rows)}
     for row, path in files.items():
-        path.write_text(textwrap.dedent(GUARD_ROWS[row]).lstrip(), encoding="utf-8")
+        path.write_text(textwrap.dedent(rows[row]).lstrip(), encoding="utf-8")
     config = Path(__file__).resolve().parents[3] / "templates" / "keep-the-rules" / "pyproject.toml"
     ruff_check = [sys.executable, "-m", "ruff", "check", "--no-cache", "--exit-zero", "--output-format", "json"]
     linted = await anyio.run_process([*ruff_check, "--config", str(config), *map(str, files.values())], check=True)
     findings = json.loads(linted.stdout)
     ruff = {row: sorted(f["code"] for f in findings if Path(f["filename"]).samefile(path)) for row, path in files.items()}
-
-    async def served(row: str, block: float, guard: str) -> bool:
-        module = import_file(files[row], "guarded")
-        with c_driver(block) as driver, contextlib.ExitStack() as around:
-            vars(module).update(BLOCK=block, driver=driver)
-            guard_stalls = StallGuard(threshold) if guard == "stall guard" else None
-            try:
-                async with contextlib.AsyncExitStack() as stack:
-                    if guard == "blockbuster from startup":
-                        around.enter_context(blockbuster_ctx([module]))
-                    if guard_stalls is not None:
-                        await stack.enter_async_context(guard_stalls.watching())
-                    manager = await stack.enter_async_context(LifespanManager(module.app))
-                    client = await stack.enter_async_context(
-                        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://guarded")
-                    )
-                    with blockbuster_ctx([module]) if guard == "blockbuster per test" else contextlib.nullcontext():
-                        await client.get("/")
-                    if guard_stalls is not None:
-                        await asyncio.sleep(0.05)  # a turn of the loop after the stall: the heartbeat measures it
-            except BlockingError:
-                return True
-        return bool(guard_stalls.take()) if guard_stalls is not None else False
-
     caught: dict[str, dict[str, bool]] = {}
-    for row in GUARD_ROWS:
-        caught[row] = {"ruff": bool(ruff[row])}
-        for guard in GUARDS[1:]:
-            caught[row][guard] = await served(row, stall if guard == "stall guard" else 0.01, guard)
+    servers = contextlib.ExitStack()
+    try:
+        dsn = ""
+        if REAL_DRIVER_ROW in rows:
+            from asynclab.bench.postgres_server import temporary_postgres
+            from asynclab.standins._s09_postgres import prepare_stock
+
+            dsn = (await anyio.to_thread.run_sync(servers.enter_context, temporary_postgres())).dsn()
+            await anyio.to_thread.run_sync(prepare_stock, dsn)
+        for row in rows:
+            caught[row] = {"ruff": bool(ruff[row])}
+            for guard in GUARDS[1:]:
+                block = stall if guard == "stall guard" else 0.01
+                caught[row][guard] = await _served(files[row], guard, block, threshold, dsn if row == REAL_DRIVER_ROW else None)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(servers.close)  # stops the server off the loop
     return GuardTable(caught, ruff)
+
+
+async def _served(path: Path, guard: str, block: float, threshold: float, dsn: str | None) -> bool:
+    """Start the service in ``path``, serve ``GET /`` once, stop it, under ``guard``: did the guard catch the block?
+
+    With ``dsn``, the route's row is held until its query waits for it, or, under the stall guard,
+    until the guard will count the stall: then the wait lasts as long as it takes to be seen.
+    """
+    from asgi_lifespan import LifespanManager
+    from blockbuster import BlockingError, blockbuster_ctx
+
+    from asynclab.bench.watchdog import StallGuard
+    from asynclab.standins._s09_postgres import StallSeen, row_locked
+
+    module = import_file(path, "guarded")
+    guard_stalls = StallGuard(threshold) if guard == "stall guard" else None
+    with c_driver(block) as driver, contextlib.ExitStack() as around:
+        vars(module).update(BLOCK=block, driver=driver, DSN=dsn)
+        if dsn is not None:
+            seen = StallSeen.on(guard_stalls) if guard_stalls is not None else None
+
+            def release() -> str | None:  # blockbuster's runs: once the query waits; the stall guard's: once it will count it
+                if seen is None:
+                    return "the query waited"
+                return "the stall guard saw the stall" if seen.will_count() else None
+
+            held = await anyio.to_thread.run_sync(around.enter_context, row_locked(dsn, release))
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if guard == "blockbuster from startup":
+                    around.enter_context(blockbuster_ctx([module]))
+                if guard_stalls is not None:
+                    await stack.enter_async_context(guard_stalls.watching())
+                manager = await stack.enter_async_context(LifespanManager(module.app))
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://guarded")
+                )
+                with blockbuster_ctx([module]) if guard == "blockbuster per test" else contextlib.nullcontext():
+                    await client.get("/")
+                if guard_stalls is not None:
+                    await asyncio.sleep(0.05)  # a turn of the loop after the stall: the heartbeat measures it
+        except BlockingError:
+            return True
+    if dsn is not None and held.released_because not in ("the query waited", "the stall guard saw the stall"):
+        raise RuntimeError(f"the route's query was to wait for the row, but the row was let go when {held.released_because}")
+    return bool(guard_stalls.take()) if guard_stalls is not None else False

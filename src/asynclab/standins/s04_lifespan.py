@@ -157,6 +157,31 @@ def _exists(pid: int) -> bool:
     return True
 
 
+# --- Going deeper: a Redis client opened in the lifespan (on the PostgreSQL stack) -----------------
+
+
+async def redis_clients(url: str, *, settled_at: int | None = None, timeout: float = 5.0) -> list[int]:
+    """The ids of the client connections the Redis server at ``url`` holds now (``CLIENT LIST``), the asking one left out.
+
+    A client's close reaches the server as the end of its socket, which the server handles in its
+    own time: with ``settled_at``, ask again every 5 ms until there are that many (at most
+    ``timeout`` s), then return what the server says.
+    """
+    import redis.asyncio as redis
+
+    async def others(admin: redis.Redis) -> list[int]:
+        me = await admin.client_id()
+        return sorted(int(c["id"]) for c in await admin.client_list() if int(c["id"]) != me)
+
+    async with redis.from_url(url) as admin:
+        ids = await others(admin)
+        with anyio.move_on_after(timeout):
+            while settled_at is not None and len(ids) != settled_at:
+                await anyio.sleep(0.005)
+                ids = await others(admin)
+    return ids
+
+
 # --- Exercise 4.2: the orders service and its test suite ---------------------------------------------
 
 

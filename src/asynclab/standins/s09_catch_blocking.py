@@ -275,4 +275,13 @@ async def _browse(client: httpx.AsyncClient) -> None:
 
 # --- Which guard catches which block: lesson 9 and the take-home template (its own module) ----------
 
-from asynclab.standins._s09_guards import GUARD_ROWS, GUARDS, CDriver, GuardTable, c_driver, which_guard_catches_what  # noqa: F401 - the lesson imports them from here
+from asynclab.standins._s09_guards import (  # noqa: F401 - the lesson imports them from here
+    GUARD_ROWS,
+    GUARDS,
+    REAL_DRIVER_ROW,
+    CDriver,
+    GuardTable,
+    c_driver,
+    which_guard_catches_what,
+)
+from asynclab.standins._s09_postgres import DriverRun, driver_runs  # noqa: F401 - lesson 9 on the PostgreSQL stack
