@@ -137,7 +137,7 @@ c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
 c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]
 # `python` in a learner's terminal is the course's Python too (progress, reset, class).
 c.Spawner.environment = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")])}
-# The room's stack: start the hub with ASYNCLAB_STACK=postgres (PostgreSQL and Redis installed) to run sections 5-9 on them.
+# The room's stack: start the hub with ASYNCLAB_STACK=postgres (PostgreSQL and Redis installed) to run sections 4-9 on them.
 c.Spawner.environment["ASYNCLAB_STACK"] = os.environ.get("ASYNCLAB_STACK", "sqlite")
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"  # each learner's home; nbgitpuller clones the course into it

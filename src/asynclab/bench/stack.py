@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Literal
 
-#: The one switch: ``postgres`` runs sections 5 to 9 on PostgreSQL (and section 7's shared store on Redis).
+#: The one switch: ``postgres`` runs sections 4 to 9 on PostgreSQL, their shared stores on Redis.
 STACK_VARIABLE = "ASYNCLAB_STACK"
 #: Set to 1 (CI does) to make a missing PostgreSQL or Redis a failure instead of a skip.
 REQUIRED_VARIABLE = "ASYNCLAB_STACK_REQUIRED"
@@ -95,7 +95,7 @@ def postgres_here() -> bool:
 def describe() -> str:
     """One line for a learner: the stack this run is on, and what is installed for the other."""
     if not on_postgres():
-        return "Database stack: SQLite (the default). README, 'The production stack', runs sections 5-9 on PostgreSQL and Redis."
+        return "Database stack: SQLite (the default). README, 'The production stack', runs sections 4-9 on PostgreSQL and Redis."
     lacking = missing()
     if lacking:
         return f"Database stack: PostgreSQL and Redis asked for (ASYNCLAB_STACK=postgres), but {lacking}."
