@@ -48,7 +48,9 @@ def _progress_command(folder: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_command_counts_every_exercise_solved_when_the_solutions_are_copied_over(tmp_path: Path) -> None:
-    """Then runs it twice more: with nothing changed it runs no notebook; with one notebook changed, that one only."""
+    """Every solution notebook's one run in the suite: every exercise solved, and no cell raised.
+
+    Then runs it twice more: with nothing changed it runs no notebook; with one notebook changed, that one only."""
     learner = tmp_path / "exercises"
     authoring.write_solved(learner)
     done = _progress_command(learner)
