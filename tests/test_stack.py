@@ -137,3 +137,42 @@ def test_the_stack_suite_ci_runs_names_files_that_exist_and_every_engine_depende
             assert any(p.startswith(prefix) for p in paths), f"the stack suite leaves out {prefix}*"
     ci = (root / ".ci" / "run").read_text(encoding="utf-8")
     assert "stack-suite" in ci and "ASYNCLAB_STACK=postgres ASYNCLAB_STACK_REQUIRED=1" in ci
+
+
+KILLED_MID_BLOCK = """
+import json, sys, time
+from asynclab.bench.postgres_server import temporary_postgres
+from asynclab.bench.redis_server import temporary_redis
+with temporary_postgres() as pg, temporary_redis() as r:
+    postmaster = int((pg.folder / "data" / "postmaster.pid").read_text().split()[0])
+    import redis
+    redis_pid = int(redis.Redis.from_url(r.url).info("server")["process_id"])
+    print(json.dumps({"pids": [postmaster, redis_pid], "folders": [str(pg.folder), str(r.folder)]}), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_servers_die_with_a_process_killed_mid_block(on_postgres: None) -> None:
+    """A kernel killed or restarted runs no clean-up of its own: the tether stops its servers and removes their folders."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_BLOCK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        started = json.loads(child.stdout.readline())
+        assert all(psutil.pid_exists(pid) for pid in started["pids"])
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    def gone(pid: int) -> bool:
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+    deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
+    while not all(gone(pid) for pid in started["pids"]) or any(Path(f).exists() for f in started["folders"]):
+        assert time.monotonic() < deadline, f"still there after the starter was killed: {started}"
+        time.sleep(0.05)

@@ -8,6 +8,7 @@ import pwd
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from psycopg import sql
 
 from asynclab.bench.ports import free_port
 from asynclab.bench.stack import INSTALL_HINT, StackUnavailable, pg_bindir
+from asynclab.bench.tether import Tether
 
 SUPERUSER = "postgres"
 
@@ -77,6 +79,19 @@ def _pg_ctl(folder: Path, bindir: Path) -> str:
     return str(wrapper)
 
 
+def _until_accepting(server: PostgresServer, within: float = 30.0) -> None:
+    """Wait until the server accepts a connection: its port opens before it is ready ("the database system is starting up")."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with psycopg.connect(server.dsn("postgres"), connect_timeout=5):
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
 def temporary_postgres(*, max_connections: int = 100, databases: tuple[str, ...] = ("app",)) -> Iterator[PostgresServer]:
     """Start a new PostgreSQL cluster for the block, with empty ``databases``; stop it and delete it after.
@@ -107,9 +122,12 @@ def temporary_postgres(*, max_connections: int = 100, databases: tuple[str, ...]
         postgres_options=options,
         timeout=60,
     )
+    # If this process dies first (a kernel killed or restarted), the tether stops the server and removes its folder.
+    tether = Tether(commands=[[executor.executable, "stop", "-D", executor.datadir, "-m", "immediate"]], folders=[folder])
     try:
         executor.start()
         server = PostgresServer(port=port, folder=folder, max_connections=max_connections)
+        _until_accepting(server)
         for name in databases:
             server.create_database(name)
         yield server
@@ -117,3 +135,4 @@ def temporary_postgres(*, max_connections: int = 100, databases: tuple[str, ...]
         with contextlib.suppress(Exception):
             executor.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        tether.release()

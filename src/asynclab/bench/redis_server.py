@@ -11,6 +11,7 @@ from pathlib import Path
 
 from asynclab.bench.ports import free_port
 from asynclab.bench.stack import INSTALL_HINT, StackUnavailable, redis_server
+from asynclab.bench.tether import Tether
 
 
 @dataclass
@@ -51,10 +52,14 @@ def temporary_redis() -> Iterator[RedisServer]:
         appendonly="no",
         startup_timeout=60,
     )
+    tether = Tether(folders=[folder])  # if this process dies first: the server is killed, its folder removed
     try:
         executor.start()
+        if executor.process is not None:
+            tether.add_pid(executor.process.pid)
         yield RedisServer(port=port, folder=folder)
     finally:
         with contextlib.suppress(Exception):
             executor.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        tether.release()
