@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from asynclab.bench.stack import postgres_here
 from tests.conftest import fails, passes
 
 
@@ -18,6 +19,7 @@ def module(folder: Path, name: str, source: str) -> Path:
 # --- 7.1 -------------------------------------------------------------------------------------------
 
 QUOTA_HEAD = """
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,12 +28,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 QUOTA = 5
-DATABASE = Path(__file__).with_name("quota.db")
+DATABASE_URL = os.environ.get("QUOTA_DATABASE_URL", f"sqlite+aiosqlite:///{Path(__file__).with_name('quota.db')}")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    engine = create_async_engine(DATABASE_URL)
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS usage (key TEXT PRIMARY KEY, used INTEGER NOT NULL)"))
     app.state.engine = engine
@@ -70,7 +72,7 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
     async with request.app.state.engine.begin() as conn:  # counts refused calls too, which is fine
         n = (
             await conn.execute(
-                text("INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = used + 1 RETURNING used"),
+                text("INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = usage.used + 1 RETURNING used"),
                 {"key": key},
             )
         ).scalar_one()
@@ -81,18 +83,19 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
 )
 
 ORM_SESSION = """
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import update
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateTable
 
 QUOTA = 5
-DATABASE = Path(__file__).with_name("quota.db")
+DATABASE_URL = os.environ.get("QUOTA_DATABASE_URL", f"sqlite+aiosqlite:///{Path(__file__).with_name('quota.db')}")
 
 
 class Base(DeclarativeBase):
@@ -107,10 +110,11 @@ class Usage(Base):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    engine = create_async_engine(DATABASE_URL)
     async with engine.begin() as conn:  # not metadata.create_all: it checks, then creates, and two workers race
         await conn.execute(CreateTable(Usage.__table__, if_not_exists=True))
     app.state.sessions = async_sessionmaker(engine)
+    app.state.insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert  # ON CONFLICT is per dialect
     yield
     await engine.dispose()
 
@@ -122,7 +126,7 @@ app = FastAPI(lifespan=lifespan)
 async def ask(key: str, request: Request) -> dict[str, int | str]:
     session: AsyncSession
     async with request.app.state.sessions() as session, session.begin():
-        await session.execute(insert(Usage).values(key=key, used=0).on_conflict_do_nothing())
+        await session.execute(request.app.state.insert(Usage).values(key=key, used=0).on_conflict_do_nothing())
         n = await session.scalar(
             update(Usage).where(Usage.key == key, Usage.used < QUOTA).values(used=Usage.used + 1).returning(Usage.used)
         )
@@ -148,7 +152,7 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
 )
 
 # A real database, but SQLite's in-memory one: each worker's engine gets its own private database.
-IN_MEMORY_SQLITE = CONDITIONAL_UPDATE.replace('f"sqlite+aiosqlite:///{DATABASE}"', '"sqlite+aiosqlite://"')
+IN_MEMORY_SQLITE = CONDITIONAL_UPDATE.replace("create_async_engine(DATABASE_URL)", 'create_async_engine("sqlite+aiosqlite://")')
 
 OFF_BY_ONE = CONDITIONAL_UPDATE.replace("used < :quota", "used <= :quota")
 
@@ -158,6 +162,9 @@ ONE_COUNTER_FOR_ALL = CONDITIONAL_UPDATE.replace('{"key": key}', '{"key": "all"}
 
 DOES_NOT_IMPORT = CONDITIONAL_UPDATE.replace("QUOTA = 5", "QUOTA = FIVE")
 
+# The row already there named without its table: SQLite takes it, PostgreSQL finds `used` ambiguous (the row proposed
+# is in scope too, as `excluded`).
+UPSERT_UNQUALIFIED = UPSERT_THEN_COMPARE.replace("SET used = usage.used + 1", "SET used = used + 1")
 
 # Root cause 2: calls at the same moment on both workers, and a restart of both workers.
 
@@ -214,8 +221,8 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
         n = (
             await conn.execute(
                 text(
-                    "INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = used + 1 "
-                    "WHERE used < :quota RETURNING used"
+                    "INSERT INTO usage VALUES (:key, 1) ON CONFLICT (key) DO UPDATE SET used = usage.used + 1 "
+                    "WHERE usage.used < :quota RETURNING used"  # usage.used: the row already there, not the one proposed
                 ),
                 {"key": key, "quota": QUOTA},
             )
@@ -226,6 +233,62 @@ async def ask(key: str, request: Request) -> dict[str, int | str]:
 """
 )
 
+
+# Read, check in Python, then write, in one transaction that starts by making sure the row exists. SQLite: that INSERT
+# takes the file's write lock until the commit, so the calls take turns and it is right. PostgreSQL (READ COMMITTED):
+# the SELECT locks nothing, two calls read the same count, and one update is lost.
+READ_CHECK_WRITE_IN_ONE_TRANSACTION = (
+    QUOTA_HEAD
+    + """
+from sqlalchemy import column, select, table
+
+usage = table("usage", column("key"), column("used"))
+
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO usage VALUES (:key, 0) ON CONFLICT (key) DO NOTHING"), {"key": key})
+        used = (await conn.execute(select(usage.c.used).where(usage.c.key == key))).scalar_one()
+        if used >= QUOTA:
+            raise HTTPException(429, "quota used up")
+        await conn.execute(text("UPDATE usage SET used = :n WHERE key = :key"), {"key": key, "n": used + 1})
+    return {"key": key, "used": used + 1, "left": QUOTA - used - 1}
+"""
+)
+# The same, adding one in SQL after the check in Python: no update lost, but calls allowed past the quota.
+READ_CHECK_INCREMENT_IN_ONE_TRANSACTION = READ_CHECK_WRITE_IN_ONE_TRANSACTION.replace(
+    '"UPDATE usage SET used = :n WHERE key = :key"), {"key": key, "n": used + 1}',
+    '"UPDATE usage SET used = used + 1 WHERE key = :key"), {"key": key}',
+)
+# The row locked as it is read (SQLite leaves FOR UPDATE out: its write lock is already held): right on both.
+LOCKED_ROW = READ_CHECK_WRITE_IN_ONE_TRANSACTION.replace(
+    "select(usage.c.used).where(usage.c.key == key)", "select(usage.c.used).where(usage.c.key == key).with_for_update()"
+)
+# The read first, then the write, in one transaction: on SQLite too the read comes before any lock is taken.
+SELECT_THEN_UPSERT_IN_ONE_TRANSACTION = (
+    QUOTA_HEAD
+    + """
+
+@app.get("/ask/{key}")
+async def ask(key: str, request: Request) -> dict[str, int | str]:
+    async with request.app.state.engine.begin() as conn:
+        row = (await conn.execute(text("SELECT used FROM usage WHERE key = :key"), {"key": key})).first()
+        used = row[0] if row else 0
+        if used >= QUOTA:
+            raise HTTPException(429, "quota used up")
+        await conn.execute(
+            text("INSERT INTO usage VALUES (:key, :n) ON CONFLICT (key) DO UPDATE SET used = :n"), {"key": key, "n": used + 1}
+        )
+    return {"key": key, "used": used + 1, "left": QUOTA - used - 1}
+"""
+)
+
+# The database from the environment ignored: the SQLite file next to the module, whatever the check passes.
+IGNORES_THE_VARIABLE = CONDITIONAL_UPDATE.replace(
+    'os.environ.get("QUOTA_DATABASE_URL", f"sqlite+aiosqlite:///{Path(__file__).with_name(\'quota.db\')}")',
+    "f\"sqlite+aiosqlite:///{Path(__file__).with_name('quota.db')}\"",
+)
 
 # Root cause 3: the counts must be in the database the exercise names, not in a store of the answer's own.
 
@@ -267,13 +330,18 @@ LOCKED_JSON_FILE = JSON_FILE.replace("import json\n", "import fcntl\nimport json
 )
 
 
+def shared_database() -> str:
+    """How the 7.1 check names the database it gives the workers, on this run's stack."""
+    return "the PostgreSQL database in QUOTA_DATABASE_URL" if postgres_here() else "quota.db"
+
+
 @pytest.mark.parametrize("source", [JSON_FILE, LOCKED_JSON_FILE], ids=["json-file", "locked-json-file"])
 def test_7_1_rejects_counts_kept_outside_the_database(tmp_path: Path, source: str) -> None:
     assert source.count("fcntl.flock") == (source is LOCKED_JSON_FILE)
     fails(
         "7.1",
         module(tmp_path, "quota.py", source),
-        saying="the usage table in quota.db holds no count for alice, who was allowed 5 calls",
+        saying=f"the usage table in {shared_database()} holds no count for alice, who was allowed 5 calls",
     )
 
 
@@ -285,21 +353,44 @@ def test_7_1_accepts_one_upsert_with_a_condition(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("source", "saying"),
     [
-        (READ_THEN_WRITE, "8 calls for carol sent at the same moment on"),
-        (ORM_READ_MODIFY_WRITE, "8 calls for carol sent at the same moment on"),
+        (READ_THEN_WRITE, "8 more calls for her sent at the same moment on"),
+        (ORM_READ_MODIFY_WRITE, "8 more calls for her sent at the same moment on"),
+        (SELECT_THEN_UPSERT_IN_ONE_TRANSACTION, "8 more calls for her sent at the same moment on"),
         (RESET_AT_STARTUP, "after a restart of both workers, alice's next call answered 200"),
     ],
-    ids=["read-then-write", "orm-read-modify-write", "reset-at-startup"],
+    ids=["read-then-write", "orm-read-modify-write", "select-then-upsert-in-one-transaction", "reset-at-startup"],
 )
 def test_7_1_rejects_races_and_resets(tmp_path: Path, source: str, saying: str) -> None:
     fails("7.1", module(tmp_path, "quota.py", source), saying=saying)
 
 
 @pytest.mark.parametrize(
-    "source", [CONDITIONAL_UPDATE, UPSERT_THEN_COMPARE, ORM_SESSION], ids=["conditional-update", "upsert", "orm"]
+    "source",
+    [CONDITIONAL_UPDATE, UPSERT_THEN_COMPARE, ORM_SESSION, LOCKED_ROW],
+    ids=["conditional-update", "upsert", "orm", "select-for-update"],
 )
 def test_7_1_accepts(tmp_path: Path, source: str) -> None:
     assert "quota holds across workers" in passes("7.1", module(tmp_path, "quota.py", source))
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed"),
+    [
+        (READ_CHECK_WRITE_IN_ONE_TRANSACTION, "used = [2, 2, 2, 2, 2, 2, 2, 2]"),
+        (READ_CHECK_INCREMENT_IN_ONE_TRANSACTION, "allowed 8 times"),
+    ],
+    ids=["write-the-count-read", "add-one-after-the-check"],
+)
+def test_7_1_a_read_then_write_after_an_insert_is_right_on_sqlite_and_wrong_on_postgres(
+    tmp_path: Path, source: str, allowed: str
+) -> None:
+    """SQLite: the INSERT that starts the transaction holds the file's write lock until the commit. PostgreSQL: nothing is locked by the read."""
+    path = module(tmp_path, "quota.py", source)
+    if postgres_here():
+        failure = fails("7.1", path, saying="On PostgreSQL a SELECT does not lock the row it reads")
+        assert allowed in str(failure)
+    else:
+        assert "quota holds across workers" in passes("7.1", path)
 
 
 @pytest.mark.parametrize(
@@ -315,6 +406,30 @@ def test_7_1_accepts(tmp_path: Path, source: str) -> None:
 )
 def test_7_1_rejects(tmp_path: Path, source: str, saying: str) -> None:
     fails("7.1", module(tmp_path, "quota.py", source), saying=saying)
+
+
+def test_7_1_an_upsert_must_name_the_rows_table_on_postgres(tmp_path: Path) -> None:
+    path = module(tmp_path, "quota.py", UPSERT_UNQUALIFIED)
+    if postgres_here():
+        failure = fails("7.1", path, saying='column reference "used" is ambiguous')
+        assert "SET used = usage.used + 1" in failure.hint
+    else:
+        assert "quota holds across workers" in passes("7.1", path)
+
+
+def test_7_1_on_postgres_gives_the_workers_a_new_database_by_the_environment(tmp_path: Path, on_postgres: None) -> None:
+    said = passes("7.1", module(tmp_path, "quota.py", LOCKED_ROW))
+    assert "(on PostgreSQL: a new database, its URL passed in QUOTA_DATABASE_URL)" in said
+
+
+def test_7_1_on_postgres_rejects_a_module_that_opens_its_own_file(tmp_path: Path, on_postgres: None) -> None:
+    failure = fails(
+        "7.1",
+        module(tmp_path, "quota.py", IGNORES_THE_VARIABLE),
+        saying="quota.py wrote to quota.db, the SQLite file next to it, though QUOTA_DATABASE_URL named a PostgreSQL database",
+    )
+    assert "QUOTA_DATABASE_URL" not in IGNORES_THE_VARIABLE
+    assert "os.environ.get('QUOTA_DATABASE_URL', ...)" in failure.hint
 
 
 def test_7_1_wants_the_module_file() -> None:
@@ -550,6 +665,7 @@ def test_7_2_rejects(tmp_path: Path, source: str, saying: str) -> None:
 
 PRICES_HEAD = """
 import asyncio
+import os
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -559,16 +675,16 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-DATABASE = Path(__file__).with_name("price_list.db")
+DATABASE_URL = os.environ.get("PRICE_LIST_DATABASE_URL", f"sqlite+aiosqlite:///{Path(__file__).with_name('price_list.db')}")
 SELECT = text("SELECT cents FROM prices WHERE sku = :sku")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+    engine = create_async_engine(DATABASE_URL)
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS prices (sku TEXT PRIMARY KEY, cents INTEGER NOT NULL)"))
-        await conn.execute(text("INSERT OR IGNORE INTO prices VALUES ('kettle', 3490), ('teapot', 2450)"))
+        await conn.execute(text("INSERT INTO prices VALUES ('kettle', 3490), ('teapot', 2450) ON CONFLICT (sku) DO NOTHING"))
     app.state.engine = engine
     yield {"sessions": async_sessionmaker(engine)}
     await engine.dispose()
@@ -681,6 +797,35 @@ def test_7_3_rejects_a_copy_in_each_worker(tmp_path: Path, source: str) -> None:
         saying="answered [3540, 3490, 3540, 3490]: 2 of them the old price",
     )
     assert not [word for word in ("worker", "known", "memory", "cache") if word in str(failure).splitlines()[0]]
+
+
+def test_7_3_on_postgres_names_sqlites_own_insert_or_ignore(tmp_path: Path, on_postgres: None) -> None:
+    source = READ_EVERY_TIME.replace(
+        "INSERT INTO prices VALUES ('kettle', 3490), ('teapot', 2450) ON CONFLICT (sku) DO NOTHING",
+        "INSERT OR IGNORE INTO prices VALUES ('kettle', 3490), ('teapot', 2450)",
+    )
+    failure = fails(
+        "7.3", module(tmp_path, "price_list.py", source), saying="uvicorn could not start price_list.py on PostgreSQL"
+    )
+    assert "INSERT OR IGNORE is SQLite's own" in failure.hint
+
+
+def test_7_3_on_postgres_rejects_a_module_that_opens_its_own_file(tmp_path: Path, on_postgres: None) -> None:
+    source = READ_EVERY_TIME.replace(
+        'os.environ.get("PRICE_LIST_DATABASE_URL", f"sqlite+aiosqlite:///{Path(__file__).with_name(\'price_list.db\')}")',
+        "f\"sqlite+aiosqlite:///{Path(__file__).with_name('price_list.db')}\"",
+    )
+    assert "PRICE_LIST_DATABASE_URL" not in source
+    fails(
+        "7.3",
+        module(tmp_path, "price_list.py", source),
+        saying="price_list.py wrote to price_list.db, the SQLite file next to it, though PRICE_LIST_DATABASE_URL named",
+    )
+
+
+def test_7_3_on_postgres_gives_the_workers_a_new_database_by_the_environment(tmp_path: Path, on_postgres: None) -> None:
+    said = passes("7.3", module(tmp_path, "price_list.py", READ_EVERY_TIME))
+    assert "(on PostgreSQL: a new database, its URL passed in PRICE_LIST_DATABASE_URL)" in said
 
 
 def test_7_3_rejects_a_lost_404(tmp_path: Path) -> None:

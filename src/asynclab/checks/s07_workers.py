@@ -2,41 +2,49 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import itertools
-import sqlite3
 import sys
 import warnings
-from collections import Counter
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, NoReturn
 
-import anyio
-import anyio.to_thread
-
-from asynclab.bench.crowd import at_once
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.worker_requests import send_to_workers
-from asynclab.bench.workers import Answer, Workers, WorkersFailed, last_error, serve_workers
+from asynclab.bench.workers import Workers, WorkersFailed, serve_workers
 from asynclab.bench.workspace import fresh_copy
 from asynclab.checks._harness import import_fresh, module_file
+from asynclab.checks._s07_database import judge_opened, shared_database
+from asynclab.checks._s07_quota import (
+    CROWD,
+    QUOTA,
+    USAGE,
+    VARIABLE,
+    judge_crowd,
+    judge_one_by_one,
+    judge_stored,
+    log_error,
+    stored_counts,
+)
 from asynclab.course.checking import exercise, fail
 from asynclab.course.mistakes import warning_text
 from asynclab.standins.s07_workers import ClientEvents, RatesClient, quietly
 
-TIMEOUT = 40.0  # a correct answer takes about 2 s; the bound only guards a badly loaded machine
+TIMEOUT = 40.0  # a correct answer takes about 3 s; the bound only guards a badly loaded machine
 
 
 def _module_file(answer: Any, expected: str) -> Path:
     return module_file(answer, f"Run the %%writefile cell first, then pass its file: check(..., apps / {expected!r}).")
 
 
-def _two_workers(module: Path, *, copy: Path | None = None) -> AbstractAsyncContextManager[Workers]:
+def _two_workers(
+    module: Path, *, copy: Path | None = None, env: dict[str, str] | None = None
+) -> AbstractAsyncContextManager[Workers]:
     """Serve a fresh copy of ``module`` (an empty folder: a new database) with two workers.
 
-    With ``copy``, serve that copy again instead (its folder and database as the last run left them).
+    With ``copy``, serve that copy again instead (its folder and database as the last run left them);
+    ``env`` goes to the workers (the URL of the database to open, on PostgreSQL).
 
     The learner passes the path of the module file their cell wrote. The check copies it into a new
     empty folder (so a SQLite file next to it starts empty), runs it under two real workers on
@@ -45,15 +53,20 @@ def _two_workers(module: Path, *, copy: Path | None = None) -> AbstractAsyncCont
     judges by the answers and by the server's log.
     """
     copy = copy or fresh_copy(module)
-    return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True)
+    return serve_workers(f"{copy.stem}:app", app_dir=copy.parent, workers=2, tag_pid=True, env=env)
 
 
 def _did_not_run(module: Path, exc: WorkersFailed) -> NoReturn:
-    if "already exists" in exc.error:
+    if "already exists" in exc.error or "pg_type_typname_nsp_index" in exc.error:
         fail(
             f"uvicorn could not start {module.name}: {exc.error}",
-            "Both workers run the lifespan at the same moment: create tables with CREATE TABLE IF NOT EXISTS "
-            "(metadata.create_all checks, then creates, so two workers can race), or create them once before the server starts.",
+            "Both workers run the lifespan at the same moment, and on PostgreSQL two CREATE TABLE at once can fail one of "
+            "them even with IF NOT EXISTS (metadata.create_all too): create tables once, before the server starts.",
+        )
+    if 'syntax error at or near "OR"' in exc.error:
+        fail(
+            f"uvicorn could not start {module.name} on PostgreSQL: {exc.error}",
+            "INSERT OR IGNORE is SQLite's own: write INSERT ... ON CONFLICT (...) DO NOTHING, which both databases understand.",
         )
     fail(
         f"uvicorn could not start {module.name}: {exc.error}",
@@ -61,14 +74,7 @@ def _did_not_run(module: Path, exc: WorkersFailed) -> NoReturn:
     )
 
 
-def _log_error(server: Workers) -> str:
-    error = last_error(server.log())
-    return f"; the server's log says: {error}" if error else ""
-
-
 # --- 7.1 ------------------------------------------------------------------------------------------
-
-QUOTA = 5
 
 
 @exercise(
@@ -88,143 +94,36 @@ async def quota(module: Any) -> str:
     path = _module_file(module, "quota.py")
     copy = fresh_copy(path)
     try:
-        async with _two_workers(path, copy=copy) as server:
-            a, b = server.worker_pids
-            plan = [(a, "/ask/alice")] * QUOTA + [(b, "/ask/alice")] * 3 + [(a, "/ask/alice")] * 2
-            plan += [(b, "/ask/bob"), (a, "/ask/bob")]
-            answers = await send_to_workers(server, plan)
-            stored = await _stored_counts(copy.with_name("quota.db"))  # read back from the file both workers share
-            crowd = await at_once(server, "/ask/carol", CROWD, hold=copy.with_name("quota.db"))
+        async with shared_database(copy, variable=VARIABLE, database="quota", tables=(USAGE,)) as db:
+            async with _two_workers(path, copy=copy, env=db.env) as server:
+                a, b = server.worker_pids
+                plan = [(a, "/ask/alice")] * QUOTA + [(b, "/ask/alice")] * 3 + [(a, "/ask/alice")] * 2
+                plan += [(b, "/ask/bob"), (a, "/ask/bob")]
+                answers = await send_to_workers(server, plan)
+                stored = await stored_counts(db)  # read back from the database both workers share
+                first = await send_to_workers(server, [(a, "/ask/carol")])
+                crowd = await db.at_once(server, "/ask/carol", CROWD)
+            judge_one_by_one(server, a, b, plan, answers)
+            judge_opened(path, db)
+            judge_stored(plan, answers, stored, db.name)
+            by_worker = judge_crowd(server, first[0], crowd, db)
+            await _judge_restart(path, copy, db.env)
     except WorkersFailed as exc:
         _did_not_run(path, exc)
-    _judge_one_by_one(server, a, b, plan, answers)
-    _judge_stored(plan, answers, stored)
-    by_worker = _judge_crowd(server, crowd)
-    await _judge_restart(path, copy)
     spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
     return (
         f"alice's calls 1-{QUOTA} on worker {a} were allowed; calls {QUOTA + 1}-{QUOTA + 3} on worker {b} and "
-        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; {CROWD} calls for carol at the same "
-        f"moment ({spread}) were allowed exactly {QUOTA} times; after a restart the used-up quotas still held. The quota "
-        "holds across workers and restarts."
+        f"{QUOTA + 4}-{QUOTA + 5} back on {a} were refused; bob was allowed on both; after carol's first call, {CROWD} more "
+        f"at the same moment ({spread}) were allowed exactly {QUOTA - 1} times; after a restart the used-up quotas still "
+        f"held{db.on}. The quota holds across workers and restarts."
     )
 
 
-CROWD = 8
-
-
-def _judge_one_by_one(server: Workers, a: int, b: int, plan: list[tuple[int, str]], answers: list[Answer]) -> None:
-    """Did alice's calls, one after the other on workers ``a`` and ``b``, stop at her quota on both, and leave bob's alone?"""
-    for (_, route), answer in zip(plan, answers, strict=True):
-        if answer.status not in (200, 429):
-            fail(
-                f"GET {route} answered {answer.status}: {str(answer.body)[:100]}{_log_error(server)}",
-                "Every call must answer 200 (allowed) or 429 (over the quota).",
-            )
-    status = [answer.status for answer in answers]
-    first, other, back, bob = status[:QUOTA], status[QUOTA : QUOTA + 3], status[QUOTA + 3 : QUOTA + 5], status[QUOTA + 5 :]
-    if first != [200] * QUOTA:
-        fail(
-            f"alice's first {QUOTA} calls (all to worker {a}) answered {first}; all {QUOTA} must be allowed",
-            "Count the call, then compare with QUOTA: calls 1 to 5 answer 200, call 6 and later answer 429.",
-        )
-    if other == [200, 200, 200]:
-        fail(
-            f"alice's calls {QUOTA + 1} to {QUOTA + 3} went to worker {b} (the other one), which allowed all 3: "
-            f"it had not seen calls 1 to {QUOTA}. Each worker counted only the calls it saw.",
-            0,
-        )
-    if other == [200, 429, 429]:
-        fail(
-            f"alice's call {QUOTA + 1} was allowed and calls {QUOTA + 2} and {QUOTA + 3} refused: "
-            f"one call more than her quota of {QUOTA}",
-            "Allow a call only while the count before it is below QUOTA (`used < QUOTA`), not `<=`.",
-        )
-    if other + back != [429] * 5:
-        fail(
-            f"after alice's {QUOTA} allowed calls, her next calls answered {other} (worker {b}) and {back} (worker {a}); "
-            "all must answer 429",
-            1,
-        )
-    if bob != [200, 200]:
-        fail(
-            f"bob's first two calls answered {bob}, after alice had used up her quota",
-            "Count per key: alice's calls must not use up bob's quota.",
-        )
-
-
-async def _stored_counts(database: Path) -> dict[str, int] | None:
-    """The ``used`` count of each key in the ``usage`` table of ``database`` (read-only), or None without such a table."""
-
-    def read() -> dict[str, int] | None:
-        if not database.is_file():
-            return None
-        with contextlib.closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as connection:
-            try:
-                rows = connection.execute("SELECT key, used FROM usage").fetchall()
-            except sqlite3.OperationalError:  # no such table (or column)
-                return None
-        return {str(key): int(used) for key, used in rows}
-
-    return await anyio.to_thread.run_sync(read)
-
-
-def _judge_stored(plan: list[tuple[int, str]], answers: list[Answer], stored: dict[str, int] | None) -> None:
-    """Are the allowed calls counted in the database both workers share, the one the exercise names?"""
-    allowed = Counter(
-        route.removeprefix("/ask/") for (_, route), answer in zip(plan, answers, strict=True) if answer.status == 200
-    )
-    if stored is None:
-        fail(
-            "quota.db has no usage table with a `used` count per key: the calls were counted somewhere else",
-            "Keep the lifespan's CREATE TABLE IF NOT EXISTS usage (key, used), and count in that table.",
-        )
-    for key, calls in sorted(allowed.items()):
-        if key not in stored:
-            fail(
-                f"the usage table in quota.db holds no count for {key}, who was allowed {calls} calls: the calls were counted "
-                "somewhere else (a file, a worker's memory), not in the database both workers share",
-                "Count in the usage table: `UPDATE usage SET used = used + 1 WHERE key = :key AND used < :quota RETURNING used`.",
-            )
-        if stored[key] < calls:
-            fail(
-                f"the usage table in quota.db says {key} used {stored[key]} calls, yet {calls} were allowed: "
-                "some calls were counted somewhere else",
-                "Count every allowed call in the usage table, in the same transaction that allows it.",
-            )
-
-
-def _judge_crowd(server: Workers, crowd: list[Answer]) -> Counter[int]:
-    """Were calls for one key, sent at the same moment, allowed exactly QUOTA times? How many each worker served."""
-    by_worker = Counter(x.pid for x in crowd)
-    on = f"on {len(by_worker)} worker{'s' if len(by_worker) > 1 else ''}"
-    odd = [x for x in crowd if x.status not in (200, 429)]
-    if odd:
-        fail(
-            f"{len(odd)} of {CROWD} calls for carol sent at the same moment {on} answered {odd[0].status}: "
-            f"{str(odd[0].body)[:100]}{_log_error(server)}",
-            "Concurrent calls must not fail: do the check and the count in one statement (UPDATE ... WHERE used < quota).",
-        )
-    allowed = [x for x in crowd if x.status == 200]
-    used = sorted(n for x in allowed if isinstance(x.body, dict) and isinstance(n := x.body.get("used"), int))
-    if len(allowed) != QUOTA or used != list(range(1, QUOTA + 1)):
-        fail(
-            f"{CROWD} calls for carol sent at the same moment {on} were allowed {len(allowed)} times "
-            f"(quota {QUOTA}), with used = {used}: two calls read the same count before either wrote it.",
-            "Read-then-write races: do the check and the count in one statement, `UPDATE usage SET used = used + 1 "
-            "WHERE key = :key AND used < :quota RETURNING used`.",
-        )
-    return by_worker
-
-
-async def _judge_restart(path: Path, copy: Path) -> None:
+async def _judge_restart(path: Path, copy: Path, env: dict[str, str]) -> None:
     """After a deploy (new workers, the same database), do the used-up quotas still hold?"""
-    try:
-        async with _two_workers(path, copy=copy) as restarted:  # a deploy: new workers, the same database
-            c, d = restarted.worker_pids
-            after = await send_to_workers(restarted, [(c, "/ask/alice"), (d, "/ask/carol"), (c, "/ask/dave")])
-    except WorkersFailed as exc:
-        _did_not_run(path, exc)
+    async with _two_workers(path, copy=copy, env=env) as restarted:  # a deploy: new workers, the same database
+        c, d = restarted.worker_pids
+        after = await send_to_workers(restarted, [(c, "/ask/alice"), (d, "/ask/carol"), (c, "/ask/dave")])
     if [x.status for x in after] != [429, 429, 200]:
         fail(
             f"after a restart of both workers, alice's next call answered {after[0].status}, carol's {after[1].status} "
@@ -267,7 +166,7 @@ async def lifespan_client(module: Any) -> str:
     for euros, answer in zip(amounts, answers, strict=True):
         if answer.status != 200:
             fail(
-                f"GET /convert/{euros} answered {answer.status}{_log_error(server)}",
+                f"GET /convert/{euros} answered {answer.status}{log_error(server)}",
                 "Keep the route answering 200; check how the handler finds the client.",
             )
         expected = {"eur": euros, "usd": round(euros * 1.08, 2)}
@@ -374,6 +273,8 @@ async def _started_twice_in_one_process(path: Path) -> None:
 
 OLD_CENTS, NEW_CENTS = 3490, 3540
 KETTLE = "/prices/kettle"
+# What the handed-out lifespan creates; on PostgreSQL the check creates it before the workers start.
+PRICES = "CREATE TABLE IF NOT EXISTS prices (sku TEXT PRIMARY KEY, cents INTEGER NOT NULL)"
 
 
 @exercise(
@@ -398,8 +299,12 @@ KETTLE = "/prices/kettle"
 )
 async def price_change(module: Any) -> str:
     path = _module_file(module, "price_list.py")
+    copy = fresh_copy(path)
     try:
-        async with _two_workers(path) as server:
+        async with (
+            shared_database(copy, variable="PRICE_LIST_DATABASE_URL", database="price_list", tables=(PRICES,)) as db,
+            _two_workers(path, copy=copy, env=db.env) as server,
+        ):
             a, b = server.worker_pids
             before = await send_to_workers(server, [(a, KETTLE), (b, KETTLE)])  # pages viewed before the change
             change = await send_to_workers(server, [(a, KETTLE)], method="PUT", json={"cents": NEW_CENTS})
@@ -407,15 +312,16 @@ async def price_change(module: Any) -> str:
             unknown = await send_to_workers(server, [(b, "/prices/spoon")])
     except WorkersFailed as exc:
         _did_not_run(path, exc)
+    judge_opened(path, db)
     keep = "Keep the routes' answers as they were: {'sku': ..., 'cents': ...}, and 404 for an unknown product."
     for answer in before:
         if (answer.status, answer.body) != (200, {"sku": "kettle", "cents": OLD_CENTS}):
-            fail(f"GET {KETTLE} answered {answer.status} {str(answer.body)[:100]}{_log_error(server)}", keep)
+            fail(f"GET {KETTLE} answered {answer.status} {str(answer.body)[:100]}{log_error(server)}", keep)
     if (change[0].status, change[0].body) != (200, {"sku": "kettle", "cents": NEW_CENTS}):
         fail(f"PUT {KETTLE} with {{'cents': {NEW_CENTS}}} answered {change[0].status} {str(change[0].body)[:100]}", keep)
     if any(x.status != 200 for x in after):
         odd = next(x for x in after if x.status != 200)
-        fail(f"after PUT {KETTLE}, GET {KETTLE} answered {odd.status} {str(odd.body)[:100]}{_log_error(server)}", keep)
+        fail(f"after PUT {KETTLE}, GET {KETTLE} answered {odd.status} {str(odd.body)[:100]}{log_error(server)}", keep)
     cents = [x.body.get("cents") if isinstance(x.body, dict) else x.body for x in after]
     if cents != [NEW_CENTS] * len(after):
         old = cents.count(OLD_CENTS)
@@ -428,5 +334,5 @@ async def price_change(module: Any) -> str:
         fail(f"GET /prices/spoon (no such product) answered {unknown[0].status}, expected 404", keep)
     return (
         f"after PUT {KETTLE} on worker {a}, all {len(after)} reads, on worker {a} and on worker {b}, answered the new price "
-        f"({NEW_CENTS} cents), though both had shown the old one before; an unknown product answered 404."
+        f"({NEW_CENTS} cents), though both had shown the old one before; an unknown product answered 404{db.on}."
     )
