@@ -176,3 +176,19 @@ def test_servers_die_with_a_process_killed_mid_block(on_postgres: None) -> None:
     while not all(gone(pid) for pid in started["pids"]) or any(Path(f).exists() for f in started["folders"]):
         assert time.monotonic() < deadline, f"still there after the starter was killed: {started}"
         time.sleep(0.05)
+
+
+def test_a_check_on_a_machine_without_the_servers_says_so_and_never_blames_the_learner(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from asynclab.course.checking import CheckFailed, run
+
+    module = tmp_path / "quota.py"
+    module.write_text("from fastapi import FastAPI\napp = FastAPI()\n")
+    monkeypatch.setenv(stack.STACK_VARIABLE, "postgres")
+    monkeypatch.setattr(stack, "pg_bindir", lambda: None)
+    with pytest.raises(CheckFailed) as failed:
+        run("7.1", module)
+    said = str(failed.value)
+    assert "the check could not run on PostgreSQL and Redis: PostgreSQL not installed here" in said
+    assert "your code" not in said and "open the course without ASYNCLAB_STACK" in said

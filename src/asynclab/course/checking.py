@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import anyio
 
 from asynclab.bench.load import first_error
+from asynclab.bench.stack import StackUnavailable
 from asynclab.course import mistakes, unawaited
 from asynclab.course.check_thread import LearnerExit, check_loop, run_in_thread
 
@@ -254,6 +255,12 @@ def _verdict(error: BaseException | None, timed_out: bool, limit: float) -> _Ver
         return _Verdict(leaf.observed, leaf.hint)
     if isinstance(leaf, SystemExit | LearnerExit):
         return _Verdict(exited(leaf), "Do not end the process from your code: raise an exception, or return.")
+    if isinstance(leaf, StackUnavailable):  # the switch asks for servers this machine lacks: not the learner's code
+        return _Verdict(
+            f"the check could not run on PostgreSQL and Redis: {leaf}",
+            "Install them, or run on SQLite: open the course without ASYNCLAB_STACK (README, 'The production stack').",
+            may_add=False,
+        )
     if isinstance(leaf, StartupTimedOut):
         return _Verdict(
             f"{leaf}: something before the lifespan's `yield` waits for ever",
