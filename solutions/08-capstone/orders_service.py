@@ -1,6 +1,7 @@
 """Orders: staff create orders; each is charged and confirmed by e-mail; anyone can look an order up.
 
 Run it with two workers:  ORDERS_DATABASE_URL=sqlite+aiosqlite:///orders.db uvicorn orders_service:app --workers 2
+(or a PostgreSQL URL, postgresql+asyncpg://user@host/orders: the checks use one on the PostgreSQL stack).
 """
 
 from __future__ import annotations

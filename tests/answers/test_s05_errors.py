@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
+import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
@@ -21,6 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from asynclab.bench import stack
+from asynclab.standins import s05_errors as s05
 from asynclab.standins.s05_errors import Catalog, StockService, User, UserDB
 from tests.conftest import fails, passes
 
@@ -182,9 +185,70 @@ def test_5_1_rejects_reading_the_result_twice() -> None:
         assert "scalar_one_or_none" in failure.hint
 
 
+async def tells_the_client_the_drivers_words(user_id: int, session: AsyncSession) -> dict[str, object]:
+    try:
+        user = await session.get(User, user_id)
+    except SQLAlchemyError as exc:
+        raise HTTPException(status_code=500, detail=str(exc.orig)) from exc  # no SQL, no class name: the driver's message
+    if user is None:
+        raise HTTPException(status_code=404, detail=f"no user {user_id}")
+    return {"id": user.id, "name": user.name}
+
+
+#: What the driver says when the table is gone, as the leak message quotes it.
+TABLE_GONE_WORDS = "'relation '" if stack.on_postgres() else "'no such table'"
+
+
 def test_5_1_rejects_database_details_in_the_body() -> None:
     failure = fails("5.1", users_app(tells_the_client_why), saying="with the database down, the 500 body tells the client")
-    assert "'no such table'" in failure.observed
+    assert TABLE_GONE_WORDS in failure.observed
+    failure = fails("5.1", users_app(tells_the_client_the_drivers_words), saying="the 500 body tells the client")
+    assert TABLE_GONE_WORDS in failure.observed
+
+
+def test_5_1_a_session_kept_open_across_requests_still_sees_the_outage() -> None:
+    """One session for every request keeps a transaction open; on PostgreSQL it would hold off the outage's rename for ever.
+
+    The outage ends such sessions first, as a failing database does: the check still sees a broken database, and ends.
+    """
+
+    def build(db: UserDB) -> FastAPI:
+        app, kept = FastAPI(), db.sessionmaker()
+
+        @app.get("/users/{user_id}")
+        async def read_user(user_id: int) -> dict[str, object]:
+            if user_id <= 0:
+                raise HTTPException(status_code=400, detail="user ids start at 1")
+            return await narrow_and_chain(user_id, kept)
+
+        return app
+
+    assert "database down → 500" in passes("5.1", build)
+
+
+def record_kinds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The engines of the databases the checks make from now on, in order."""
+    made: list[str] = []
+    real = s05._new_database
+
+    async def noting(on: Any) -> Any:
+        database, remove = await real(on)
+        made.append(database.kind)
+        return database, remove
+
+    monkeypatch.setattr(s05, "_new_database", noting)
+    return made
+
+
+def test_5_1_on_postgres_right_and_wrong_answers(on_postgres: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the outage raises ProgrammingError (asyncpg's UndefinedTableError): the same verdicts, in its words."""
+    kinds = record_kinds(monkeypatch)
+    assert "database down → 500" in passes("5.1", users_app(narrow_and_chain))
+    assert "database down → 503" in passes("5.1", users_app(outage_as_503))
+    leak = fails("5.1", users_app(tells_the_client_the_drivers_words), saying="the 500 body tells the client")
+    assert "'relation '" in leak.observed and "no such table" not in leak.observed
+    fails("5.1", users_app(everything_is_not_found), saying="GET /users/3 answered 404, expected 500 (or 503)")
+    assert kinds == ["postgres"] * 4
 
 
 def test_5_1_rejects_a_404_for_a_broken_database() -> None:

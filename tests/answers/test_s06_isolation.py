@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from asynclab.standins import s06_isolation as s06
 from asynclab.standins.s06_isolation import AuditLog, Moderation, Note, OrderBook
 from tests.conftest import fails, passes
 
@@ -251,7 +252,7 @@ def test_61_rejects_a_session_that_never_commits() -> None:
 
 
 def test_61_rejects_an_engine_that_is_never_disposed() -> None:
-    fails("6.1", engine_never_disposed, saying="connection(s) to the database file were still open")
+    fails("6.1", engine_never_disposed, saying="connection(s) to the database were still open")
 
 
 def test_61_rejects_sessions_that_expire_on_commit() -> None:
@@ -267,6 +268,32 @@ def test_61_rejects_sessions_that_expire_on_commit() -> None:
 
 def test_61_rejects_an_engine_per_request() -> None:
     fails("6.1", engine_per_request, saying="different engines")
+
+
+def record_kinds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The engines of the notes databases the checks make from now on, in order."""
+    made: list[str] = []
+    real = s06.bench_database
+
+    @asynccontextmanager
+    async def noting(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with real(*args, **kwargs) as database:
+            made.append(database.kind)
+            yield database
+
+    monkeypatch.setattr(s06, "bench_database", noting)
+    return made
+
+
+def test_61_on_postgres_right_and_wrong_answers(on_postgres: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same verdicts on PostgreSQL (asyncpg), where the writes of different sessions do not wait for each other."""
+    kinds = record_kinds(monkeypatch)
+    passes("6.1", lifespan_state_sessionmaker)
+    passes("6.1", dependency_owns_the_transaction)
+    fails("6.1", handed_out, saying="answered 201 with id None: the note was never written to the database")
+    fails("6.1", shared_session_behind_a_lock, saying="but only 1 reached the moderation check at the same time")
+    fails("6.1", engine_never_disposed, saying="connection(s) to the database were still open")
+    assert kinds == ["postgres"] * 5
 
 
 # --- 6.2 · whose request is this? ------------------------------------------------------------------
@@ -592,6 +619,15 @@ def test_62_rejects_a_reset_that_comes_after_the_response() -> None:
         contextvars_set_and_reset_with_tokens,
         saying="answered {'user': 'alice', 'tenant': 'acme'}: the identity of the request before it",
     )
+
+
+def test_62_on_postgres_right_and_wrong_answers(on_postgres: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same verdicts on PostgreSQL, for the burst in-process and for the keep-alive connection on uvicorn."""
+    kinds = record_kinds(monkeypatch)
+    passes("6.2", dependency_returns_the_caller)
+    fails("6.2", globals_as_handed_out, saying="of 100 concurrent requests got or wrote another user's or tenant's data")
+    fails("6.2", contextvars_set_only_when_signed_in, saying="on real uvicorn, on one keep-alive connection, pipelined")
+    assert kinds == ["postgres"] * 3  # one database per check: the burst's, then the keep-alive part's too
 
 
 # --- 6.3 · find it: the audit trail names the wrong person -------------------------------------------

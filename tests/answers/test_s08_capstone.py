@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from asynclab.bench import stack
+from asynclab.checks._s08_workers import BURST
 from asynclab.course import authoring, checking
 from asynclab.standins.s08_capstone import handed_out_service
 from tests.conftest import fails, passes
@@ -41,7 +43,12 @@ HANDED_OUT_SAYS = {
     "8.4": "the service uses on_event",
     "8.5": "GET /orders/9999 for an order that does not exist answered 500",
     "8.6": "the declined order was saved by the next request's commit",
-    "8.7": "the database refused a second order numbered ORD-00001 (the server's log says: UNIQUE constraint failed: orders.number)",
+    "8.7": "the database refused a second order numbered ORD-00001 (the server's log says: "
+    + (
+        'duplicate key value violates unique constraint "orders_number_key")'
+        if stack.on_postgres()
+        else "UNIQUE constraint failed: orders.number)"
+    ),
 }
 
 
@@ -223,6 +230,27 @@ def test_8_5_the_error_text_in_the_body_is_rejected(tmp_path: Path) -> None:
     fails("8.5", variant(tmp_path, (UNAVAILABLE, "raise HTTPException(503, str(exc)) from exc")), saying="tells the client")
 
 
+def test_8_5_the_drivers_words_in_the_body_are_rejected(tmp_path: Path) -> None:
+    """No SQL and no class name, only the driver's message: SQLite's "no such table", PostgreSQL's "relation ... does not exist"."""
+    words = "'relation '" if stack.on_postgres() else "'no such table'"
+    failure = fails(
+        "8.5", variant(tmp_path, (UNAVAILABLE, "raise HTTPException(503, str(exc.orig)) from exc")), saying="tells the client"
+    )
+    assert words in failure.observed
+
+
+def test_8_5_passes_before_8_6_is_fixed(tmp_path: Path) -> None:
+    """One session for the whole app (8.6's fault, not 8.5's), closed at shutdown: 8.5 still passes.
+
+    On PostgreSQL that session stays in a transaction after its reads, which would hold off the outage's
+    rename for ever; the outage ends it first, and the broken lookup still answers 503.
+    """
+    shared = "    yield request.app.state.shared\n"
+    made = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
+    closed = made + "        app.state.shared = app.state.sessions()\n        stack.push_async_callback(app.state.shared.close)\n"
+    assert "database gone: 503" in passes("8.5", variant(tmp_path, (PER_REQUEST, shared), (made, closed)))
+
+
 def test_8_5_a_broken_database_answered_as_not_found_is_rejected(tmp_path: Path) -> None:
     fails("8.5", variant(tmp_path, (UNAVAILABLE, "order = None")), saying="a broken database is the server's fault")
 
@@ -337,22 +365,31 @@ def test_8_7_counting_the_rows_is_rejected_under_concurrency(tmp_path: Path) -> 
 
 
 def test_8_7_a_database_sequence_reset_at_startup_is_rejected_after_a_restart(tmp_path: Path) -> None:
-    """Unique while the workers run (the counter is in the database), but every start resets it."""
-    numbered = (
+    """Unique while the workers run (the counter is in the database), but every start resets it.
+
+    Both workers start at once: the table is made by one of them (on PostgreSQL the other's CREATE then
+    fails, and is let go), and the reset is one upsert, so that only the restart can go wrong.
+    """
+    counted = (
         "    await session.flush()\n"
-        '    n = (await session.execute(text("UPDATE numbers SET n = n + 1 RETURNING n"))).scalar_one()\n'
+        '    n = (await session.execute(text("UPDATE numbers SET n = n + 1 WHERE id = 1 RETURNING n"))).scalar_one()\n'
         '    order.number = f"ORD-{n:05d}"\n'
     )
     made = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
     reset = (
         made
+        + "        with contextlib.suppress(SQLAlchemyError):  # the other worker may be making it at this moment\n"
+        + "            async with engine.begin() as conn:\n"
+        + '                await conn.execute(text("CREATE TABLE IF NOT EXISTS numbers (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))\n'
         + "        async with engine.begin() as conn:  # a fresh sequence at every start\n"
-        + '            await conn.execute(text("CREATE TABLE IF NOT EXISTS numbers (n INTEGER NOT NULL)"))\n'
-        + '            await conn.execute(text("DELETE FROM numbers"))\n'
-        + '            await conn.execute(text("INSERT INTO numbers VALUES (0)"))\n'
+        + '            await conn.execute(text("INSERT INTO numbers VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET n = 0"))\n'
     )
     service = variant(
-        tmp_path, (FLUSH, numbered), (made, reset), ("from sqlalchemy.exc", "from sqlalchemy import text\nfrom sqlalchemy.exc")
+        tmp_path,
+        (FLUSH, counted),
+        (made, reset),
+        ("from sqlalchemy.exc", "from sqlalchemy import text\nfrom sqlalchemy.exc"),
+        ("import logging\n", "import contextlib\nimport logging\n"),
     )
     fails("8.7", service, saying="after a restart of both workers")
 
@@ -393,3 +430,124 @@ def test_8_4_an_engine_disposed_in_a_finally_passes(tmp_path: Path) -> None:
         await engine.dispose()
 """
     assert "the engine disposed" in passes("8.4", variant(tmp_path, (STACK, outer)))
+
+
+# --- 8.7 on both engines: the race forced on each (SQLite's write lock, PostgreSQL's tables locked IN EXCLUSIVE MODE).
+
+MADE = "    order = Order(email=new.email, amount_cents=new.amount_cents)\n    session.add(order)\n" + FLUSH
+SQL_IMPORTS = (
+    "from sqlalchemy.exc import SQLAlchemyError",
+    "from sqlalchemy import func, insert, select, text\nfrom sqlalchemy.exc import IntegrityError, SQLAlchemyError",
+)
+
+
+def numbered(tmp_path: Path, made: str) -> Path:
+    """The solution with the order made and numbered by ``made`` instead (func, insert, select, text, IntegrityError imported)."""
+    return variant(tmp_path, (MADE, made), SQL_IMPORTS)
+
+
+def test_8_7_insert_returning_the_id_passes(tmp_path: Path) -> None:
+    made = (
+        "    statement = insert(Order).values(email=new.email, amount_cents=new.amount_cents).returning(Order.id)\n"
+        "    order = await session.get(Order, (await session.execute(statement)).scalar_one())\n"
+        '    order.number = f"ORD-{order.id:05d}"\n'
+    )
+    assert "different numbers" in passes("8.7", numbered(tmp_path, made))
+
+
+def test_8_7_a_unique_number_retried_on_conflict_passes(tmp_path: Path) -> None:
+    """Count, insert, and when the database refuses the number (another order took it), roll back and count again."""
+    made = (
+        "    for _ in range(50):\n"
+        "        taken = await session.scalar(select(func.count()).select_from(Order))\n"
+        '        order = Order(number=f"ORD-{taken + 1:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "        session.add(order)\n"
+        "        try:\n"
+        "            await session.flush()\n"
+        "            break\n"
+        "        except IntegrityError:\n"
+        "            await session.rollback()  # the number was taken meanwhile: try the next one\n"
+    )
+    assert "different numbers" in passes("8.7", numbered(tmp_path, made))
+
+
+def test_8_7_the_highest_number_plus_one_is_rejected(tmp_path: Path) -> None:
+    """Read max + 1, then insert: orders placed at the same moment all read the same maximum, on either engine."""
+    made = (
+        "    last = await session.scalar(select(func.max(Order.id)))\n"
+        '    order = Order(number=f"ORD-{(last or 0) + 1:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "    session.add(order)\n"
+        "    await session.flush()\n"
+    )
+    fails("8.7", numbered(tmp_path, made), saying=f"of {BURST} orders placed at the same time on")
+
+
+def test_8_7_locking_the_last_row_is_rejected(tmp_path: Path) -> None:
+    """SELECT ... FOR UPDATE locks the rows that exist, not the next number: the next order reads the same last row."""
+    made = (
+        "    last = await session.scalar(select(Order.id).order_by(Order.id.desc()).limit(1).with_for_update())\n"
+        '    order = Order(number=f"ORD-{(last or 0) + 1:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "    session.add(order)\n"
+        "    await session.flush()\n"
+    )
+    fails("8.7", numbered(tmp_path, made), saying=f"of {BURST} orders placed at the same time on")
+
+
+def test_8_7_a_lock_in_each_worker_is_rejected(tmp_path: Path) -> None:
+    """An asyncio.Lock around max + 1 makes one worker's orders take turns; the other worker has a lock of its own.
+
+    On PostgreSQL the requests queued behind that lock never show as waiting for the database: the burst goes on
+    after the crowd's bound (5 s), and the two workers' orders still collide.
+    """
+    made = (
+        "    async with request.app.state.number_lock:  # one order at a time, in this worker\n"
+        "        last = await session.scalar(select(func.max(Order.id)))\n"
+        '        order = Order(number=f"ORD-{(last or 0) + 1:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "        session.add(order)\n"
+        "        await session.flush()\n"
+        "        await session.commit()\n"
+    )
+    sessions = "        app.state.sessions = async_sessionmaker(engine, expire_on_commit=False)\n"
+    service = variant(
+        tmp_path, (MADE, made), SQL_IMPORTS, (sessions, sessions + "        app.state.number_lock = anyio.Lock()\n")
+    )
+    failure = fails("8.7", service, saying=f"of {BURST} orders placed at the same time on")
+    assert "the database refused a second order numbered" in failure.observed
+
+
+COUNT_AFTER_INSERT = (
+    "    order = Order(email=new.email, amount_cents=new.amount_cents)\n"
+    "    session.add(order)\n"
+    "    await session.flush()\n"
+    "    taken = await session.scalar(select(func.count()).select_from(Order))  # this order included\n"
+    '    order.number = f"ORD-{taken:05d}"\n'
+)
+
+
+def test_8_7_counting_after_the_insert_depends_on_the_engine(tmp_path: Path) -> None:
+    """SQLite runs one write transaction at a time: a count taken after your own INSERT is yours alone.
+
+    PostgreSQL runs them side by side: two orders inserted at once both count the same rows.
+    """
+    service = numbered(tmp_path, COUNT_AFTER_INSERT)
+    if stack.on_postgres():
+        failure = fails("8.7", service, saying=f"of {BURST} orders placed at the same time on")
+        assert 'duplicate key value violates unique constraint "orders_number_key"' in failure.observed
+    else:
+        assert "different numbers" in passes("8.7", service)
+
+
+def test_8_7_on_postgres_a_sequence_passes_and_the_duplicate_is_named(on_postgres: None, tmp_path: Path) -> None:
+    """PostgreSQL's own sequence for the id column hands out numbers to every worker; asyncpg's UniqueViolationError is named."""
+    made = (
+        "    n = await session.scalar(select(func.nextval('orders_id_seq')))\n"
+        '    order = Order(id=n, number=f"ORD-{n:05d}", email=new.email, amount_cents=new.amount_cents)\n'
+        "    session.add(order)\n"
+        "    await session.flush()\n"
+    )
+    assert "different numbers" in passes("8.7", numbered(tmp_path, made))
+    fails(
+        "8.7",
+        handed_out_service(tmp_path),
+        saying='the database refused a second order numbered ORD-00001 (the server\'s log says: duplicate key value violates unique constraint "orders_number_key")',
+    )

@@ -22,7 +22,6 @@ from asynclab.standins.s06_isolation import (
     AuditLog,
     Call,
     StoredNote,
-    temporary_database,
 )
 
 TENANTS_62 = ["acme", "globex", "initech", "umbrella"]
@@ -128,7 +127,7 @@ def judge_leaks_62(calls: list[Call], report: LoadReport, stored: list[StoredNot
 
 
 def judge_stored_62(calls: list[Call], stored: list[StoredNote]) -> None:
-    """Is every new note in the file, stored for the caller who wrote it?"""
+    """Is every new note in the database, stored for the caller who wrote it?"""
     wrong_rows = [
         n
         for n in stored
@@ -156,8 +155,10 @@ def _as(user: str, tenant: str) -> dict[str, str]:
     return {"X-User": user, "X-Tenant": tenant}
 
 
-async def keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
+async def keep_alive_62(factory: Callable[[str, AuditLog], Any], db_url: str) -> int:
     """Serve the app with real uvicorn (h11) and send signed-in and anonymous requests on one keep-alive connection.
+
+    On the database at ``db_url``, the one the burst used (the notes it holds change no answer here).
 
     uvicorn starts a request on a kept-alive connection from the context the request before it left
     (pipelined requests; and any request after one whose large body paused reading): a ContextVar
@@ -186,27 +187,26 @@ async def keep_alive_62(factory: Callable[[str, AuditLog], Any]) -> int:
         (401, None),
     ]
     in_app = InFlight("requests inside the app")
-    async with temporary_database(SEED_62) as db:
-        with counting_connections(ignore_engine=READER) as connections:
-            try:
-                app = _counted(recording_errors(build_app(factory, db.url, AuditLog(), name="build_service"), errors), in_app)
-                async with (
-                    uvicorn_server(app, http="h11", startup_timeout=SERVER_START) as url,
-                    Connection(url, timeout=ANSWER_WITHIN) as conn,
-                ):
-                    answers = await conn.send(*pipelined)
-                    for request in after_big:  # one after the other, each once the previous one has answered
-                        answers += await conn.send(request)
-            except BenchTimedOut as exc:
-                if in_app.now:  # the answer did not come because the app was still working on it: the app's doing
-                    fail(
-                        f"on real uvicorn, a request on a keep-alive connection had no answer after {exc.seconds:g} s: "
-                        f"{in_app.now} request(s) were still inside your app",
-                        "Every route must answer: look for an await that never ends, or a lock that is never released.",
-                    )
-                raise
-            finally:
-                await connections.close_leftovers()
+    with counting_connections(ignore_engine=READER) as connections:
+        try:
+            app = _counted(recording_errors(build_app(factory, db_url, AuditLog(), name="build_service"), errors), in_app)
+            async with (
+                uvicorn_server(app, http="h11", startup_timeout=SERVER_START) as url,
+                Connection(url, timeout=ANSWER_WITHIN) as conn,
+            ):
+                answers = await conn.send(*pipelined)
+                for request in after_big:  # one after the other, each once the previous one has answered
+                    answers += await conn.send(request)
+        except BenchTimedOut as exc:
+            if in_app.now:  # the answer did not come because the app was still working on it: the app's doing
+                fail(
+                    f"on real uvicorn, a request on a keep-alive connection had no answer after {exc.seconds:g} s: "
+                    f"{in_app.now} request(s) were still inside your app",
+                    "Every route must answer: look for an await that never ends, or a lock that is never released.",
+                )
+            raise
+        finally:
+            await connections.close_leftovers()
     sent = pipelined + after_big
     for k, (request, answer, (status, body)) in enumerate(zip(sent, answers, expected, strict=True)):
         who = request.headers.get("X-User")

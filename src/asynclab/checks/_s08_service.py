@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import itertools
@@ -66,9 +67,11 @@ def _recording(app: Any) -> Any:
 
 
 @asynccontextmanager
-async def serving(path: Path, **changes: Any) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    """The learner's service with a new database, started and stopped through its lifespan."""
-    async with orders_database() as url:
+async def serving(path: Path, *, url: str | None = None, **changes: Any) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The learner's service with a new database (or the one at ``url``), started and stopped through its lifespan."""
+    async with contextlib.AsyncExitStack() as stack:
+        if url is None:
+            url = await stack.enter_async_context(orders_database())
         with scenario(database_url=url, **changes):
             app = import_service(path).app
             app_errors.clear()

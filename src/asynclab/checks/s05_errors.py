@@ -17,8 +17,11 @@ from asynclab.checks._harness import build_app
 from asynclab.course.checking import exercise, fail
 from asynclab.standins.s05_errors import CATALOG_PRICES, SEED_USERS, Catalog, StockService, UserDB
 
-#: Words that must never reach a client when the database is down.
-DB_INTERNALS = ("no such table", "SQL", "sqlite", "OperationalError", "Traceback", "users_offline")
+#: Words that must never reach a client when the database is down: SQLite's, then PostgreSQL's (asyncpg's) forms.
+DB_INTERNALS = (
+    *("no such table", "SQL", "sqlite", "OperationalError", "Traceback", "users_offline"),
+    *("asyncpg", "postgres", "ProgrammingError", "UndefinedTable", "relation "),
+)
 
 
 def _leaks(text: str, secrets: tuple[str, ...]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Checks for section 6, request context and isolation (a real SQLite file through SQLAlchemy's async ORM)."""
+"""Checks for section 6, request context and isolation (a real SQLite or PostgreSQL database, through SQLAlchemy's async ORM)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
     judge_burst(calls, report, stored_after, errors)
     if still_open > 0:
         fail(
-            f"after the app stopped, {still_open} connection(s) to the database file were still open",
+            f"after the app stopped, {still_open} connection(s) to the database were still open",
             "Dispose of the engine when the app stops: `await engine.dispose()` after the lifespan's yield.",
         )
     if engines > 1:
@@ -83,7 +83,7 @@ async def session_per_request(factory: Callable[[str, Moderation], Any]) -> str:
         )
     return (
         "a rejected request's rollback left the 3 other notes alone, and 50 mixed concurrent requests gave no errors, "
-        f"lost no note and saved no rejected one ({len(stored_after)} notes in the file, one engine, every connection closed)."
+        f"lost no note and saved no rejected one ({len(stored_after)} notes in the database, one engine, every connection closed)."
     )
 
 
@@ -129,7 +129,7 @@ async def _whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
     rendezvous = Rendezvous(N_62, timeout=2.0)
     audit = AuditLog(rendezvous=rendezvous)
     calls = calls_62()
-    async with temporary_database(SEED_62) as db:
+    async with temporary_database(SEED_62) as db:  # for the burst, then for the keep-alive part
         with counting_connections(ignore_engine=READER) as connections:
             try:
                 app = build_app(factory, db.url, audit, name="build_service")
@@ -138,18 +138,18 @@ async def _whose_request(factory: Callable[[str, AuditLog], Any]) -> str:
             finally:
                 await connections.close_leftovers()
         stored = await db.notes()
-    judge_statuses_62(calls, report, errors)
-    judge_leaks_62(calls, report, stored)
-    if len(audit.entries) < N_62:
-        fail(f"only {len(audit.entries)} of {N_62} requests called audit.record()", "Keep the audit call in every route.")
-    if not rendezvous.complete:
-        fail(
-            f"the {N_62} requests were never inside the app at the same time: "
-            f"at most {rendezvous.most_inside} of them were waiting in audit.record() at once",
-            "Requests must not take turns: remove any lock, and keep the per-request values per request instead.",
-        )
-    judge_stored_62(calls, stored)
-    served = await keep_alive_62(factory)
+        judge_statuses_62(calls, report, errors)
+        judge_leaks_62(calls, report, stored)
+        if len(audit.entries) < N_62:
+            fail(f"only {len(audit.entries)} of {N_62} requests called audit.record()", "Keep the audit call in every route.")
+        if not rendezvous.complete:
+            fail(
+                f"the {N_62} requests were never inside the app at the same time: "
+                f"at most {rendezvous.most_inside} of them were waiting in audit.record() at once",
+                "Requests must not take turns: remove any lock, and keep the per-request values per request instead.",
+            )
+        judge_stored_62(calls, stored)
+        served = await keep_alive_62(factory, db.url)
     return (
         f"{N_62} requests from {len(USERS_62)} users of {len(TENANTS_62)} tenants, all inside the app at once: each saw and "
         f"wrote only its own data; on real uvicorn (h11), {served} signed-in and anonymous requests on one keep-alive "

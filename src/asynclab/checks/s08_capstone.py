@@ -9,14 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import warnings
+from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from asynclab.bench.crowd import at_once
-from asynclab.bench.database import sqlite_url
 from asynclab.bench.inprocess import lifespan_started
 from asynclab.bench.probes import capture_logs
 from asynclab.bench.worker_requests import send_to_workers
@@ -39,15 +37,17 @@ from asynclab.checks._s08_workers import (
     BURST,
     ORDER,
     WORKER_TIMEOUT,
+    crowd_on_every_worker,
     did_not_run,
     judge_crowd,
     judge_restart,
     judge_sent_one_by_one,
     orders_workers,
+    workers_database,
 )
 from asynclab.course.checking import exercise, fail
 from asynclab.course.mistakes import warning_text
-from asynclab.standins import s08_capstone as capstone
+from asynclab.standins.s05_errors import rename_table
 from asynclab.standins.s08_capstone import DECLINED_CARD, journal
 
 # --- 8.1 async route handlers ---------------------------------------------------------------------
@@ -224,20 +224,23 @@ async def mail_is_tracked(answer: Any) -> str:
 )
 async def lifespan_owns_resources(answer: Any) -> str:
     path = service_file(answer)
-    with warnings.catch_warnings(record=True) as caught, counting_connections() as connections:
-        warnings.simplefilter("always", DeprecationWarning)
-        try:
-            async with serving(path) as (client, _):
-                expect_created(await place_order(client), "POST /orders")
-                used = connections.opened
-        finally:
-            still_open = connections.still_open
-            await connections.close_leftovers()
+    async with orders_database() as url:  # one database for both starts (on PostgreSQL, one server)
+        with warnings.catch_warnings(record=True) as caught, counting_connections() as connections:
+            warnings.simplefilter("always", DeprecationWarning)
+            try:
+                async with serving(path, url=url) as (client, _):
+                    expect_created(await place_order(client), "POST /orders")
+                    used = connections.opened
+            finally:
+                still_open = connections.still_open
+                await connections.close_leftovers()
+        left_after_shutdown = journal.left_open()  # before the next start resets the journal
+        started, left = await _start_with_the_mail_server_down(path, url)
     deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning) and "on_event" in str(w.message)]
     if deprecated:
         fail(f"the service uses on_event, and FastAPI warned: {warning_text(deprecated[0].message)}", 1)
-    if journal.left_open():
-        fail(f"after a normal shutdown, {', '.join(journal.left_open())} was still open", 2)
+    if left_after_shutdown:
+        fail(f"after a normal shutdown, {', '.join(left_after_shutdown)} was still open", 2)
     if still_open:
         fail(
             f"after a normal shutdown, {still_open} of the {used} database connection(s) the service opened were still "
@@ -247,16 +250,6 @@ async def lifespan_owns_resources(answer: Any) -> str:
                 "the engine."
             ),
         )
-    async with orders_database() as url:
-        with scenario(database_url=url, mail_server_down=True):
-            app = import_service(path).app
-            started = True
-            try:
-                async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5):
-                    pass
-            except Exception:  # noqa: BLE001 - whatever failed the startup, this part expects it
-                started = False
-            left = journal.left_open()
     if started:
         fail(
             "with the mail server down, the service started anyway", "Let a failed connection fail the startup: do not catch it."
@@ -273,7 +266,23 @@ async def lifespan_owns_resources(answer: Any) -> str:
     )
 
 
+async def _start_with_the_mail_server_down(path: Path, url: str) -> tuple[bool, list[str]]:
+    """Start the service while the mail server is down: did it start, and what did it leave open?"""
+    with scenario(database_url=url, mail_server_down=True):
+        app = import_service(path).app
+        started = True
+        try:
+            async with lifespan_started(app, startup_timeout=5, shutdown_timeout=5):
+                pass
+        except Exception:  # noqa: BLE001 - whatever failed the startup, this part expects it
+            started = False
+        return started, journal.left_open()
+
+
 # --- 8.5 error handling ---------------------------------------------------------------------------
+
+#: What the server's inside looks like in a body: SQLite's words, then PostgreSQL's (asyncpg's).
+INTERNALS_85 = ("SELECT", "orders_moved", "no such table", "Traceback", "relation ", "asyncpg", "UndefinedTable")
 
 
 @exercise(
@@ -294,8 +303,7 @@ async def missing_is_404(answer: Any) -> str:
             missing = await client.get("/orders/9999")
             engine = create_async_engine(url)
             try:
-                async with engine.begin() as conn:
-                    await conn.execute(text("ALTER TABLE orders RENAME TO orders_moved"))
+                await rename_table(engine, "orders", "orders_moved")  # the table is gone
                 broken = await client.get("/orders/9998")  # not in any session's identity map: the query must run
             finally:
                 await engine.dispose()
@@ -309,7 +317,7 @@ async def missing_is_404(answer: Any) -> str:
             "a broken database is the server's fault, not a missing order.",
             "Answer 500 or 503 when the database fails, and log it.",
         )
-    leaked = [word for word in ("SELECT", "orders_moved", "no such table", "Traceback") if word in broken.text]
+    leaked = [word for word in INTERNALS_85 if word in broken.text]
     if leaked:
         fail(
             f"the {broken.status_code} body tells the client about the server's inside ({leaked[0]!r}): {broken.text[:120]}",
@@ -379,23 +387,20 @@ async def session_per_request(answer: Any) -> str:
 async def unique_across_workers(answer: Any) -> str:
     path = service_file(answer)
     copy = fresh_copy(path)
-    url = sqlite_url(copy.parent / "orders.db")
-    await capstone.prepare_database(url)
-    try:
-        async with orders_workers(copy, url) as server:
-            a, b = server.worker_pids
-            answers = await send_to_workers(
-                server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF
-            )
-            crowd = await at_once(
-                server, "/orders", BURST, method="POST", hold=copy.parent / "orders.db", json=ORDER, headers=STAFF
-            )
-        log = server.log()  # read once the server has stopped: every line is written
-    except WorkersFailed as exc:
-        did_not_run(path, exc)
-    numbers = judge_sent_one_by_one((a, b, a), answers, log)
-    by_worker, crowd_numbers = judge_crowd(crowd, numbers, log)
-    await judge_restart(path, copy, url, numbers + crowd_numbers)
+    async with workers_database(copy) as (url, hold):  # a SQLite file, or a database in a temporary PostgreSQL server
+        try:
+            async with orders_workers(copy, url) as server:
+                a, b = server.worker_pids
+                answers = await send_to_workers(
+                    server, [(a, "/orders"), (b, "/orders"), (a, "/orders")], method="POST", json=ORDER, headers=STAFF
+                )
+                crowd = await crowd_on_every_worker(server, BURST, hold, json=ORDER, headers=STAFF)
+            log = server.log()  # read once the server has stopped: every line is written
+        except WorkersFailed as exc:
+            did_not_run(path, exc)
+        numbers = judge_sent_one_by_one((a, b, a), answers, log)
+        by_worker, crowd_numbers = judge_crowd(crowd, numbers, log)
+        await judge_restart(path, copy, url, numbers + crowd_numbers)
     spread = " and ".join(f"{k} on {pid}" for pid, k in sorted(by_worker.items()))
     return (
         f"3 orders on 2 workers (pids {a} and {b}), then {BURST} at the same time ({spread}), then 2 more after a restart "

@@ -204,7 +204,7 @@ async def memo_database(
 ) -> AsyncIterator[MemoDatabase]:
     """``async with memo_database() as db:`` a fresh database, deleted (all connections closed) when the block ends."""
     rows = rows_of(Memo, ({"id": i, "text": t} for i, t in memos.items()))
-    async with temporary_database(_Base.metadata, rows, name="memos", prefix="asynclab-memos-") as file:
+    async with temporary_database(_Base.metadata, rows, name="memos", prefix="asynclab-memos-", on="sqlite") as file:
         db = MemoDatabase(file, pool_size=pool_size, pool_timeout=pool_timeout)
         try:
             yield db

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
 import anyio.lowlevel
 import httpx
 from sqlalchemy import String, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.types import ASGIApp
 
-from asynclab.bench.database import Row, SQLiteFile, rows_of
+from asynclab.bench.database import Database, PostgresDatabase, Row, SQLiteFile, rows_of
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import NO_ANSWER, load
 from asynclab.bench.rawhttp import Connection, RawRequest
 from asynclab.bench.server import uvicorn_server
+from asynclab.bench.stack import Stack
+from asynclab.bench.stack import stack as current_stack
 
 #: The users every new database starts with.
 SEED_USERS: Mapping[int, str] = {1: "Ada", 2: "Grace", 3: "Linus", 4: "Barbara", 5: "Guido"}
@@ -41,24 +46,30 @@ class User(Base):
 
 
 class UserDB:
-    """A users database in a temporary SQLite file; :meth:`close` disposes the engine and deletes the file.
+    """A users database; :meth:`close` disposes the engine and removes the database.
 
+    A temporary SQLite file, or on the PostgreSQL stack (``ASYNCLAB_STACK=postgres``, or ``on="postgres"``)
+    a database in a temporary PostgreSQL server of its own, stopped and deleted by :meth:`close`.
     ``db.session`` is a FastAPI dependency (``session: AsyncSession = Depends(db.session)``) that
     opens one session per request and closes it afterwards.
     """
 
-    def __init__(self, file: SQLiteFile) -> None:
-        self._file = file  # its folder is deleted when closed (or, at the latest, when garbage-collected)
-        self.path = file.path
-        self.engine: AsyncEngine = file.engine()
+    def __init__(self, database: Database, remove: Callable[[], None]) -> None:
+        self.database = database
+        self.kind = database.kind
+        self.path = database.path if isinstance(database, SQLiteFile) else None
+        self.engine: AsyncEngine = database.engine()
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # removed by close(), or at the latest when garbage-collected or when the interpreter exits
+        self._remove = weakref.finalize(self, remove)
 
     @classmethod
-    async def create(cls, users: Mapping[int, str] = SEED_USERS) -> UserDB:
-        """Make the file, create the table and add ``users`` (id -> name)."""
-        db = cls(SQLiteFile("users", prefix="asynclab-users-"))
+    async def create(cls, users: Mapping[int, str] = SEED_USERS, *, on: Stack | None = None) -> UserDB:
+        """Make the database, create the table and add ``users`` (id -> name)."""
+        db = cls(*await _new_database(on))
         try:
-            await db._file.create(Base.metadata, rows_of(User, ({"id": uid, "name": name} for uid, name in users.items())))
+            rows = rows_of(User, ({"id": uid, "name": name} for uid, name in users.items()))
+            await db.database.create(Base.metadata, rows, _ids_after_seed)
         except BaseException:
             await db.close()
             raise
@@ -66,37 +77,105 @@ class UserDB:
 
     @classmethod
     @asynccontextmanager
-    async def temporary(cls, users: Mapping[int, str] = SEED_USERS) -> AsyncIterator[UserDB]:
-        """``async with UserDB.temporary() as db:`` a database that is deleted when the block ends."""
-        db = await cls.create(users)
+    async def temporary(cls, users: Mapping[int, str] = SEED_USERS, *, on: Stack | None = None) -> AsyncIterator[UserDB]:
+        """``async with UserDB.temporary() as db:`` a database that is removed when the block ends."""
+        db = await cls.create(users, on=on)
         try:
             yield db
         finally:
             await db.close()
+
+    @property
+    def where(self) -> str:
+        """Where the users live, in words."""
+        if isinstance(self.database, SQLiteFile):
+            return f"{self.database.path.name} (a temporary SQLite file)"
+        return f"the database users of a temporary PostgreSQL server (127.0.0.1:{self.database.server.port})"
+
+    @property
+    def table_gone(self) -> type[SQLAlchemyError]:
+        """What a query raises during an :meth:`outage` on this engine.
+
+        SQLite: ``OperationalError`` ("no such table"); PostgreSQL: ``ProgrammingError`` (asyncpg's
+        ``UndefinedTableError``, "relation ... does not exist"). Both are ``SQLAlchemyError``.
+        """
+        return OperationalError if self.kind == "sqlite" else ProgrammingError
+
+    def removed(self) -> bool:
+        """True once the database is gone: the file and its folder, or the server, its folder and its port."""
+        if isinstance(self.database, SQLiteFile):
+            return not self.database.path.exists() and not self.database.path.parent.exists()
+        server = self.database.server
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            listening = probe.connect_ex((server.host, server.port)) == 0
+        return not server.folder.exists() and not listening
 
     async def session(self) -> AsyncIterator[AsyncSession]:
         """FastAPI dependency: one session per request, closed when the response is done."""
         async with self.sessionmaker() as session:
             yield session
 
-    @asynccontextmanager
-    async def outage(self) -> AsyncIterator[None]:
-        """While the block runs, the ``users`` table is gone: every query on it raises ``OperationalError``."""
-        async with self.engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE users RENAME TO users_offline"))
-        try:
-            yield
-        finally:
-            async with self.engine.begin() as conn:
-                await conn.execute(text("ALTER TABLE users_offline RENAME TO users"))
+    def outage(self) -> AbstractAsyncContextManager[None]:
+        """While the block runs, the ``users`` table is gone: every query on it raises :attr:`table_gone`."""
+        return table_taken_away(self.engine, "users", "users_offline")
 
     async def close(self) -> None:
-        """Close every connection, then delete the file and its folder."""
+        """Close every connection, then remove the database (a PostgreSQL server is stopped)."""
         await self.engine.dispose()
-        self._file.remove()
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._remove)
 
     def __repr__(self) -> str:
-        return f"UserDB({self.path})"
+        return f"UserDB({self.where})"
+
+
+async def _ids_after_seed(conn: AsyncConnection) -> None:
+    """On PostgreSQL, move the id sequence past the seeded ids (given explicitly), or the next new user would get id 1."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))"))
+
+
+async def _new_database(on: Stack | None) -> tuple[Database, Callable[[], None]]:
+    """A new, empty database for :class:`UserDB`, and how to remove it (a blocking call)."""
+    if (on or current_stack()) == "postgres":
+        from asynclab.bench.postgres_server import temporary_postgres
+
+        stop = contextlib.ExitStack()
+        server = await anyio.to_thread.run_sync(stop.enter_context, temporary_postgres(databases=("users",)))
+        return PostgresDatabase(server, "users"), stop.close
+    file = SQLiteFile("users", prefix="asynclab-users-")
+    return file, file.remove
+
+
+#: On PostgreSQL, the sessions a rename would wait for: a transaction that has read a table holds a lock on it until it ends.
+_OPEN_TRANSACTIONS = (
+    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'"
+)
+
+
+@asynccontextmanager
+async def table_taken_away(engine: AsyncEngine, table: str, renamed: str) -> AsyncIterator[None]:
+    """While the block runs, ``table`` is renamed ``renamed``: every query on it fails, as in an outage.
+
+    On PostgreSQL a rename waits for every transaction that has read the table; a session left open
+    in one would make it wait for ever, so such sessions are ended first, as a failing database ends them.
+    """
+    await rename_table(engine, table, renamed)
+    try:
+        yield
+    finally:
+        with anyio.CancelScope(shield=True):
+            await rename_table(engine, renamed, table)
+
+
+async def rename_table(engine: AsyncEngine, old: str, new: str) -> None:
+    """``ALTER TABLE old RENAME TO new``; on PostgreSQL, first end the sessions left open in a transaction (see above)."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(_OPEN_TRANSACTIONS))
+        await conn.execute(text(f"ALTER TABLE {old} RENAME TO {new}"))
 
 
 class StockService:

@@ -1,4 +1,4 @@
-"""Section 6's stand-ins (request isolation): notes in a temporary SQLite file, services that hold requests.
+"""Section 6's stand-ins (request isolation): notes in a temporary database, services that hold requests.
 
 And the lesson's drivers, each called in one line.
 """
@@ -14,19 +14,19 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import httpx
-from sqlalchemy import String, select
+from sqlalchemy import String, Text, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.database import Row, rows_of
-from asynclab.bench.database import temporary_database as sqlite_database
+from asynclab.bench.database import temporary_database as bench_database
 from asynclab.bench.gauges import InFlight
 from asynclab.bench.inprocess import inprocess_client
 from asynclab.bench.load import LoadReport, load
 from asynclab.bench.polling import until  # noqa: F401 - the lesson imports it from here
 from asynclab.standins._s06_uploads import UPLOADS, who_is_anonymous, who_is_anonymous_in_a_process  # noqa: F401 - the lesson's
 
-#: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the file back.
+#: The ``logging_name`` of the engines that :meth:`NotesDatabase.notes` makes to read the database back.
 READER = "asynclab-reader"
 
 
@@ -42,12 +42,12 @@ class Note(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(40), index=True)
     owner: Mapped[str] = mapped_column(String(40))
-    text: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)  # unbounded: a check saves a 100 kB note (PostgreSQL enforces VARCHAR lengths)
 
 
 @dataclass(frozen=True)
 class StoredNote:
-    """A row as it is in the file, read through a connection of its own."""
+    """A row as it is in the database, read through a connection of its own."""
 
     id: int
     tenant: str
@@ -57,10 +57,14 @@ class StoredNote:
 
 @dataclass(frozen=True)
 class NotesDatabase:
-    """A SQLite file with a ``notes`` table; ``url`` is what ``create_async_engine`` takes."""
+    """A database with a ``notes`` table; ``url`` is what ``create_async_engine`` takes.
 
-    path: Path
+    A SQLite file (``path``), or on the PostgreSQL stack a database in a temporary server (``path`` is None).
+    """
+
     url: str
+    kind: str = "sqlite"
+    path: Path | None = None
 
     async def notes(self) -> list[StoredNote]:
         """Every committed note, in id order (through a fresh engine, closed before returning)."""
@@ -75,19 +79,20 @@ class NotesDatabase:
 
 @asynccontextmanager
 async def temporary_database(seed: Iterable[tuple[str, str, str]] = ()) -> AsyncIterator[NotesDatabase]:
-    """Create a SQLite file holding the ``notes`` table (and the ``(tenant, owner, text)`` rows of ``seed``).
+    """Create a database holding the ``notes`` table (and the ``(tenant, owner, text)`` rows of ``seed``).
 
-    The folder holding the file is removed when the block ends. Close your engines inside the
-    block (``await engine.dispose()``): the lifespan of an app does that when the app stops::
+    A SQLite file, whose folder is removed when the block ends; with ``ASYNCLAB_STACK=postgres``, a
+    database in a temporary PostgreSQL server, stopped when the block ends. Close your engines inside
+    the block (``await engine.dispose()``): the lifespan of an app does that when the app stops::
 
         async with temporary_database(seed=[("acme", "alice", "hello")]) as db:
-            engine = create_async_engine(db.url)   # the app opens its own engine on the file
+            engine = create_async_engine(db.url)   # the app opens its own engine on the database
             ...
             print(await db.notes())                # read back what was really committed
     """
     rows = rows_of(Note, ({"tenant": t, "owner": o, "text": x} for t, o, x in seed))
-    async with sqlite_database(Base.metadata, rows, name="notes") as file:
-        yield NotesDatabase(path=file.path, url=file.url)
+    async with bench_database(Base.metadata, rows, name="notes") as made:
+        yield NotesDatabase(url=made.url, kind=made.kind, path=getattr(made, "path", None))
 
 
 class Rendezvous:

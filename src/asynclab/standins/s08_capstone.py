@@ -13,16 +13,19 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.lowlevel
-from sqlalchemy import String
+from sqlalchemy import String, func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from asynclab.bench.calls import CallRecorder
-from asynclab.bench.database import Row, create_tables, sqlite_url
+from asynclab.bench.database import Row, create_tables, sqlite_url, temporary_database
 from asynclab.bench.loopbound import LoopBound
 from asynclab.bench.mailbox import (
     Mailbox,
     MailboxFull,  # noqa: F401 - part of the mail SDK a service imports from here
 )
+from asynclab.bench.stack import Stack
 
 if TYPE_CHECKING:
     from asynclab.bench.loopwatch import LoopWatch
@@ -52,7 +55,8 @@ class Settings:
     """What the service reads at start-up. Tests and checks change it in-process; workers read the environment.
 
     Settings come from the environment, so the same module runs in-process and under real uvicorn
-    workers: ``ORDERS_DATABASE_URL`` names the SQLite file.
+    workers: ``ORDERS_DATABASE_URL`` names the database, a SQLite file by default. On the PostgreSQL
+    stack the checks set it to a database in a temporary PostgreSQL server (``postgresql+asyncpg://...``).
     """
 
     database_url: str = field(default_factory=lambda: os.environ.get("ORDERS_DATABASE_URL", "sqlite+aiosqlite:///orders.db"))
@@ -76,6 +80,40 @@ def database_url(path: str | Path) -> str:
 async def prepare_database(url: str) -> None:
     """Create the tables, as a migration does before the service starts (never by the workers themselves)."""
     await create_tables(url, Base.metadata)
+
+
+async def count_after_insert(on: Stack) -> list[str]:
+    """Orders A and B, each inserted and then numbered by counting the rows, before A commits: what happened, in order.
+
+    On SQLite (told not to wait: ``timeout=0``) B's INSERT is refused while A's write transaction is open;
+    B tries again once A has committed. On PostgreSQL B's INSERT goes through at once.
+    """
+    events: list[str] = []
+    async with temporary_database(Base.metadata, name="orders", on=on) as db:
+        engine = db.engine(connect_args={"timeout": 0}) if on == "sqlite" else db.engine()
+        try:
+            async with AsyncSession(engine) as a, AsyncSession(engine) as b:
+                await _insert_and_count("A", a, events)
+                refused = not await _insert_and_count("B", b, events)
+                await a.commit()
+                events.append("A committed")
+                if refused:
+                    await _insert_and_count("B", b, events)
+        finally:
+            await engine.dispose()
+    return events
+
+
+async def _insert_and_count(name: str, session: AsyncSession, events: list[str]) -> bool:
+    session.add(Order(email=f"{name.lower()}@example.com", amount_cents=100))
+    try:
+        await session.flush()
+    except OperationalError as exc:
+        await session.rollback()
+        events.append(f"{name}'s INSERT refused: {exc.orig}")
+        return False
+    events.append(f"{name} inserted, counts {await session.scalar(select(func.count()).select_from(Order))}")
+    return True
 
 
 class Journal:
