@@ -10,6 +10,7 @@ from pathlib import Path
 from asynclab.course.authoring import COPIED, ROOT
 
 MODULE_LINES = 450  # a module a reader can hold: split it where a reader would look for two things
+DOCSTRING_WORDS = 60
 FUNCTION_LINES = 60  # a function's span, from its `def` to its last line
 
 
@@ -49,6 +50,16 @@ def test_no_module_is_too_long() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_LINES
     }
     assert not long, f"modules over {MODULE_LINES} lines: {long}"
+
+
+def test_a_module_docstring_says_what_the_module_is_for_in_a_line_or_two() -> None:
+    """The why lives on the function that needs it: a module's docstring stays short."""
+    wordy = {}
+    for path in _python_files():
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if doc and len(doc.split()) > DOCSTRING_WORDS:
+            wordy[str(path.relative_to(ROOT))] = len(doc.split())
+    assert not wordy, f"module docstrings over {DOCSTRING_WORDS} words: {wordy}"
 
 
 def test_no_function_is_too_long() -> None:

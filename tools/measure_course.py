@@ -1,9 +1,9 @@
 """Measure the course: each lesson's run time (its core and the whole notebook), and what a room needs.
 
-python tools/measure_course.py                  # every lesson, every solution, then progress
+python tools/measure_course.py                  # the lessons, the solutions, then progress
 python tools/measure_course.py --lessons-only   # the lessons alone: the run-time table
-python tools/measure_course.py --keep-kernels   # leave every kernel running: the worst case for memory
-python tools/measure_course.py --json FILE      # also write every figure to FILE
+python tools/measure_course.py --keep-kernels   # keep every kernel: the worst case for memory
+python tools/measure_course.py --json FILE      # also write the figures to FILE
 """
 
 from __future__ import annotations

@@ -1,13 +1,4 @@
-"""The database section 7's checks give the two workers: the SQLite file next to the module, or a fresh PostgreSQL database.
-
-A learner's module reads its database URL from an environment variable (``QUOTA_DATABASE_URL``,
-``PRICE_LIST_DATABASE_URL``), as a deployed app does, and falls back to a SQLite file next to
-itself. On SQLite the check passes nothing and the module uses that file. On PostgreSQL
-(``ASYNCLAB_STACK=postgres``) the check starts a temporary server, creates the module's table
-before the workers start (as a deploy's migration step does: two workers running
-``CREATE TABLE IF NOT EXISTS`` at the same moment can fail one startup on PostgreSQL), and passes
-the URL to the workers in the variable.
-"""
+"""The database section 7's checks give the two workers: the SQLite file next to the module, or a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -101,7 +92,11 @@ def judge_opened(path: Path, db: SharedDatabase) -> None:
 async def shared_database(copy: Path, *, variable: str, database: str, tables: tuple[str, ...]) -> AsyncIterator[SharedDatabase]:
     """The database for a check of the module ``copy``: ``database.db`` next to it, or a new PostgreSQL database.
 
-    On PostgreSQL, ``tables`` (``CREATE TABLE`` statements) run before the block starts.
+    The learner's module reads its URL from ``variable`` (as a deployed app does) and falls back to
+    the SQLite file next to itself: on SQLite the check passes nothing. On PostgreSQL it starts a
+    temporary server, runs ``tables`` (``CREATE TABLE`` statements) before the workers start, as a
+    deploy's migration step does (two workers running ``CREATE TABLE IF NOT EXISTS`` at the same
+    moment can fail one startup there), and passes the URL in ``variable``.
     """
     file = copy.with_name(f"{database}.db")
     if not postgres_here():

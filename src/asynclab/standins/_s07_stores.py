@@ -1,9 +1,6 @@
 """Lesson 7's shared stores on the PostgreSQL stack: two transactions at once, every worker's pool filled, Redis's clients.
 
-Every wait here is an order of events, never a clock: a transaction of ours stays open until the
-other one has run (or waits for it, as ``pg_stat_activity`` shows), and each request holds its
-pooled connection until an advisory lock of ours is let go, once every request holds one or failed.
-"""
+Every wait here is an order of events, never a clock."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Lesson 9 on the PostgreSQL stack: psycopg 3's sync driver inside ``async def``, on a real server, under both guards.
-
-The block is a row lock, not a set time. A connection of ours, in a thread of its own, holds the
-stock row that the route updates, so the route's query waits for it; we let go once the point is
-made: the stall guard will count the stall (by its own rules, :class:`StallSeen`), or the loop has
-answered enough other requests while the query waited.
-"""
+"""Lesson 9 on the PostgreSQL stack: psycopg 3's sync driver inside ``async def``, on a real server, under both guards."""
 
 from __future__ import annotations
 
@@ -56,6 +50,9 @@ def row_locked(
     dsn: str, release_when: Callable[[], str | None], *, on_waiting: Callable[[], None] = lambda: None, timeout: float = 30.0
 ) -> Iterator[Held]:
     """Hold ``tea``'s row (``SELECT ... FOR UPDATE``) from a thread of ours while the block runs.
+
+    The block is a row lock, not a set time: the route's query waits for the row, and we let go once
+    the point is made (the stall guard will count the stall, by its own rules: :class:`StallSeen`).
 
     Once a query waits for a lock (``pg_stat_activity``), the thread calls ``on_waiting()``, then
     lets go when ``release_when()`` returns a reason (asked every 5 ms), after ``timeout`` s at

@@ -1,13 +1,4 @@
-"""Section 9's bench: the vendors' stand-ins of its two sample services, and a way to run a test suite.
-
-- Exercise 9.1's catalog service shows product pages: ``display_price`` (a helper from "the pricing
-  team's package") looks harmless and calls a blocking price SDK; the product descriptions are
-  text files in :data:`DESCRIPTIONS`. The SDK records, for every call, whether the event loop was
-  free while it blocked, asked of the loop itself (see :class:`PriceFeed`).
-- Exercise 9.2's reports service (:data:`reports`) has one route that renders a PDF on the loop,
-  one that waits for a slow upstream without blocking, and a health check.
-- :func:`run_suite` runs a pytest suite in a fresh process, as a developer or CI would.
-"""
+"""Section 9's bench: the vendors' stand-ins of its two sample services (9.1's catalog, 9.2's reports), and a suite runner."""
 
 from __future__ import annotations
 
@@ -102,7 +93,11 @@ def price_text(cents: int) -> str:
 
 
 def display_price(sku: str) -> str:
-    """The price of ``sku`` as shown on the page, e.g. ``'34.90 EUR'``: quoted by the pricing service now."""
+    """The price of ``sku`` as shown on the page, e.g. ``'34.90 EUR'``: quoted by the pricing service now.
+
+    Exercise 9.1's catalog calls it: a helper from "the pricing team's package" that looks harmless
+    and calls the blocking price SDK (:class:`PriceFeed`).
+    """
     return price_text(prices.quote(sku))
 
 
