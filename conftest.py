@@ -32,20 +32,6 @@ def survivors(marker_value: str) -> list[str]:
     return found
 
 
-#: Test files whose tests run for half a minute each (a real hub, a JupyterLab in a browser, progress over every
-#: solution). With the notebooks, they are handed out first: the longest work starts first, the short tests fill
-#: the gaps, and the run does not wait at its end for one long test that started last.
-LONG_FIRST = ("tests/test_hub.py", "tests/test_jupyterlab.py", "tests/test_progress.py", "tests/test_accessibility.py")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    def first(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return 0 if path.endswith(".ipynb") else 1 if path in LONG_FIRST else 2
-
-    items.sort(key=first)  # stable: the order within each group is kept
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     """Keep each notebook's cells together on one xdist worker (one kernel); spread every other test."""
     from xdist.scheduler import LoadScopeScheduling
