@@ -132,6 +132,14 @@ def test_the_stack_suite_ci_runs_names_files_that_exist_and_every_engine_depende
     assert block, "CONTRIBUTING.md has no stack-suite block"
     paths = [word for word in block.group(1).split() if "/" in word]
     assert [p for p in paths if not (root / p).exists()] == []
+    engine_dependent = [
+        p.relative_to(root).as_posix()
+        for p in (root / "tests").rglob("test_*.py")
+        if re.search(r"on_postgres: None|postgres_here\(\)", p.read_text(encoding="utf-8"))
+    ]
+    assert [p for p in engine_dependent if p not in paths] == [], (
+        "a test file with PostgreSQL-only tests the stack suite leaves out"
+    )
     for number in ("04", "05", "06", "07", "08", "09"):
         for prefix in (f"notebooks/{number}-", f"solutions/{number}-", f"tests/answers/test_s{number}_"):
             assert any(p.startswith(prefix) for p in paths), f"the stack suite leaves out {prefix}*"
