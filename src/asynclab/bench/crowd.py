@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import psutil
 
 from asynclab.bench.load import response_body
@@ -73,53 +73,53 @@ def lock_waiters(dsn: str) -> int:
 
 
 async def at_once(
-    server: Workers, path: str, n: int, *, method: str = "GET", hold: Held | None = None, **request: Any
+    server: Workers,
+    path: str,
+    n: int,
+    *,
+    method: str = "GET",
+    hold: Held | None = None,
+    holding: Callable[[Any], AbstractContextManager[None]] = writes_held,  # or a holder of one engine only
+    within: float = 10.0,
+    **request: Any,
 ) -> list[Answer]:
     """Send ``n`` requests at the same moment, each on its own new connection (so both workers take some).
 
-    With ``hold`` (a SQLite file, or a PostgreSQL URL), its writes are held at the start of the burst
-    (see :func:`writes_held`): on SQLite for its first 0.2 s; on PostgreSQL until every request is
-    either answered or waiting for the lock (an order of events, not a clock; at most 10 s).
+    With ``hold`` (a SQLite file, or a PostgreSQL URL), ``holding(hold)`` (:func:`writes_held` by default)
+    holds the database at the start of the burst, until :func:`until_answered_or_waiting`.
     """
     answers: list[Answer] = []
-    if hold is None:
-        await _burst(server, path, n, method, answers, request)
-        return sorted(answers, key=lambda a: a.index)
-    with contextlib.ExitStack() as lock:
-        lock.enter_context(writes_held(hold))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_burst, server, path, n, method, answers, request)
-            if isinstance(hold, str):
-                await _until_all_waiting(hold, n, answers)
-            else:
-                await anyio.sleep(0.2)
-            lock.close()  # let the writes go: the burst goes on
-    return sorted(answers, key=lambda a: a.index)
-
-
-async def _burst(server: Workers, path: str, n: int, method: str, answers: list[Answer], request: dict[str, Any]) -> None:
-    limits = httpx.Limits(max_keepalive_connections=0)
-    async with httpx.AsyncClient(limits=limits, timeout=10, headers={"Connection": "close"}) as client:
+    async with fresh_client(timeout=within + 10) as client:
 
         async def one(i: int) -> None:
             response = await client.request(method, server.url + path, **request)
-            try:
-                body = response.json()
-            except ValueError:
-                body = response.text
-            pid = int(response.headers.get(PID_HEADER, 0))
-            answers.append(Answer(i, pid, response.status_code, body))
+            answers.append(Answer(i, int(response.headers.get(PID_HEADER, 0)), response.status_code, response_body(response)))
 
-        async with anyio.create_task_group() as tg:
-            for i in range(n):
-                tg.start_soon(one, i)
+        with contextlib.ExitStack() as lock:
+            if hold is not None:
+                lock.enter_context(holding(hold))
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i)
+                if hold is not None:
+                    await until_answered_or_waiting(hold, n, answers, within=within)
+                    lock.close()  # let the writes go: the burst goes on
+    return sorted(answers, key=lambda a: a.index)
 
 
-async def _until_all_waiting(dsn: str, n: int, answers: list[Answer], within: float = 10.0) -> None:
-    """Wait until each of ``n`` requests has been answered or waits for a lock of the database at ``dsn``."""
+async def until_answered_or_waiting(hold: Held, n: int, answers: Sized, *, within: float = 10.0) -> None:
+    """How long a burst keeps the database ``hold`` held: until each of its ``n`` requests is answered or waiting.
+
+    On PostgreSQL, a request waiting for a lock shows in ``pg_stat_activity`` (:func:`lock_waiters`): an order
+    of events, not a clock, bounded by ``within`` seconds (a request queued behind a lock of the app's own
+    never shows there). SQLite shows no waiters: there the hold lasts 0.2 s.
+    """
+    if not isinstance(hold, str):
+        await anyio.sleep(0.2)
+        return
     deadline = anyio.current_time() + within
-    while anyio.current_time() < deadline:
-        if len(answers) + await anyio.to_thread.run_sync(lock_waiters, dsn) >= n:
+    while len(answers) + await anyio.to_thread.run_sync(lock_waiters, hold) < n:
+        if anyio.current_time() > deadline:
             return
         await anyio.sleep(0.01)
 

@@ -77,7 +77,3 @@ class Tether:
         if self._watcher is not None:
             self._close(self._watcher)
             self._watcher = None
-
-    @property
-    def watcher_pid(self) -> int | None:
-        return self._watcher.pid if self._watcher else None

@@ -13,10 +13,8 @@ from typing import Any, Literal
 import anyio
 import anyio.to_thread
 
-from asynclab.bench.crowd import at_once, lock_waiters
-from asynclab.bench.load import response_body
+from asynclab.bench.crowd import at_once
 from asynclab.bench.stack import postgres_here
-from asynclab.bench.worker_requests import fresh_client, pid_of
 from asynclab.bench.workers import Answer, Workers
 from asynclab.course.checking import fail
 
@@ -75,7 +73,7 @@ class SharedDatabase:
         """
         if self.dsn is None:
             return await at_once(server, path, n, hold=self.file)
-        return await at_once_rows_held(server, path, n, self.dsn)
+        return await at_once(server, path, n, hold=self.dsn, holding=rows_held)
 
 
 def judge_opened(path: Path, db: SharedDatabase) -> None:
@@ -143,30 +141,3 @@ def rows_held(dsn: str) -> Iterator[None]:
             yield
         finally:
             connection.rollback()
-
-
-async def at_once_rows_held(server: Workers, path: str, n: int, dsn: str, *, within: float = 10.0) -> list[Answer]:
-    """``n`` GET requests at the same moment, each on a new connection, while :func:`rows_held` holds the rows.
-
-    The rows go once every request is answered or waits for a lock (at most ``within`` seconds).
-    """
-    answers: list[Answer] = []
-    async with fresh_client(timeout=within + 10) as client:
-
-        async def one(i: int) -> None:
-            response = await client.get(server.url + path)
-            body = response_body(response)
-            answers.append(Answer(i, pid_of(response, body), response.status_code, body))
-
-        with contextlib.ExitStack() as lock:
-            lock.enter_context(rows_held(dsn))
-            async with anyio.create_task_group() as tg:
-                for i in range(n):
-                    tg.start_soon(one, i)
-                deadline = anyio.current_time() + within
-                while len(answers) + await anyio.to_thread.run_sync(lock_waiters, dsn) < n:
-                    if anyio.current_time() > deadline:
-                        break
-                    await anyio.sleep(0.01)
-                lock.close()  # the rows go: the waiting writes go on
-    return sorted(answers, key=lambda a: a.index)

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import anyio
 import anyio.to_thread
 
-from asynclab.bench.crowd import Held, accepted, lock_waiters, writes_held
+from asynclab.bench.crowd import Held, accepted, until_answered_or_waiting, writes_held
 from asynclab.bench.database import sqlite_url, temporary_database
 from asynclab.bench.load import response_body
 from asynclab.bench.polling import until
@@ -148,18 +148,9 @@ async def crowd_on_every_worker(server: Workers, n: int, hold: Held, **request: 
                         for i in share:
                             tg.start_soon(one, i)
                         await until(lambda: accepted(pid, server.port) >= before + len(share), timeout=5.0)  # noqa: B023
-                await _until_every_order_waits(hold, n, answers)
+                await until_answered_or_waiting(hold, n, answers, within=5.0)
                 lock.close()  # the writes go on
     return sorted(answers, key=lambda a: a.index)
-
-
-async def _until_every_order_waits(hold: Held, n: int, answers: list[Answer]) -> None:
-    if not isinstance(hold, str):
-        await anyio.sleep(0.2)
-        return
-    deadline = anyio.current_time() + 5.0
-    while anyio.current_time() < deadline and len(answers) + await anyio.to_thread.run_sync(lock_waiters, hold) < n:
-        await anyio.sleep(0.01)
 
 
 def order_number(answer: Answer) -> Any:
