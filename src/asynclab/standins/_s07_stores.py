@@ -5,7 +5,6 @@ Every wait here is an order of events, never a clock."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,8 @@ import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from asynclab.bench.polling import until
 
 if TYPE_CHECKING:
     from asynclab.bench.postgres_server import PostgresServer
@@ -183,7 +184,7 @@ async def fill_pools(app: str, app_dir: Path, pg: PostgresServer, *, workers: in
                     for i in range(pool_size):
                         tg.start_soon(one, k * pool_size + i)
                     expected = (k + 1) * pool_size  # each request so far holds a connection (waits for us) or failed
-                    await _until(lambda: _count(ours, HOLDING) + sum(a.status != 200 for a in answers) >= expected)  # noqa: B023
+                    await until(lambda: _count(ours, HOLDING) + sum(a.status != 200 for a in answers) >= expected, timeout=30.0)  # noqa: B023
             held = _count(ours, APP_CONNECTIONS)
             ours.execute("SELECT pg_advisory_unlock(%s)", (BARRIER,))  # every request goes on, and answers
         log = server.log()
@@ -198,12 +199,6 @@ APP_CONNECTIONS = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'c
 def _count(connection: Any, query: str) -> int:
     row = connection.execute(query).fetchone()
     return int(row[0]) if row else 0
-
-
-async def _until(ready: Callable[[], bool], within: float = 30.0) -> None:
-    deadline = anyio.current_time() + within
-    while not ready() and anyio.current_time() < deadline:
-        await anyio.sleep(0.01)
 
 
 async def _until_none_left(ours: Any, within: float = 10.0) -> int:
